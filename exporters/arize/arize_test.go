@@ -1,0 +1,188 @@
+package arize
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
+	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
+	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
+	"github.com/kern-agents/trace-gateway/plugins"
+)
+
+const absent = otlptest.Absent
+
+func configure(t testing.TB, exp plugins.Exporter, raw map[string]any) plugins.Exporter {
+	t.Helper()
+	if err := exp.Configure(context.Background(), raw); err != nil {
+		t.Fatalf("configure: %v", err)
+	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	return exp
+}
+
+var wantAgentRun = map[string]map[string]string{
+	fixture.TeamRun: {
+		keyKind: "AGENT", keyInputValue: "Plan a day in Lisbon", keyInputMime: "text/plain",
+		keyOutputValue: "Here is your plan", keySessionID: fixture.SessionID, keyUserID: fixture.UserID,
+		keyAgentName: absent, keyModelName: absent,
+		keyMetadata: `{"model":"gpt-4o","run_id":"run-42","run_kind":"team","team_id":"travel-team","trace_run_id":"run-42"}`,
+	},
+	fixture.PreHook:    {keyKind: "GUARDRAIL", keyInputValue: "Plan a day in Lisbon", keyUserID: fixture.UserID},
+	fixture.Delegation: {keyKind: "CHAIN", keyInputValue: "Check the weather in Lisbon"},
+	fixture.MemberRun:  {keyKind: "AGENT", keyAgentName: fixture.AgentID, keySessionID: fixture.SessionID},
+	fixture.LLM: {
+		keyKind: "LLM", keyModelName: fixture.LLMModel, keyPromptTokens: "120", keyCompletionToks: "45", keyTotalTokens: "165",
+		keyInvocation: `{"temperature":0.2}`, keyInputValue: fixture.LLMInput, keyInputMime: "application/json",
+		keyOutputValue: fixture.LLMOutput, keyOutputMime: "text/plain", fixture.SenderKey: fixture.SenderValue,
+	},
+	fixture.Tool: {keyKind: "TOOL", keyToolName: fixture.Tool, keyInputValue: fixture.ToolArgs, keyInputMime: "application/json", keyOutputValue: absent},
+	fixture.Retrieval: {
+		keyKind: "RETRIEVER", keyInputValue: fixture.Query, keyOutputValue: absent,
+		keyDocuments + "0.document.id": "doc-1", keyDocuments + "0.document.content": "Take tram 28", keyDocuments + "0.document.score": "0.91",
+		keyDocuments + "1.document.id": "doc-2", keyDocuments + "1.document.score": "0.87",
+	},
+	fixture.Embedding: {keyKind: "EMBEDDING", keyEmbeddingModel: "text-embedding-3-small", keyPromptTokens: "4", keyModelName: absent},
+	fixture.PostHook:  {keyKind: "GUARDRAIL"},
+}
+
+func expectProject(t testing.TB, td ptrace.Traces, project string) {
+	t.Helper()
+	for _, rs := range td.ResourceSpans().All() {
+		if got := facts.Text(rs.Resource().Attributes(), KeyProjectName); got != project {
+			t.Fatalf("resource %s = %q, want %q", KeyProjectName, got, project)
+		}
+		if got := facts.Text(rs.Resource().Attributes(), "service.name"); got == "" {
+			t.Fatalf("service.name = %q; the sender's resource must be kept", got)
+		}
+	}
+}
+
+func TestMapAgentRun(t *testing.T) {
+	in := fixture.AgentRun()
+	in.ResourceSpans().At(0).Resource().Attributes().PutStr(KeyProjectName, "sender-choice")
+	out := Map("agents-prod")(in)
+	otlptest.ExpectAttrs(t, out, wantAgentRun)
+	otlptest.ExpectEvent(t, out, fixture.Tool, "exception", map[string]string{
+		"exception.type": fixture.ExcType, "exception.message": fixture.ExcMessage,
+	})
+	expectProject(t, out, "agents-prod")
+	if got := facts.Text(in.ResourceSpans().At(0).Resource().Attributes(), KeyProjectName); got != "sender-choice" {
+		t.Fatal("Map modified its input")
+	}
+}
+
+func TestExportAX(t *testing.T) {
+	srv := otlptest.NewGRPC(t)
+	exp := configure(t, New(), map[string]any{
+		"endpoint": "http://" + srv.Addr + "/v1", "space_id": "U3BhY2U6MQ==", "api_key": "ak-1", "project": "agents-prod",
+	})
+	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("want 1 call, got %d", len(reqs))
+	}
+	r := reqs[0]
+	for k, want := range map[string]string{
+		"arize-space-id": "U3BhY2U6MQ==", "space_id": "U3BhY2U6MQ==", "api_key": "ak-1",
+		"arize-api-key": "ak-1", "authorization": "ak-1", "arize-interface": "otel",
+	} {
+		if got := r.Metadata.Get(k); len(got) != 1 || got[0] != want {
+			t.Errorf("metadata %s = %v, want %q", k, got, want)
+		}
+	}
+	if r.Compression != "gzip" {
+		t.Errorf("compression = %q, want gzip", r.Compression)
+	}
+	expectProject(t, r.Traces, "agents-prod")
+	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
+}
+
+func TestAXErrors(t *testing.T) {
+	otlptest.RunGRPCErrorSuite(t, func(t testing.TB, addr string) plugins.Exporter {
+		return configure(t, New(), map[string]any{
+			"endpoint": "http://" + addr, "space_id": "s", "api_key": "k", "project": "p", "timeout": "5s",
+		})
+	})
+}
+
+func TestAXConfig(t *testing.T) {
+	ok := func(extra map[string]any) map[string]any {
+		m := map[string]any{"space_id": "s", "api_key": "k", "project": "p"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+		{Name: "defaults", Raw: ok(nil)},
+		{Name: "eu", Raw: ok(map[string]any{"region": "eu"})},
+		{Name: "sdk style endpoint", Raw: ok(map[string]any{"endpoint": "https://otlp.arize.com/v1"})},
+		{Name: "host:port", Raw: ok(map[string]any{"endpoint": "otlp.arize.com:443"})},
+		{Name: "missing everything", Raw: map[string]any{}, Fields: []string{"space_id", "api_key", "project"}},
+		{Name: "unknown region", Raw: ok(map[string]any{"region": "apac"}), Fields: []string{"region"}},
+		{Name: "endpoint and region", Raw: ok(map[string]any{"region": "eu", "endpoint": "https://x"}), Fields: []string{"region"}},
+		{Name: "endpoint without port", Raw: ok(map[string]any{"endpoint": "otlp.arize.com"}), Fields: []string{"endpoint"}},
+		{Name: "endpoint with a path", Raw: ok(map[string]any{"endpoint": "https://otlp.arize.com/v1/traces"}), Fields: []string{"endpoint"}},
+		{Name: "unknown key", Raw: ok(map[string]any{"model_id": "m"}), Fields: []string{"model_id"}},
+	})
+}
+
+func TestExportPhoenix(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/s/my-space", "api_key": "phx_1", "project": "agents"})
+	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("want 1 request, got %d", len(reqs))
+	}
+	r := reqs[0]
+	if r.Method != "POST" || r.Path != "/s/my-space/v1/traces" {
+		t.Fatalf("got %s %s", r.Method, r.Path)
+	}
+	for k, want := range map[string]string{
+		"Authorization": "Bearer phx_1", "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+	} {
+		if got := r.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	expectProject(t, r.Traces, "agents")
+	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
+}
+
+func TestPhoenixWithoutAPIKey(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/v1/traces"})
+	if err := exp.Export(context.Background(), fixture.Many(2)); err != nil {
+		t.Fatal(err)
+	}
+	r := srv.Requests()[0]
+	if r.Path != "/v1/traces" || r.Header.Get("Authorization") != "" {
+		t.Fatalf("path %q, Authorization %q", r.Path, r.Header.Get("Authorization"))
+	}
+	expectProject(t, r.Traces, DefaultPhoenixProject)
+}
+
+func TestPhoenixErrors(t *testing.T) {
+	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
+		return configure(t, NewPhoenix(), map[string]any{"endpoint": base})
+	})
+}
+
+func TestPhoenixConfig(t *testing.T) {
+	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := ParsePhoenix(raw); return err }, []otlptest.ConfigCase{
+		{Name: "defaults", Raw: map[string]any{}},
+		{Name: "cloud", Raw: map[string]any{"endpoint": "https://app.phoenix.arize.com/s/me", "api_key": "k", "project": "p"}},
+		{Name: "bad endpoint", Raw: map[string]any{"endpoint": "localhost:6006"}, Fields: []string{"endpoint"}},
+		{Name: "empty project", Raw: map[string]any{"project": ""}, Fields: []string{"project"}},
+		{Name: "space_id is AX only", Raw: map[string]any{"space_id": "s"}, Fields: []string{"space_id"}},
+		{Name: "bad compression", Raw: map[string]any{"compression": "br"}, Fields: []string{"compression"}},
+	})
+}

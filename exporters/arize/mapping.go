@@ -1,0 +1,157 @@
+package arize
+
+import (
+	"strconv"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
+)
+
+// OpenInference keys (github.com/Arize-ai/openinference, spec/semantic_conventions.md).
+const (
+	KeyProjectName    = "openinference.project.name" // resource attribute
+	keyKind           = "openinference.span.kind"
+	keyInputValue     = "input.value"
+	keyInputMime      = "input.mime_type"
+	keyOutputValue    = "output.value"
+	keyOutputMime     = "output.mime_type"
+	keyModelName      = "llm.model_name"
+	keyPromptTokens   = "llm.token_count.prompt"
+	keyCompletionToks = "llm.token_count.completion"
+	keyTotalTokens    = "llm.token_count.total"
+	keyInvocation     = "llm.invocation_parameters"
+	keyEmbeddingModel = "embedding.model_name"
+	keyToolName       = "tool.name"
+	keyDocuments      = "retrieval.documents."
+	keySessionID      = "session.id"
+	keyUserID         = "user.id"
+	keyAgentName      = "agent.name"
+	keyMetadata       = "metadata"
+)
+
+// Map returns a Mapper that adds OpenInference attributes and routes the
+// batch to project. The project is the destination's choice, so it
+// replaces any project name the sender set on its resources.
+func Map(project string) func(ptrace.Traces) ptrace.Traces {
+	return func(td ptrace.Traces) ptrace.Traces {
+		out := facts.Copy(td)
+		for _, rs := range out.ResourceSpans().All() {
+			rs.Resource().Attributes().PutStr(KeyProjectName, project)
+		}
+		traces := facts.Collect(out)
+		facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
+			mapSpan(span, facts.Read(span), traces[span.TraceID()])
+		})
+		return out
+	}
+}
+
+// SpanKind is the OpenInference span kind for a span ("" when the gateway
+// could not classify it).
+func SpanKind(f facts.Facts) string {
+	switch f.Type {
+	case semantics.TypeRun:
+		if f.RunKind == "workflow" {
+			return "CHAIN"
+		}
+		return "AGENT"
+	case semantics.TypeLLM:
+		return "LLM"
+	case semantics.TypeEmbedding:
+		return "EMBEDDING"
+	case semantics.TypeTool:
+		return "TOOL"
+	case semantics.TypeRetrieval:
+		return "RETRIEVER"
+	case semantics.TypePreHook, semantics.TypePostHook:
+		return "GUARDRAIL"
+	case semantics.TypeDelegation:
+		return "CHAIN"
+	}
+	return ""
+}
+
+func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
+	a := span.Attributes()
+	kind := SpanKind(f)
+	facts.PutStr(a, keyKind, kind)
+	putValue(a, keyInputValue, keyInputMime, f.SpanInput())
+	if kind != "RETRIEVER" {
+		putValue(a, keyOutputValue, keyOutputMime, f.SpanOutput())
+	} else {
+		putValue(a, keyOutputValue, keyOutputMime, f.Output)
+	}
+
+	switch kind {
+	case "LLM":
+		facts.PutStr(a, keyModelName, f.Model)
+		facts.PutInt(a, keyPromptTokens, f.InputTokens, f.HasInputTokens)
+		facts.PutInt(a, keyCompletionToks, f.OutputTokens, f.HasOutputTokens)
+		facts.PutInt(a, keyTotalTokens, f.TotalTokens, f.HasTotalTokens)
+		if f.HasTemperature {
+			facts.PutStr(a, keyInvocation, facts.MarshalJSON(map[string]float64{"temperature": f.Temperature}))
+		}
+	case "EMBEDDING":
+		facts.PutStr(a, keyEmbeddingModel, f.Model)
+		facts.PutInt(a, keyPromptTokens, f.InputTokens, f.HasInputTokens)
+		facts.PutInt(a, keyTotalTokens, f.TotalTokens, f.HasTotalTokens)
+	case "TOOL":
+		facts.PutStr(a, keyToolName, f.ToolName)
+	case "RETRIEVER":
+		for i, d := range f.Documents {
+			prefix := keyDocuments + strconv.Itoa(i) + ".document."
+			facts.PutStr(a, prefix+"id", d.ID)
+			facts.PutStr(a, prefix+"content", d.Content)
+			facts.PutDouble(a, prefix+"score", d.Score, d.HasScore)
+		}
+	case "AGENT":
+		facts.PutStr(a, keyAgentName, f.AgentID)
+	}
+
+	facts.EnsureExceptionEvent(span, f)
+
+	meta := map[string]any{}
+	for k, v := range map[string]string{
+		"run_kind": f.RunKind, "run_id": f.RunID, "agent_id": f.AgentID, "model": f.Model,
+		"hook_name": f.HookName, "vector_store": f.VectorStore, "tool_calls": f.ToolCalls,
+		"delegation_member": f.DelegationMember, "delegation_mode": f.DelegationMode,
+	} {
+		if v != "" {
+			meta[k] = v
+		}
+	}
+	if f.HasRetrievalK {
+		meta["retrieval_k"] = f.RetrievalK
+	}
+	if tf != nil {
+		facts.PutStr(a, keySessionID, tf.SessionID)
+		facts.PutStr(a, keyUserID, tf.UserID)
+		for k, v := range map[string]string{"trace_run_id": tf.RunID, "team_id": tf.TeamID, "workflow_id": tf.WorkflowID} {
+			if v != "" {
+				meta[k] = v
+			}
+		}
+	}
+	if len(meta) > 0 {
+		facts.PutStr(a, keyMetadata, facts.MarshalJSON(meta))
+	}
+}
+
+// putValue sets an OpenInference value and its MIME type.
+func putValue(a pcommon.Map, key, mimeKey, v string) {
+	if v == "" {
+		return
+	}
+	if _, exists := a.Get(key); exists {
+		return
+	}
+	a.PutStr(key, v)
+	mime := "text/plain"
+	if facts.IsJSON(v) {
+		mime = "application/json"
+	}
+	facts.PutStr(a, mimeKey, mime)
+}

@@ -1,0 +1,152 @@
+package facts
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
+)
+
+func span(t *testing.T, name string) ptrace.Span {
+	t.Helper()
+	s, ok := fixture.Find(fixture.AgentRun(), name)
+	if !ok {
+		t.Fatalf("no span %s", name)
+	}
+	return s
+}
+
+func TestReadLLM(t *testing.T) {
+	f := Read(span(t, fixture.LLM))
+	if f.Type != semantics.TypeLLM || f.Model != fixture.LLMModel || f.Input != fixture.LLMInput || f.Output != fixture.LLMOutput {
+		t.Fatalf("%+v", f)
+	}
+	if !f.HasInputTokens || f.InputTokens != 120 || f.OutputTokens != 45 || f.TotalTokens != 165 || !f.Usage() {
+		t.Fatalf("tokens %+v", f)
+	}
+	if !f.HasTemperature || f.Temperature != 0.2 || f.Failed {
+		t.Fatalf("temperature/failed %+v", f)
+	}
+}
+
+func TestReadToolFailure(t *testing.T) {
+	f := Read(span(t, fixture.Tool))
+	if !f.Failed || f.ErrorMessage() != "TimeoutError: weather API timed out" || f.SpanInput() != fixture.ToolArgs || f.SpanOutput() != "" {
+		t.Fatalf("%+v", f)
+	}
+}
+
+func TestReadRetrieval(t *testing.T) {
+	f := Read(span(t, fixture.Retrieval))
+	if len(f.Documents) != 2 || f.Documents[0].ID != "doc-1" || f.Documents[1].Score != 0.87 || !f.HasRetrievalK || f.RetrievalK != 2 {
+		t.Fatalf("%+v", f)
+	}
+	if f.SpanInput() != fixture.Query || f.SpanOutput() != DocumentsJSON(f.Documents) {
+		t.Fatalf("input %q output %q", f.SpanInput(), f.SpanOutput())
+	}
+}
+
+func TestValueShapes(t *testing.T) {
+	a := pcommon.NewMap()
+	docs := a.PutEmptySlice(semantics.KeyRetrievalDocuments)
+	d := docs.AppendEmpty().SetEmptyMap()
+	d.PutInt("id", 7)
+	d.PutStr("content", "c")
+	d.PutDouble("score", 0.5)
+	docs.AppendEmpty().SetStr("not a document")
+	a.PutDouble(semantics.KeyInputTokens, 12)
+	a.PutStr(semantics.KeyOutputTokens, " 8 ")
+	a.PutDouble(semantics.KeyTotalTokens, 1.5)
+	a.PutInt(semantics.KeyTemperature, 1)
+	in := a.PutEmptyMap(semantics.KeyInput)
+	in.PutStr("q", "x")
+
+	s := ptrace.NewSpan()
+	a.CopyTo(s.Attributes())
+	f := Read(s)
+	if len(f.Documents) != 1 || f.Documents[0].ID != "7" || f.Documents[0].Content != "c" || !f.Documents[0].HasScore {
+		t.Fatalf("documents %+v", f.Documents)
+	}
+	if f.InputTokens != 12 || f.OutputTokens != 8 || f.HasTotalTokens || f.Temperature != 1 {
+		t.Fatalf("numbers %+v", f)
+	}
+	if f.Input != `{"q":"x"}` {
+		t.Fatalf("structured input read as %q", f.Input)
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	for _, tt := range []struct {
+		f    Facts
+		want string
+	}{
+		{Facts{ExceptionType: "E", ExceptionMessage: "m"}, "E: m"},
+		{Facts{ExceptionMessage: "m"}, "m"},
+		{Facts{ExceptionType: "E", StatusMessage: "s"}, "E: s"},
+		{Facts{ExceptionType: "E"}, "E"},
+		{Facts{StatusMessage: "s"}, "s"},
+	} {
+		if got := tt.f.ErrorMessage(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.f, got, tt.want)
+		}
+	}
+}
+
+func TestCollectPrefersRootThenEarliest(t *testing.T) {
+	td := fixture.AgentRun()
+	tf := Collect(td)[fixture.TraceID]
+	if tf.RootName != fixture.TeamRun || tf.RunID != fixture.TeamRunID || tf.AgentID != fixture.AgentID ||
+		tf.UserID != fixture.UserID || tf.TeamID != fixture.TeamID {
+		t.Fatalf("%+v", tf)
+	}
+	// Without the root, the earliest span with a run id gives it.
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool { return s.Name() == fixture.TeamRun })
+	tf = Collect(td)[fixture.TraceID]
+	if tf.RootName != "" || tf.RunID != fixture.MemberRunID || tf.UserID != "" {
+		t.Fatalf("%+v", tf)
+	}
+}
+
+func TestEnsureExceptionEvent(t *testing.T) {
+	s := span(t, fixture.Tool)
+	f := Read(s)
+	EnsureExceptionEvent(s, f)
+	EnsureExceptionEvent(s, f)
+	if s.Events().Len() != 1 {
+		t.Fatalf("%d events, want exactly one", s.Events().Len())
+	}
+	ev := s.Events().At(0)
+	if ev.Name() != "exception" || Text(ev.Attributes(), "exception.type") != fixture.ExcType || ev.Timestamp() != s.EndTimestamp() {
+		t.Fatalf("event %s %v", ev.Name(), ev.Attributes().AsRaw())
+	}
+	ok := span(t, fixture.LLM)
+	EnsureExceptionEvent(ok, Read(ok))
+	if ok.Events().Len() != 0 {
+		t.Fatal("event added to a span without an exception")
+	}
+}
+
+func TestPutKeepsSenderValues(t *testing.T) {
+	a := pcommon.NewMap()
+	a.PutStr("k", "sender")
+	PutStr(a, "k", "derived")
+	PutStr(a, "empty", "")
+	PutInt(a, "n", 1, false)
+	PutDouble(a, "d", 1.5, true)
+	if Text(a, "k") != "sender" || a.Len() != 2 {
+		t.Fatalf("%v", a.AsRaw())
+	}
+}
+
+func TestJSONValue(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":1}`: `{"a":1}`, ` [1,2] `: `[1,2]`, "plain": `"plain"`, "42": `"42"`, `{"broken"`: `"{\"broken\""`,
+	} {
+		if got := JSONValue(in); got != want {
+			t.Errorf("JSONValue(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package langfuse
+
+import (
+	"context"
+	"encoding/base64"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
+	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
+	"github.com/kern-agents/trace-gateway/plugins"
+)
+
+const absent = otlptest.Absent
+
+func configure(t testing.TB, raw map[string]any) plugins.Exporter {
+	t.Helper()
+	exp := New()
+	if err := exp.Configure(context.Background(), raw); err != nil {
+		t.Fatalf("configure: %v", err)
+	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	return exp
+}
+
+// wantAgentRun is what Langfuse must receive for the shared agent run.
+var wantAgentRun = map[string]map[string]string{
+	fixture.TeamRun: {
+		keyType: "agent", keyInput: "Plan a day in Lisbon", keyOutput: "Here is your plan",
+		keyModel: absent, keyObsMetadata + "model": fixture.TeamModel,
+		keyObsMetadata + "run_kind": "team", keyObsMetadata + "run_id": fixture.TeamRunID,
+		keyTraceName: fixture.TeamRun, keyUserID: fixture.UserID, keySessionID: fixture.SessionID,
+		keyTraceMetadata + "run_id": fixture.TeamRunID, keyTraceMetadata + "team_id": fixture.TeamID,
+		keyTraceMetadata + "agent_id": fixture.AgentID, keyLevel: absent,
+	},
+	fixture.PreHook: {
+		keyType: "guardrail", keyObsMetadata + "hook_name": "validate_input",
+		keyInput: "Plan a day in Lisbon", keyUserID: fixture.UserID, keyTraceName: fixture.TeamRun,
+	},
+	fixture.Delegation: {
+		keyType: "chain", keyObsMetadata + "delegation_member": fixture.AgentID,
+		keyObsMetadata + "delegation_mode": "coordinate", keyInput: "Check the weather in Lisbon",
+	},
+	fixture.MemberRun: {
+		keyType: "agent", keyObsMetadata + "run_kind": "agent", keyObsMetadata + "run_id": fixture.MemberRunID,
+		keyObsMetadata + "agent_id": fixture.AgentID, keyObsMetadata + "model": fixture.LLMModel,
+		keySessionID: fixture.SessionID, keyUserID: fixture.UserID,
+	},
+	fixture.LLM: {
+		keyType: "generation", keyModel: fixture.LLMModel, keyInput: fixture.LLMInput, keyOutput: fixture.LLMOutput,
+		keyUsage: `{"input":120,"output":45,"total":165}`, keyModelParams: `{"temperature":0.2}`,
+		keyObsMetadata + "tool_calls": `[{"name":"get_weather","arguments":"{\"city\":\"Lisbon\"}","id":"call_1"}]`,
+		fixture.SenderKey:             fixture.SenderValue, "gen_ai.system": "openai", keyLevel: absent,
+	},
+	fixture.Tool: {
+		keyType: "tool", keyInput: fixture.ToolArgs, keyOutput: absent,
+		keyLevel: "ERROR", keyStatusMessage: fixture.ExcType + ": " + fixture.ExcMessage,
+		keyObsMetadata + "tool_name": fixture.Tool, keyObsMetadata + "exception_type": fixture.ExcType,
+	},
+	fixture.Retrieval: {
+		keyType: "retriever", keyInput: fixture.Query,
+		keyOutput:                       `[{"content":"Take tram 28","id":"doc-1","score":0.91},{"content":"Try pastel de nata","id":"doc-2","score":0.87}]`,
+		keyObsMetadata + "vector_store": fixture.VectorStore, keyObsMetadata + "retrieval_k": "2",
+	},
+	fixture.Embedding: {
+		keyType: "embedding", keyModel: "text-embedding-3-small", keyUsage: `{"input":4}`, keyInput: fixture.Query,
+	},
+	fixture.PostHook: {keyType: "guardrail", keyObsMetadata + "hook_name": "redact_output"},
+}
+
+func TestMapAgentRun(t *testing.T) {
+	in := fixture.AgentRun()
+	out := Map(in)
+	otlptest.ExpectAttrs(t, out, wantAgentRun)
+	if !otlptest.Same(in, fixture.AgentRun()) {
+		t.Fatal("Map modified its input")
+	}
+}
+
+func TestMapKeepsSenderLangfuseKeys(t *testing.T) {
+	in := fixture.AgentRun()
+	span, _ := fixture.Find(in, fixture.Tool)
+	span.Attributes().PutStr(keyType, "event")
+	span.Attributes().PutStr(keyUserID, "someone-else")
+	otlptest.ExpectAttrs(t, Map(in), map[string]map[string]string{
+		fixture.Tool: {keyType: "event", keyUserID: "someone-else"},
+	})
+}
+
+func TestMapPartialTraceWithoutRoot(t *testing.T) {
+	// A batch holding only a child span: no trace name, ids from the span.
+	in := fixture.AgentRun()
+	in.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool {
+		return s.Name() != fixture.MemberRun
+	})
+	otlptest.ExpectAttrs(t, Map(in), map[string]map[string]string{
+		fixture.MemberRun: {keyTraceName: absent, keySessionID: fixture.SessionID, keyUserID: absent,
+			keyTraceMetadata + "run_id": fixture.MemberRunID},
+	})
+}
+
+func TestExportAgentRun(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := configure(t, map[string]any{"host": srv.URL, "public_key": "pk-lf-1", "secret_key": "sk-lf-1"})
+	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("want 1 request, got %d", len(reqs))
+	}
+	r := reqs[0]
+	if r.Method != "POST" || r.Path != "/api/public/otel/v1/traces" {
+		t.Fatalf("got %s %s", r.Method, r.Path)
+	}
+	wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("pk-lf-1:sk-lf-1"))
+	for k, want := range map[string]string{
+		"Authorization": wantAuth, "x-langfuse-ingestion-version": "4",
+		"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+	} {
+		if got := r.Header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	if n := r.Traces.SpanCount(); n != 9 {
+		t.Fatalf("got %d spans, want 9", n)
+	}
+	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
+}
+
+func TestExtraHeadersOverride(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := configure(t, map[string]any{
+		"host": srv.URL + "/api/public/otel", "public_key": "pk", "secret_key": "sk", "compression": "none",
+		"headers": map[string]any{"x-langfuse-ingestion-version": "3", "x-extra": "1"},
+	})
+	if err := exp.Export(context.Background(), fixture.Many(1)); err != nil {
+		t.Fatal(err)
+	}
+	r := srv.Requests()[0]
+	if r.Path != "/api/public/otel/v1/traces" || r.ContentEncoding != "" ||
+		r.Header.Get("x-langfuse-ingestion-version") != "3" || r.Header.Get("x-extra") != "1" {
+		t.Fatalf("path %q, encoding %q, headers %v", r.Path, r.ContentEncoding, r.Header)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
+		return configure(t, map[string]any{"host": base, "public_key": "pk", "secret_key": "sk"})
+	})
+}
+
+func TestConfig(t *testing.T) {
+	keys := func(extra map[string]any) map[string]any {
+		m := map[string]any{"public_key": "pk", "secret_key": "sk"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+		{Name: "defaults", Raw: keys(nil)},
+		{Name: "region us", Raw: keys(map[string]any{"region": "US"})},
+		{Name: "self-hosted", Raw: keys(map[string]any{"host": "http://langfuse.internal:3000/"})},
+		{Name: "missing keys", Raw: map[string]any{}, Fields: []string{"public_key", "secret_key"}},
+		{Name: "empty key", Raw: map[string]any{"public_key": "", "secret_key": "sk"}, Fields: []string{"public_key"}},
+		{Name: "unknown region", Raw: keys(map[string]any{"region": "mars"}), Fields: []string{"region"}},
+		{Name: "host and region", Raw: keys(map[string]any{"region": "us", "host": "https://x"}), Fields: []string{"region"}},
+		{Name: "bad host", Raw: keys(map[string]any{"host": "cloud.langfuse.com"}), Fields: []string{"host"}},
+		{Name: "bad timeout and unknown key", Raw: keys(map[string]any{"timeout": "10", "secret": "x"}), Fields: []string{"timeout", "secret"}},
+	})
+}
+
+func TestTracesURL(t *testing.T) {
+	for host, want := range map[string]string{
+		"https://cloud.langfuse.com":                      "https://cloud.langfuse.com/api/public/otel/v1/traces",
+		"https://cloud.langfuse.com/":                     "https://cloud.langfuse.com/api/public/otel/v1/traces",
+		"http://localhost:3000/api/public/otel":           "http://localhost:3000/api/public/otel/v1/traces",
+		"http://localhost:3000/api/public/otel/v1/traces": "http://localhost:3000/api/public/otel/v1/traces",
+		"https://example.com/langfuse":                    "https://example.com/langfuse/api/public/otel/v1/traces",
+	} {
+		c, err := Parse(map[string]any{"host": host, "public_key": "pk", "secret_key": "sk"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.TracesURL(); got != want {
+			t.Errorf("host %q: got %q, want %q", host, got, want)
+		}
+	}
+	c, _ := Parse(map[string]any{"region": "jp", "public_key": "pk", "secret_key": "sk"})
+	if got := c.TracesURL(); got != "https://jp.cloud.langfuse.com/api/public/otel/v1/traces" {
+		t.Errorf("region jp: %q", got)
+	}
+}

@@ -1,0 +1,107 @@
+// Package logfire is the gateway's adapter for Pydantic Logfire. Spans go to
+// Logfire's OTLP/HTTP endpoint (US or EU region) with OpenTelemetry GenAI
+// semantic-convention attributes, which Logfire renders as LLM
+// conversations, plus logfire.msg for a readable line in the Live view.
+package logfire
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/kern-agents/trace-gateway/exporters/internal/cfg"
+	"github.com/kern-agents/trace-gateway/exporters/internal/otlpsend"
+	"github.com/kern-agents/trace-gateway/plugins"
+)
+
+// Regions maps Logfire regions to their base URLs.
+var Regions = map[string]string{
+	"us": "https://logfire-us.pydantic.dev",
+	"eu": "https://logfire-eu.pydantic.dev",
+}
+
+// MaxRequestBytes is Logfire's request body limit (5 MiB, enforced by both
+// its backend and SDK).
+const MaxRequestBytes = 5 * 1024 * 1024
+
+// tokenRegion reads the region Logfire encodes in write tokens
+// (pylf_v<version>_<region>_...), as Logfire's SDKs do.
+var tokenRegion = regexp.MustCompile(`^pylf_v[0-9]+_([a-z]+)_`)
+
+// Config is the `config:` block of a logfire destination.
+type Config struct {
+	cfg.Common
+	// Endpoint is the base URL. Empty: from Region, else from the token's
+	// region, else US.
+	Endpoint string
+	Region   string
+	Token    string
+}
+
+// New returns the logfire exporter.
+func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
+
+func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
+	c, err := Parse(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	headers := map[string]string{"Authorization": c.Token}
+	for k, v := range c.Headers {
+		headers[k] = v
+	}
+	s, err := otlpsend.NewHTTP(otlpsend.HTTPOptions{
+		URL:             c.TracesURL(),
+		Headers:         headers,
+		Compression:     c.Compression,
+		Timeout:         c.Timeout,
+		MaxRequestBytes: MaxRequestBytes,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, Map, nil
+}
+
+// Parse reads and validates a config block.
+func Parse(raw map[string]any) (Config, error) {
+	r := cfg.New(raw)
+	c := Config{Common: cfg.ReadCommon(r, "gzip")}
+	r.String("endpoint", &c.Endpoint)
+	r.String("region", &c.Region)
+	r.Required("token", &c.Token)
+	r.Done()
+
+	c.Region = strings.ToLower(c.Region)
+	switch {
+	case c.Region != "" && Regions[c.Region] == "":
+		r.Fail("region", "must be us or eu, got %q", c.Region)
+	case c.Region != "" && c.Endpoint != "":
+		r.Fail("region", "set endpoint or region, not both")
+	case c.Endpoint != "":
+		if u := r.URL("endpoint", c.Endpoint); u != nil {
+			c.Endpoint = strings.TrimSuffix(u.String(), "/")
+		}
+	case c.Region != "":
+		c.Endpoint = Regions[c.Region]
+	default:
+		c.Endpoint = Regions["us"]
+		if m := tokenRegion.FindStringSubmatch(c.Token); m != nil && Regions[m[1]] != "" {
+			c.Endpoint = Regions[m[1]]
+		}
+	}
+	if err := r.Errors(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// TracesURL is <endpoint>/v1/traces.
+func (c Config) TracesURL() string {
+	e := strings.TrimSuffix(c.Endpoint, "/")
+	if strings.HasSuffix(e, "/v1/traces") {
+		return e
+	}
+	u, _ := url.JoinPath(e, "/v1/traces")
+	return u
+}
