@@ -1,0 +1,36 @@
+# The kern trace gateway. `make run` builds everything and starts the gateway
+# on embedded SQLite; `make test` runs the whole suite (starting a PostgreSQL
+# and installing Chromium when needed).
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+CONFIG  ?= config.example.yaml
+
+.PHONY: build run test bench proto fmt vet clean
+
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/jsonl-plugin ./plugins/examples/jsonl
+
+run: build
+	./bin/gateway run --config $(CONFIG)
+
+test:
+	./scripts/test.sh
+
+bench:
+	./scripts/bench.sh
+
+proto:
+	./scripts/gen-proto.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin test-artifacts

@@ -1,0 +1,109 @@
+// Command gateway is the kern trace gateway: it receives OTLP traces from
+// AgentOS and any OpenTelemetry SDK, stores them in AgentOS's agno_traces /
+// agno_spans tables and fans them out to exporter plugins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kern-agents/trace-gateway/internal/config"
+	"github.com/kern-agents/trace-gateway/internal/gateway"
+	"github.com/kern-agents/trace-gateway/internal/logging"
+)
+
+// Set by the linker (see Makefile).
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `usage: gateway <command> [flags]
+
+commands:
+  run       --config FILE   start the gateway (the default command)
+  validate  --config FILE   check a config file; exit 0 or list every error with file:line
+  version                   print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return cmdRun(args, stderr)
+	case "validate":
+		return cmdValidate(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "kern trace gateway %s (commit %s)\n", version, commit)
+		return 0
+	case "plugin":
+		return cmdPlugin(args, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "gateway: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "path to the YAML config file")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gateway %s: unexpected arguments %v\n", name, fs.Args())
+		return "", false
+	}
+	return *path, true
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("validate", args, stderr)
+	if !ok {
+		return 2
+	}
+	if _, err := config.Load(path); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return 0
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	path, ok := configFlag("run", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	logger := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	logger.Info("starting kern trace gateway", "version", version, "config", path)
+	if err := gateway.Run(ctx, cfg, gateway.Options{Logger: logger, Version: version}); err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("gateway stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,361 @@
+// Command gatewaybench measures the gateway end to end against a raw
+// PostgreSQL COPY of the same rows, in one run on the same table definition,
+// and prints both figures and their ratio (`make bench` runs it).
+//
+// End to end: OTLP/HTTP protobuf requests of 11-span agent-run traces from
+// several concurrent senders into a gateway process (started from the given
+// binary), counted when every request was answered 200 — which the gateway
+// only sends once the spans are committed. Raw: the same rows, already
+// converted, written with pgx CopyFrom into a fresh copy of the tables.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/sim"
+	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/internal/store/postgres"
+	"github.com/kern-agents/trace-gateway/internal/store/storetest"
+)
+
+func main() {
+	var (
+		dsn       = flag.String("dsn", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL DSN")
+		gwBin     = flag.String("gateway", "bin/gateway", "gateway binary")
+		runs      = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
+		perReq    = flag.Int("traces-per-request", 20, "traces per OTLP request")
+		senders   = flag.Int("senders", 4, "concurrent senders")
+		extraYAML = flag.String("destinations", "", "YAML file whose `destinations:` list is added to the gateway config")
+	)
+	flag.Parse()
+	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *extraYAML); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(dsn, gwBin string, runs, perReq, senders int, extra string) error {
+	ctx := context.Background()
+	fmt.Printf("generating %d agent runs with the OpenTelemetry SDK...\n", runs)
+	td, stats, err := sim.CaptureTraces(ctx, sim.Options{Count: runs, Seed: 7, ErrorRatio: 0.1, Concurrency: 2})
+	if err != nil {
+		return err
+	}
+	reqs, err := splitRequests(td, perReq)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d spans in %d traces, %d requests of ~%d traces\n", stats.Spans, stats.Runs, len(reqs), perReq)
+
+	tag := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	rawSchema, gwSchema := "bench_raw_"+tag, "bench_gw_"+tag
+
+	rawRate, err := rawCopy(ctx, dsn, rawSchema, td)
+	if err != nil {
+		return fmt.Errorf("raw COPY: %w", err)
+	}
+	gw, err := endToEnd(ctx, dsn, gwSchema, gwBin, reqs, senders, int(stats.Spans), extra)
+	if err != nil {
+		return fmt.Errorf("end to end: %w", err)
+	}
+	fmt.Println()
+	fmt.Printf("raw pgx COPY (same rows, same tables):  %10.0f spans/s\n", rawRate)
+	fmt.Printf("gateway end to end (OTLP/HTTP → commit): %10.0f spans/s  (%d senders)\n", gw.rate, senders)
+	fmt.Printf("ratio gateway / raw COPY:                %10.2f\n", gw.rate/rawRate)
+	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", float64(gw.peakRSS)/(1<<20))
+	dropSchemas(ctx, dsn, rawSchema, gwSchema)
+	return nil
+}
+
+// splitRequests cuts td into protobuf ExportTraceServiceRequests of perReq
+// traces each (a trace is never split, like an SDK batch of whole runs).
+func splitRequests(td ptrace.Traces, perReq int) ([][]byte, error) {
+	var out [][]byte
+	cur := ptrace.NewTraces()
+	traces := map[string]bool{}
+	scopes := map[[2]int]ptrace.ScopeSpans{} // keeps the SDK's grouping by resource and scope
+	flush := func() error {
+		if cur.SpanCount() == 0 {
+			return nil
+		}
+		b, err := ptraceotlp.NewExportRequestFromTraces(cur).MarshalProto()
+		if err != nil {
+			return err
+		}
+		out = append(out, b)
+		cur, traces, scopes = ptrace.NewTraces(), map[string]bool{}, map[[2]int]ptrace.ScopeSpans{}
+		return nil
+	}
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			for k := 0; k < ss.Spans().Len(); k++ {
+				sp := ss.Spans().At(k)
+				id := sp.TraceID().String()
+				if !traces[id] && len(traces) >= perReq {
+					if err := flush(); err != nil {
+						return nil, err
+					}
+				}
+				traces[id] = true
+				nss, ok := scopes[[2]int{i, j}]
+				if !ok {
+					nrs := cur.ResourceSpans().AppendEmpty()
+					rs.Resource().CopyTo(nrs.Resource())
+					nss = nrs.ScopeSpans().AppendEmpty()
+					ss.Scope().CopyTo(nss.Scope())
+					scopes[[2]int{i, j}] = nss
+				}
+				sp.CopyTo(nss.Spans().AppendEmpty())
+			}
+		}
+	}
+	return out, flush()
+}
+
+func rawCopy(ctx context.Context, dsn, schema string, td ptrace.Traces) (float64, error) {
+	st, err := postgres.Open(ctx, store.Options{DSN: dsn, Schema: schema})
+	if err != nil {
+		return 0, err
+	}
+	st.Close()
+	spans, _ := convert.FromOTLP(td, time.Now(), convert.Limits{})
+	byTrace := map[string][]model.Span{}
+	for _, s := range spans {
+		byTrace[s.TraceID] = append(byTrace[s.TraceID], s)
+	}
+	var traceRows, spanRows [][]any
+	for id, ss := range byTrace {
+		t := storetest.ExpectedTrace(ss)
+		traceRows = append(traceRows, []any{id, t.Name, t.Status, t.StartTime, t.EndTime, t.DurationMS,
+			t.RunID, t.SessionID, t.UserID, t.AgentID, t.TeamID, t.WorkflowID, model.FormatTime(time.Now())})
+	}
+	for _, s := range spans {
+		spanRows = append(spanRows, []any{s.SpanID, s.TraceID, nullable(s.ParentSpanID), s.Name, s.SpanKind,
+			s.StatusCode, nullable(s.StatusMessage), s.StartTime, s.EndTime, s.DurationMS, string(s.Attributes), s.CreatedAt})
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	start := time.Now()
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{schema, "agno_traces"},
+		[]string{"trace_id", "name", "status", "start_time", "end_time", "duration_ms", "run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at"},
+		pgx.CopyFromRows(traceRows)); err != nil {
+		return 0, err
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{schema, "agno_spans"},
+		[]string{"span_id", "trace_id", "parent_span_id", "name", "span_kind", "status_code", "status_message", "start_time", "end_time", "duration_ms", "attributes", "created_at"},
+		pgx.CopyFromRows(spanRows)); err != nil {
+		return 0, err
+	}
+	return float64(len(spans)) / time.Since(start).Seconds(), nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+type gwResult struct {
+	rate    float64
+	peakRSS int64
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, senders, wantSpans int, extra string) (gwResult, error) {
+	otlpAddr, err := freeAddr()
+	if err != nil {
+		return gwResult{}, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return gwResult{}, err
+	}
+	dir, err := os.MkdirTemp("", "gwbench")
+	if err != nil {
+		return gwResult{}, err
+	}
+	defer os.RemoveAll(dir)
+	dests := "destinations: []\n"
+	if extra != "" {
+		b, err := os.ReadFile(extra)
+		if err != nil {
+			return gwResult{}, err
+		}
+		dests = string(b)
+	}
+	cfg := fmt.Sprintf(`server:
+  otlp_grpc: ""
+  otlp_http: %s
+  http: %s
+storage:
+  driver: postgres
+  dsn: %q
+  schema: %s
+log:
+  level: warn
+%s`, otlpAddr, httpAddr, dsn, schema, dests)
+	cfgPath := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return gwResult{}, err
+	}
+	cmd := exec.Command(gwBin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return gwResult{}, err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	if err := waitReady("http://" + httpAddr + "/readyz"); err != nil {
+		return gwResult{}, err
+	}
+
+	url := "http://" + otlpAddr + "/v1/traces"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, senders)
+	start := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(reqs) {
+					return
+				}
+				if err := send(client, url, reqs[i]); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errc)
+	if err := <-errc; err != nil {
+		return gwResult{}, err
+	}
+	rss := peakRSS(cmd.Process.Pid)
+
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return gwResult{}, err
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.agno_spans`, pgx.Identifier{schema}.Sanitize())).Scan(&n); err != nil {
+		return gwResult{}, err
+	}
+	if n != wantSpans {
+		return gwResult{}, fmt.Errorf("stored %d spans, sent %d", n, wantSpans)
+	}
+	return gwResult{rate: float64(n) / elapsed.Seconds(), peakRSS: rss}, nil
+}
+
+// send posts one request, retrying on 429/503 as an OTLP exporter would.
+func send(c *http.Client, url string, body []byte) error {
+	for attempt := 0; ; attempt++ {
+		resp, err := c.Post(url, "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case (resp.StatusCode == 429 || resp.StatusCode == 503) && attempt < 100:
+			time.Sleep(50 * time.Millisecond)
+		default:
+			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+		}
+	}
+}
+
+func waitReady(url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("gateway did not become ready within 30s")
+}
+
+// peakRSS reads VmHWM (peak resident set) of pid.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+func dropSchemas(ctx context.Context, dsn string, schemas ...string) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	for _, s := range schemas {
+		_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
+	}
+}

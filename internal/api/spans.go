@@ -1,0 +1,185 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/kern-agents/trace-gateway/internal/model"
+)
+
+// SpanNode is one agno_spans row as the API returns it. In a trace tree
+// Children holds its child spans by start time; in a span search it is
+// empty and TraceID is set.
+type SpanNode struct {
+	SpanID        string          `json:"span_id"`
+	TraceID       string          `json:"trace_id,omitempty"`
+	ParentSpanID  *string         `json:"parent_span_id"`
+	Name          string          `json:"name"`
+	Type          string          `json:"type"` // attributes["kern.span.type"], "" when unclassified
+	SpanKind      string          `json:"span_kind"`
+	StatusCode    string          `json:"status_code"`
+	StatusMessage *string         `json:"status_message"`
+	StartTime     string          `json:"start_time"`
+	EndTime       string          `json:"end_time"`
+	DurationMS    int64           `json:"duration_ms"`
+	Attributes    json.RawMessage `json:"attributes"`
+	CreatedAt     string          `json:"created_at"`
+	// Orphan marks a span whose parent is not (yet) stored; it is shown as
+	// a root until the parent arrives.
+	Orphan   bool        `json:"orphan,omitempty"`
+	Children []*SpanNode `json:"children,omitempty"`
+}
+
+// spanCols selects a span row; the type is read in SQL so the attributes
+// need not be decoded in Go.
+func spanCols(b *qb) string {
+	return "span_id, trace_id, parent_span_id, name, span_kind, status_code, status_message, start_time, end_time, duration_ms, " +
+		b.attrJSON("attributes") + " AS attributes, created_at, " + b.attrText("attributes", model.KeySpanType) + " AS span_type"
+}
+
+func scanSpan(rows interface{ Scan(...any) error }) (*SpanNode, error) {
+	var n SpanNode
+	var parent, msg, typ sql.NullString
+	var attrs []byte
+	err := rows.Scan(&n.SpanID, &n.TraceID, &parent, &n.Name, &n.SpanKind, &n.StatusCode, &msg,
+		&n.StartTime, &n.EndTime, &n.DurationMS, &attrs, &n.CreatedAt, &typ)
+	if err != nil {
+		return nil, err
+	}
+	if parent.Valid && parent.String != "" {
+		n.ParentSpanID = &parent.String
+	}
+	if msg.Valid {
+		n.StatusMessage = &msg.String
+	}
+	n.Type = typ.String
+	n.Attributes = rawJSON(attrs)
+	return &n, nil
+}
+
+// SpanList is the body of GET /api/spans.
+type SpanList struct {
+	Spans      []*SpanNode `json:"spans"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+var spanListParams = []string{"trace_id", "type", "name", "attr", "min_duration_ms", "status", "start", "end", "order", "cursor", "limit"}
+
+func (s *server) spanListSpec(q map[string][]string) (*listSpec, error) {
+	p, err := parseParams(q, spanListParams, "attr")
+	if err != nil {
+		return nil, err
+	}
+	ls := &listSpec{table: s.spans, cols: spanCols, idCol: "span_id", sortCol: "start_time", scanWindow: s.opts.ScanWindow}
+	if ls.limit, err = p.limit(); err != nil {
+		return nil, err
+	}
+	if ls.desc, err = p.desc(); err != nil {
+		return nil, err
+	}
+	if c := p.str("cursor"); c != "" {
+		if ls.after, err = decodeCursor(c, "spans", ls.sortCol, ls.desc, 16); err != nil {
+			return nil, badParam("cursor", "malformed, or from a list with another order")
+		}
+	}
+	if id := p.str("trace_id"); id != "" {
+		id = strings.ToLower(id)
+		if !isHex(id, 32) {
+			return nil, badParam("trace_id", "must be 32 hex characters")
+		}
+		ls.indexed = append(ls.indexed, func(b *qb) string { return "trace_id = " + b.arg(id) })
+	}
+	start, end, err := p.timeRange()
+	if err != nil {
+		return nil, err
+	}
+	ls.indexed = append(ls.indexed, timeRangeConds("start_time", start, end)...)
+
+	// The rest has no index: applied within the bounded scan window.
+	if typ := p.str("type"); typ != "" {
+		ls.window = append(ls.window, func(b *qb) string { return b.attrText("attributes", model.KeySpanType) + " = " + b.arg(typ) })
+	}
+	if name := p.str("name"); name != "" {
+		ls.window = append(ls.window, func(b *qb) string { return b.containsCI("name", name) })
+	}
+	st, err := p.status()
+	if err != nil {
+		return nil, err
+	}
+	if st != "" {
+		ls.window = append(ls.window, func(b *qb) string { return "status_code = " + b.arg(st) })
+	}
+	minDur, err := p.nonNegInt("min_duration_ms")
+	if err != nil {
+		return nil, err
+	}
+	if minDur >= 0 {
+		ls.window = append(ls.window, func(b *qb) string { return "duration_ms >= " + b.arg(minDur) })
+	}
+	for _, a := range p.all("attr") {
+		key, val, ok := strings.Cut(a, ":")
+		if !ok || !attrKeyRE.MatchString(key) {
+			return nil, badParam("attr", "must be key:value with a key of letters, digits and _ . : / @ - (at most 128)")
+		}
+		ls.window = append(ls.window, func(b *qb) string { return b.attrText("attributes", key) + " = " + b.arg(val) })
+	}
+	return ls, nil
+}
+
+func (s *server) listSpans(w http.ResponseWriter, r *http.Request) {
+	ls, err := s.spanListSpec(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	out, err := s.runSpanList(ctx, ls)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) runSpanList(ctx context.Context, ls *listSpec) (*SpanList, error) {
+	q := ls.query(s.dialect)
+	rows, err := s.st.DB().QueryContext(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
+	}
+	defer rows.Close()
+	out := &SpanList{Spans: make([]*SpanNode, 0, ls.limit)}
+	more := false
+	for rows.Next() {
+		if len(out.Spans) == ls.limit {
+			more = true
+			break
+		}
+		n, err := scanSpan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read span row: %w", err)
+		}
+		out.Spans = append(out.Spans, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
+	}
+	rows.Close()
+	next, err := s.nextCursor(ctx, ls, more, func() (string, string) {
+		n := out.Spans[len(out.Spans)-1]
+		return n.StartTime, n.SpanID
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
+	}
+	if next != nil {
+		next.Scope = "spans"
+		out.NextCursor = next.encode()
+	}
+	return out, nil
+}

@@ -1,0 +1,69 @@
+package convert
+
+import (
+	"strings"
+
+	"encoding/json"
+	"github.com/kern-agents/trace-gateway/internal/model"
+	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// FuzzFromOTLP feeds arbitrary protobuf to the converter: whatever pdata
+// accepts must convert without panicking, every stored row must carry valid
+// JSON, and ToOTLP must read every row back.
+func FuzzFromOTLP(f *testing.F) {
+	for _, td := range []ptrace.Traces{richTraces(), withDuplicateAttr(&testing.T{})} {
+		b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(data)
+		if err != nil {
+			return
+		}
+		spans, rej := FromOTLP(td, testNow, Limits{MaxAttrValueBytes: 64, MaxAttributes: 8})
+		if len(spans)+len(rej) != td.SpanCount() {
+			t.Fatalf("%d spans + %d rejections, want %d", len(spans), len(rej), td.SpanCount())
+		}
+		for _, s := range spans {
+			if !json.Valid(s.Attributes) {
+				t.Fatalf("invalid JSON stored: %q", s.Attributes)
+			}
+		}
+		if _, err := ToOTLP(spans); err != nil {
+			t.Fatalf("stored rows do not read back: %v", err)
+		}
+	})
+}
+
+// FuzzToOTLPAttributes feeds arbitrary attribute JSON (as a database could
+// hold it) to ToOTLP: it may fail, never panic, and must accept what
+// encoding/json reads as an object of plain attributes.
+func FuzzToOTLPAttributes(f *testing.F) {
+	spans, _ := FromOTLP(richTraces(), testNow, Limits{})
+	for _, s := range spans {
+		f.Add(s.Attributes)
+	}
+	f.Add([]byte(`{"a":"\u00e9\ud83d\ude00","b":[ {} , [] ,null, -0.5e-3 ]}`))
+	f.Add([]byte(`{"a":`))
+	f.Fuzz(func(t *testing.T, attrs []byte) {
+		s := spans[0]
+		s.Attributes = attrs
+		_, err := ToOTLP([]model.Span{s})
+		var m map[string]json.RawMessage
+		if err != nil && json.Unmarshal(attrs, &m) == nil && m != nil {
+			for k := range m {
+				if strings.HasPrefix(k, "kern.") {
+					return // the converter's keys have a shape to respect
+				}
+			}
+			t.Fatalf("valid attributes object rejected: %v", err)
+		}
+	})
+}

@@ -1,0 +1,260 @@
+package convert
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+)
+
+// reader decodes stored attribute JSON straight into pcommon values, keeping
+// member order. encoding/json's token API allocates several times per token,
+// which made it the bottleneck of the fan-out; this reader allocates only
+// for the values it produces. Input is checked with json.Valid first, so the
+// reader only needs to be correct on valid JSON (and never panic on any).
+type reader struct {
+	data []byte
+	pos  int
+}
+
+var errSyntax = errors.New("malformed JSON")
+
+func newReader(data []byte) (*reader, error) {
+	if !json.Valid(data) {
+		return nil, errSyntax
+	}
+	r := &reader{data: data}
+	r.ws()
+	return r, nil
+}
+
+func (r *reader) ws() {
+	for r.pos < len(r.data) {
+		switch r.data[r.pos] {
+		case ' ', '\t', '\n', '\r':
+			r.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (r *reader) peek() byte {
+	if r.pos < len(r.data) {
+		return r.data[r.pos]
+	}
+	return 0
+}
+
+// consume skips c (and the whitespace after it) if it is next.
+func (r *reader) consume(c byte) bool {
+	if r.peek() != c {
+		return false
+	}
+	r.pos++
+	r.ws()
+	return true
+}
+
+func (r *reader) expect(c byte) error {
+	if !r.consume(c) {
+		return fmt.Errorf("%w: want %q at offset %d", errSyntax, c, r.pos)
+	}
+	return nil
+}
+
+// str reads a JSON string.
+func (r *reader) str() (string, error) {
+	if r.peek() != '"' {
+		return "", fmt.Errorf("%w: want a string at offset %d", errSyntax, r.pos)
+	}
+	start, esc := r.pos, false
+	i := start + 1
+	for ; i < len(r.data); i++ {
+		c := r.data[i]
+		if c == '\\' {
+			esc = true
+			i++
+			continue
+		}
+		if c == '"' {
+			break
+		}
+	}
+	if i >= len(r.data) {
+		return "", errSyntax
+	}
+	r.pos = i + 1
+	r.ws()
+	if !esc {
+		return string(r.data[start+1 : i]), nil
+	}
+	var s string
+	err := json.Unmarshal(r.data[start:i+1], &s)
+	return s, err
+}
+
+// skip passes over one value and returns its JSON text.
+func (r *reader) skip() ([]byte, error) {
+	start := r.pos
+	if err := r.skipValue(0); err != nil {
+		return nil, err
+	}
+	end := r.pos
+	for end > start && isSpace(r.data[end-1]) {
+		end--
+	}
+	return r.data[start:end], nil
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func (r *reader) skipValue(depth int) error {
+	if depth > maxReadDepth {
+		return errors.New("nested too deeply")
+	}
+	switch r.peek() {
+	case '"':
+		_, err := r.str()
+		return err
+	case '{':
+		r.consume('{')
+		for !r.consume('}') {
+			if _, err := r.str(); err != nil {
+				return err
+			}
+			if err := r.expect(':'); err != nil {
+				return err
+			}
+			if err := r.skipValue(depth + 1); err != nil {
+				return err
+			}
+			if !r.consume(',') && r.peek() != '}' {
+				return fmt.Errorf("%w at offset %d", errSyntax, r.pos)
+			}
+		}
+		return nil
+	case '[':
+		r.consume('[')
+		for !r.consume(']') {
+			if err := r.skipValue(depth + 1); err != nil {
+				return err
+			}
+			if !r.consume(',') && r.peek() != ']' {
+				return fmt.Errorf("%w at offset %d", errSyntax, r.pos)
+			}
+		}
+		return nil
+	default:
+		_, err := r.scalar()
+		return err
+	}
+}
+
+// scalar reads a number or literal and returns its text.
+func (r *reader) scalar() ([]byte, error) {
+	start := r.pos
+	for r.pos < len(r.data) {
+		c := r.data[r.pos]
+		if isSpace(c) || c == ',' || c == '}' || c == ']' || c == ':' {
+			break
+		}
+		r.pos++
+	}
+	if r.pos == start {
+		return nil, fmt.Errorf("%w at offset %d", errSyntax, start)
+	}
+	tok := r.data[start:r.pos]
+	r.ws()
+	return tok, nil
+}
+
+// members reads an object into m.
+func (r *reader) members(m pcommon.Map, depth int) error {
+	if err := r.expect('{'); err != nil {
+		return err
+	}
+	for !r.consume('}') {
+		k, err := r.str()
+		if err != nil {
+			return err
+		}
+		if err := r.expect(':'); err != nil {
+			return err
+		}
+		if err := r.value(m.PutEmpty(k), depth+1); err != nil {
+			return fmt.Errorf("key %q: %w", k, err)
+		}
+		if !r.consume(',') && r.peek() != '}' {
+			return fmt.Errorf("%w at offset %d", errSyntax, r.pos)
+		}
+	}
+	return nil
+}
+
+// value sets v from the next JSON value: strings, bools, integers that fit
+// int64 as Int, other numbers as Double, arrays as Slice, objects as Map,
+// null as empty.
+func (r *reader) value(v pcommon.Value, depth int) error {
+	if depth > maxReadDepth {
+		return errors.New("nested too deeply")
+	}
+	switch r.peek() {
+	case '"':
+		s, err := r.str()
+		if err != nil {
+			return err
+		}
+		v.SetStr(s)
+		return nil
+	case '{':
+		return r.members(v.SetEmptyMap(), depth)
+	case '[':
+		r.consume('[')
+		sl := v.SetEmptySlice()
+		for !r.consume(']') {
+			if err := r.value(sl.AppendEmpty(), depth+1); err != nil {
+				return err
+			}
+			if !r.consume(',') && r.peek() != ']' {
+				return fmt.Errorf("%w at offset %d", errSyntax, r.pos)
+			}
+		}
+		return nil
+	}
+	tok, err := r.scalar()
+	if err != nil {
+		return err
+	}
+	switch string(tok) {
+	case "true":
+		v.SetBool(true)
+		return nil
+	case "false":
+		v.SetBool(false)
+		return nil
+	case "null":
+		return nil
+	}
+	integral := true
+	for _, c := range tok {
+		if c == '.' || c == 'e' || c == 'E' {
+			integral = false
+			break
+		}
+	}
+	if integral {
+		if i, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
+			v.SetInt(i)
+			return nil
+		}
+	}
+	f, err := strconv.ParseFloat(string(tok), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("bad number %q", tok)
+	}
+	v.SetDouble(f)
+	return nil
+}

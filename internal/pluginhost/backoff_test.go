@@ -1,0 +1,52 @@
+package pluginhost
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBackoff(t *testing.T) {
+	d := &Destination{spec: Spec{RestartBackoff: time.Second, MaxRestartBackoff: 30 * time.Second}}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30}
+	for i, w := range want {
+		if got := d.backoff(i + 1); got != w*time.Second {
+			t.Errorf("backoff(%d) = %s, want %s", i+1, got, w*time.Second)
+		}
+	}
+	if got := d.backoff(10_000); got != 30*time.Second {
+		t.Errorf("backoff after many failures = %s (overflow?)", got)
+	}
+}
+
+func TestSpecValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		spec Spec
+		want string
+	}{
+		{"no name", Spec{Plugin: "otlp"}, "name is empty"},
+		{"no plugin", Spec{Name: "x"}, "plugin is empty"},
+		{"sha on built-in", Spec{Name: "x", Plugin: "otlp", SHA256: "00000000000000000000000000000000000000000000000000000000000000ff"}, "sha256 applies only to a plugin given by path"},
+		{"short sha", Spec{Name: "x", Plugin: "./p", SHA256: "abcd"}, "not 64 hex digits"},
+		{"message limit too large", Spec{Name: "x", Plugin: "./p", MaxMessageBytes: 8 << 20}, "outside 1..4194304"},
+	}
+	for _, tc := range cases {
+		err := tc.spec.validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: validate() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	ok := Spec{Name: "x", Plugin: "./p", SHA256: "00000000000000000000000000000000000000000000000000000000000000FF"}
+	if err := ok.validate(); err != nil {
+		t.Errorf("valid spec rejected: %v", err)
+	}
+}
+
+func TestIsPath(t *testing.T) {
+	for in, want := range map[string]bool{"otlp": false, "langfuse": false, "./p": true, "/usr/bin/p": true, "bin/p": true, ".hidden": true, `c:\p.exe`: true} {
+		if IsPath(in) != want {
+			t.Errorf("IsPath(%q) = %v", in, !want)
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kern-agents/trace-gateway/plugins"
+	"github.com/kern-agents/trace-gateway/plugins/pluginpb"
+)
+
+// pluginName is the go-plugin name the Exporter service is dispensed under;
+// it must match the plugins package.
+const pluginName = "exporter"
+
+// instance is one running plugin process.
+type instance struct {
+	client *plugin.Client
+	rpc    pluginpb.ExporterClient
+	proc   *os.Process
+	pid    int
+	stderr *stderrLogger
+}
+
+// kill stops the process at once (it may be hung or hostile) and lets
+// go-plugin reap it and close its connection.
+func (i *instance) kill() {
+	if i.proc != nil {
+		_ = i.proc.Kill() // os.Process is pidfd-backed: safe after exit
+	}
+	i.client.Kill()
+}
+
+// hostPlugin is the host side of the go-plugin binding.
+type hostPlugin struct{ plugin.NetRPCUnsupportedPlugin }
+
+func (hostPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("pluginhost: the gateway does not serve exporters")
+}
+
+func (hostPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return pluginpb.NewExporterClient(c), nil
+}
+
+// launch starts one plugin process, completes the handshake and configures
+// it. On error nothing is left running.
+func (d *Destination) launch(ctx context.Context) (*instance, error) {
+	cmd := d.newCmd()
+	// The plugin inherits the gateway's environment; our variables come last
+	// so an inherited value cannot override them (go-plugin would append the
+	// host environment after ours, hence SkipHostEnv below).
+	cmd.Env = append(append(os.Environ(), cmd.Env...),
+		plugins.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
+		plugins.EnvLogLevel+"="+d.logLevel(ctx),
+	)
+	stderr := &stderrLogger{log: d.log}
+
+	startTimeout := d.spec.StartTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		startTimeout = min(startTimeout, max(time.Until(dl), time.Millisecond))
+	}
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig: plugins.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			plugins.ProtocolVersion: {pluginName: hostPlugin{}},
+		},
+		Cmd:              cmd,
+		SkipHostEnv:      true,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     startTimeout,
+		Logger:           &hclogAdapter{l: d.log.With("component", "go-plugin")},
+		Stderr:           &lineWriter{fn: stderr.line},
+		SyncStdout:       streamLogger(d.log, "stdout"),
+		SyncStderr:       streamLogger(d.log, "stderr"),
+		AutoMTLS:         true,
+	}
+	if d.spec.SHA256 != "" {
+		sum, _ := hex.DecodeString(d.spec.SHA256) // validated in Start
+		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	client := plugin.NewClient(cfg)
+
+	rpcClient, err := client.Client()
+	if err != nil {
+		client.Kill()
+		return nil, d.explainStart(cmd, err, stderr)
+	}
+	raw, err := rpcClient.Dispense(pluginName)
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("plugin %s: %w", d.spec.Plugin, err)
+	}
+	inst := &instance{
+		client: client,
+		rpc:    raw.(pluginpb.ExporterClient),
+		proc:   cmd.Process,
+		stderr: stderr,
+	}
+	if cmd.Process != nil {
+		inst.pid = cmd.Process.Pid
+	}
+	if err := d.configure(ctx, inst); err != nil {
+		inst.kill()
+		return nil, err
+	}
+	d.log.Debug("plugin started", "plugin", d.spec.Plugin, "pid", inst.pid)
+	return inst, nil
+}
+
+// configure hands the plugin its config block.
+func (d *Destination) configure(ctx context.Context, inst *instance) error {
+	cctx, cancel := context.WithTimeout(ctx, d.spec.ConfigureTimeout)
+	defer cancel()
+	resp, err := inst.rpc.Configure(cctx, &pluginpb.ConfigureRequest{Config: d.config})
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("configuring plugin: %w", ctx.Err())
+		case status.Code(err) == codes.DeadlineExceeded:
+			return fmt.Errorf("plugin %s did not answer Configure within %s", d.spec.Plugin, d.spec.ConfigureTimeout)
+		case status.Code(err) == codes.Unimplemented:
+			return fmt.Errorf("plugin %s does not implement the kern.gateway.plugin.v1.Exporter service: %s", d.spec.Plugin, status.Convert(err).Message())
+		default:
+			return fmt.Errorf("plugin %s failed Configure: %s", d.spec.Plugin, status.Convert(err).Message())
+		}
+	}
+	if fe := resp.GetFieldErrors(); len(fe) > 0 {
+		ce := &plugins.ConfigError{}
+		for _, f := range fe {
+			ce.Fields = append(ce.Fields, plugins.FieldError{Field: orDefault(f.GetField(), "(config)"), Message: orDefault(f.GetMessage(), "invalid")})
+		}
+		return ce
+	}
+	if msg := resp.GetError(); msg != "" {
+		return fmt.Errorf("plugin %s rejected its config: %s", d.spec.Plugin, msg)
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}
+
+// logLevel tells the plugin the lowest level the host will keep.
+func (d *Destination) logLevel(ctx context.Context) string {
+	if d.log.Enabled(ctx, slog.LevelDebug) {
+		return "debug"
+	}
+	return "info"
+}
+
+// explainStart turns go-plugin's start-up errors into one message that says
+// what went wrong and what to do.
+func (d *Destination) explainStart(cmd *exec.Cmd, err error, stderr *stderrLogger) error {
+	what := "plugin " + d.spec.Plugin
+	if !IsPath(d.spec.Plugin) {
+		what = "built-in plugin " + d.spec.Plugin
+	}
+	msg := err.Error()
+	var hint string
+	switch {
+	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
+		got := "unknown"
+		if sum, herr := fileSHA256(cmd.Path); herr == nil {
+			got = sum
+		}
+		return fmt.Errorf("%s: sha256 mismatch: config pins %s, the binary has %s", what, strings.ToLower(d.spec.SHA256), got)
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s: binary not found: %w", what, err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%s: cannot execute: %w", what, err)
+	case strings.Contains(msg, "exited before we could connect"),
+		strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
+		hint = "the plugin exited during start-up, before the handshake"
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		first, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
+		return fmt.Errorf("%s: handshake failed: the first line on its stdout was %q, not the go-plugin handshake; "+
+			"a plugin must not print to stdout before plugins.Serve (or it is not a kern gateway plugin)", what, first)
+	case strings.Contains(msg, "incompatible API version"):
+		return fmt.Errorf("%s: speaks a different plugin protocol (%s); this gateway speaks version %d: rebuild the plugin against a matching SDK", what, msg, plugins.ProtocolVersion)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		hint = fmt.Sprintf("no handshake within %s", d.spec.StartTimeout)
+	case strings.Contains(msg, "unsupported plugin protocol"):
+		hint = "the plugin does not serve gRPC; build it with plugins.Serve"
+	default:
+		hint = msg
+	}
+	out := what + ": " + hint
+	if tail := stderr.lastLines(); tail != "" {
+		out += "; its last output:\n" + tail
+	}
+	return errors.New(out)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,149 @@
+package semantics
+
+import (
+	"strings"
+)
+
+// view is a span as the rules and extractors read it: the attributes plus
+// what one pass over their keys found (so a span with 10k attributes is
+// walked once, not once per rule).
+type view struct {
+	info   Info
+	attrs  map[string]any
+	name   string
+	lname  string // lower-cased, trimmed name
+	op     string // gen_ai.operation.name, lower-cased
+	oiKind string // openinference.span.kind, upper-cased
+
+	hookType string // agno.hook.type, lower-cased
+
+	hasAgnoWorkflow bool // some agno.workflow.* key
+	hasAgnoStep     bool // some agno.step.* key
+	hasAgnoUsage    bool // some agno.usage.* key
+
+	// Flattened keys, kept for the extractors that need them.
+	flat map[string][]string   // prefix -> keys under it
+	msgs map[string][]*message // flatMessages results, built once per prefix
+}
+
+// flatPrefixes are the flattened (key.N.sub) families the extractors read.
+var flatPrefixes = []string{
+	"llm.input_messages.",
+	"llm.output_messages.",
+	"gen_ai.prompt.",
+	"gen_ai.completion.",
+	"retrieval.documents.",
+	"reranker.output_documents.",
+}
+
+func newView(info Info, attrs map[string]any) *view {
+	s := &view{info: info, attrs: attrs, name: info.Name}
+	s.lname = strings.ToLower(strings.TrimSpace(info.Name))
+	if v, ok := attrs["gen_ai.operation.name"].(string); ok {
+		s.op = strings.ToLower(strings.TrimSpace(v))
+	}
+	if v, ok := attrs["openinference.span.kind"].(string); ok {
+		s.oiKind = strings.ToUpper(strings.TrimSpace(v))
+	}
+	if v, ok := attrs["agno.hook.type"].(string); ok {
+		s.hookType = strings.ToLower(strings.TrimSpace(v))
+	}
+	for k := range attrs {
+		if !strings.HasPrefix(k, "agno.") && !strings.HasPrefix(k, "llm.") &&
+			!strings.HasPrefix(k, "gen_ai.") && !strings.HasPrefix(k, "retrieval.") &&
+			!strings.HasPrefix(k, "reranker.") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, "agno.workflow."):
+			s.hasAgnoWorkflow = true
+		case strings.HasPrefix(k, "agno.step."):
+			s.hasAgnoStep = true
+		case strings.HasPrefix(k, "agno.usage."):
+			s.hasAgnoUsage = true
+		}
+		for _, p := range flatPrefixes {
+			if len(k) > len(p) && strings.HasPrefix(k, p) && k[len(p)] >= '0' && k[len(p)] <= '9' {
+				if s.flat == nil {
+					s.flat = make(map[string][]string)
+				}
+				s.flat[p] = append(s.flat[p], k)
+				break
+			}
+		}
+	}
+	return s
+}
+
+// has reports whether key is present with a usable (non-empty) value.
+func (s *view) has(key string) bool {
+	v, ok := s.attrs[key]
+	if !ok || v == nil {
+		return false
+	}
+	if str, ok := v.(string); ok {
+		return strings.TrimSpace(str) != ""
+	}
+	return true
+}
+
+func (s *view) hasAny(keys ...string) bool {
+	for _, k := range keys {
+		if s.has(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// noConvention reports that the span carries neither GenAI semconv's
+// operation name nor OpenInference's span kind, so agno.* keys and the span
+// name are all there is to go by.
+func (s *view) noConvention() bool {
+	_, gen := s.attrs["gen_ai.operation.name"]
+	_, oi := s.attrs["openinference.span.kind"]
+	return !gen && !oi
+}
+
+// nameIsRun matches agno's "<Name>.run" / "<Name>.arun" span names.
+func (s *view) nameIsRun() bool {
+	return len(s.lname) > 4 && (strings.HasSuffix(s.lname, ".run") || strings.HasSuffix(s.lname, ".arun"))
+}
+
+// toolName is the tool's name from the attributes (GenAI, OpenInference,
+// agno, in that order), falling back to the span name with any
+// "execute_tool " prefix removed.
+func (s *view) toolName() string {
+	if v, ok := s.first(idString, "gen_ai.tool.name", "tool.name", "agno.tool.name", "tool_name"); ok {
+		return v
+	}
+	n := strings.TrimSpace(s.name)
+	if strings.HasPrefix(strings.ToLower(n), "execute_tool ") {
+		n = strings.TrimSpace(n[len("execute_tool "):])
+	}
+	if len(n) > MaxIDBytes {
+		return ""
+	}
+	return n
+}
+
+// delegationTool returns the agno team tool this span executes, if any.
+func (s *view) delegationTool() string {
+	n := strings.ToLower(s.toolName())
+	if _, ok := delegationTools[n]; ok {
+		return n
+	}
+	return ""
+}
+
+// first returns the first of keys whose value conv accepts.
+func (s *view) first(conv func(any) (string, bool), keys ...string) (string, bool) {
+	for _, k := range keys {
+		if v, ok := s.attrs[k]; ok {
+			if out, ok := conv(v); ok {
+				return out, true
+			}
+		}
+	}
+	return "", false
+}

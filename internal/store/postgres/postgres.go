@@ -1,0 +1,184 @@
+// Package postgres is the PostgreSQL trace store (pgx/v5). It writes AgentOS's
+// agno_traces and agno_spans tables in a configurable schema.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/kern-agents/trace-gateway/internal/store"
+)
+
+// stageTable is the per-connection staging table Write copies a batch into.
+// ON COMMIT DELETE ROWS empties it at the end of every transaction.
+const stageTable = "kern_stage_spans"
+
+// spanColumns are agno_spans' columns in table order; the staging table and
+// every insert use this order.
+var spanColumns = []string{
+	"span_id", "trace_id", "parent_span_id", "name", "span_kind", "status_code",
+	"status_message", "start_time", "end_time", "duration_ms", "attributes", "created_at",
+}
+
+// Store is a store.Store on PostgreSQL.
+type Store struct {
+	pool   *pgxpool.Pool
+	db     *sql.DB
+	schema string
+	traces string // schema-qualified, quoted
+	spans  string
+	q      queries
+	closed atomic.Bool
+	// retries counts transactions Write ran again (deadlock, serialization
+	// failure, broken pooled connection); the tests expect none from
+	// concurrent writers.
+	retries atomic.Int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to opts.DSN and creates the schema, the tables and their
+// indexes when they do not exist yet. Errors that mean the server cannot be
+// reached wrap store.ErrUnavailable.
+func Open(ctx context.Context, opts store.Options) (*Store, error) {
+	opts = opts.WithDefaults()
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: parse DSN: %w", err)
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, stageDDL)
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, classify(fmt.Errorf("postgres store: connect: %w", err))
+	}
+	s := &Store{
+		pool:   pool,
+		schema: opts.Schema,
+		traces: pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
+		spans:  pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
+	}
+	s.q = buildQueries(s.traces, s.spans)
+	if err := s.migrate(ctx, opts); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.db = stdlib.OpenDBFromPool(pool)
+	return s, nil
+}
+
+const stageDDL = `CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
+	span_id VARCHAR, trace_id VARCHAR, parent_span_id VARCHAR, name VARCHAR,
+	span_kind VARCHAR, status_code VARCHAR, status_message TEXT,
+	start_time VARCHAR, end_time VARCHAR, duration_ms BIGINT, attributes JSONB,
+	created_at VARCHAR
+) ON COMMIT DELETE ROWS`
+
+// migrate creates what is missing. The statements are idempotent, and an
+// advisory lock keeps replicas that start together from racing on the catalog.
+func (s *Store) migrate(ctx context.Context, opts store.Options) error {
+	id := func(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
+	index := func(table, column string) string {
+		return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
+			id("ix_"+table+"_"+column), id(opts.Schema, table), id(column))
+	}
+	stmts := []string{
+		"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema),
+		`CREATE TABLE IF NOT EXISTS ` + s.traces + ` (
+			trace_id VARCHAR NOT NULL PRIMARY KEY,
+			name VARCHAR NOT NULL,
+			status VARCHAR NOT NULL,
+			start_time VARCHAR NOT NULL,
+			end_time VARCHAR NOT NULL,
+			duration_ms BIGINT NOT NULL,
+			run_id VARCHAR,
+			session_id VARCHAR,
+			user_id VARCHAR,
+			agent_id VARCHAR,
+			team_id VARCHAR,
+			workflow_id VARCHAR,
+			created_at VARCHAR NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.spans + ` (
+			span_id VARCHAR NOT NULL PRIMARY KEY,
+			trace_id VARCHAR NOT NULL REFERENCES ` + s.traces + ` (trace_id),
+			parent_span_id VARCHAR,
+			name VARCHAR NOT NULL,
+			span_kind VARCHAR NOT NULL,
+			status_code VARCHAR NOT NULL,
+			status_message TEXT,
+			start_time VARCHAR NOT NULL,
+			end_time VARCHAR NOT NULL,
+			duration_ms BIGINT NOT NULL,
+			attributes JSONB,
+			created_at VARCHAR NOT NULL
+		)`,
+	}
+	for _, c := range []string{"status", "start_time", "run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at"} {
+		stmts = append(stmts, index(opts.TracesTable, c))
+	}
+	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
+		stmts = append(stmts, index(opts.SpansTable, c))
+	}
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	// Concurrent CREATE ... IF NOT EXISTS can still fail on the catalog's
+	// unique indexes; a transaction-scoped advisory lock serialises them.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('kern-trace-gateway-migrate'))`); err != nil {
+		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+	}
+	for _, q := range stmts {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+	}
+	return nil
+}
+
+// Ping reports whether the server answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return classify(fmt.Errorf("postgres store: ping: %w", err))
+	}
+	return nil
+}
+
+// DB gives database/sql access through the same connection pool.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Pool gives pgx access to the connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Dialect is "postgres".
+func (s *Store) Dialect() string { return "postgres" }
+
+// Tables returns the quoted, schema-qualified table names.
+func (s *Store) Tables() (traces, spans string) { return s.traces, s.spans }
+
+// Close closes the pool. Writes after Close fail with store.ErrUnavailable.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	err := s.db.Close()
+	s.pool.Close()
+	return err
+}

@@ -1,0 +1,241 @@
+// Package sqlite is the embedded trace store (modernc.org/sqlite, pure Go, no
+// cgo): AgentOS's agno_traces and agno_spans tables in one database file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	sqlite3 "modernc.org/sqlite"
+	sqlitelib "modernc.org/sqlite/lib"
+
+	"github.com/kern-agents/trace-gateway/internal/store"
+)
+
+// DefaultDSN is used when Options.DSN is empty.
+const DefaultDSN = "file:kern-traces.db"
+
+// pragmas are set on every connection unless the DSN sets them itself.
+//
+// synchronous=FULL: a write is acknowledged (HTTP 200) only after it is
+// committed, so the commit must survive a power cut, not just a crash of the
+// process. With WAL, NORMAL may lose the last commits on power loss; FULL
+// syncs the WAL on every commit. Batches are large, so the cost is one fsync
+// per batch (see BenchmarkWrite).
+var pragmas = []struct{ name, value string }{
+	{"busy_timeout", "10000"},
+	{"journal_mode", "WAL"},
+	{"synchronous", "FULL"},
+	{"foreign_keys", "1"},
+}
+
+// Store is a store.Store on SQLite. Writes go through one connection (SQLite
+// has a single writer anyway); reads through DB() use a pool of their own,
+// which WAL lets run beside a write.
+type Store struct {
+	w       *sql.DB // one connection, BEGIN IMMEDIATE
+	r       *sql.DB
+	traces  string // quoted
+	spans   string
+	mu      sync.Mutex // guards stmts
+	inserts map[int]*sql.Stmt
+	upsert  *sql.Stmt
+	closed  atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating when missing) the database file named by opts.DSN, a
+// path or a "file:" URI, and creates the tables and indexes that do not exist
+// yet. An in-memory database (":memory:") is not supported: its connections
+// would not share data.
+func Open(ctx context.Context, opts store.Options) (*Store, error) {
+	opts = opts.WithDefaults()
+	if opts.DSN == "" {
+		opts.DSN = DefaultDSN
+	}
+	if opts.DSN == ":memory:" || strings.Contains(opts.DSN, "mode=memory") {
+		return nil, errors.New("sqlite store: in-memory databases are not supported; use a file")
+	}
+	writeDSN, err := withParams(opts.DSN, true)
+	if err != nil {
+		return nil, err
+	}
+	readDSN, err := withParams(opts.DSN, false)
+	if err != nil {
+		return nil, err
+	}
+	w, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: open %s: %w", opts.DSN, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", readDSN)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite store: open %s: %w", opts.DSN, err)
+	}
+	r.SetMaxIdleConns(4)
+	s := &Store{
+		w:       w,
+		r:       r,
+		traces:  quote(opts.TracesTable),
+		spans:   quote(opts.SpansTable),
+		inserts: map[int]*sql.Stmt{},
+	}
+	if err := s.migrate(ctx, opts); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.upsert, err = w.PrepareContext(ctx, upsertTraces(s.traces, s.spans)); err != nil {
+		s.Close()
+		return nil, classify(fmt.Errorf("sqlite store: prepare: %w", err))
+	}
+	return s, nil
+}
+
+// withParams adds the connection settings to dsn, keeping any the DSN sets.
+func withParams(dsn string, writer bool) (string, error) {
+	path, query, _ := strings.Cut(dsn, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlite store: DSN %q: %w", dsn, err)
+	}
+	for _, p := range pragmas {
+		set := false
+		for _, v := range q["_pragma"] {
+			set = set || strings.HasPrefix(strings.ToLower(strings.TrimSpace(v)), p.name)
+		}
+		if !set {
+			q.Add("_pragma", p.name+"("+p.value+")")
+		}
+	}
+	if writer {
+		// Take the write lock when the transaction starts, not at its
+		// first write, so it cannot fail halfway with SQLITE_BUSY.
+		q.Set("_txlock", "immediate")
+	}
+	return path + "?" + q.Encode(), nil
+}
+
+func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+func (s *Store) migrate(ctx context.Context, opts store.Options) error {
+	index := func(table, column string) string {
+		return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", quote("ix_"+table+"_"+column), quote(table), quote(column))
+	}
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ` + s.traces + ` (
+			trace_id VARCHAR NOT NULL PRIMARY KEY,
+			name VARCHAR NOT NULL,
+			status VARCHAR NOT NULL,
+			start_time VARCHAR NOT NULL,
+			end_time VARCHAR NOT NULL,
+			duration_ms BIGINT NOT NULL,
+			run_id VARCHAR,
+			session_id VARCHAR,
+			user_id VARCHAR,
+			agent_id VARCHAR,
+			team_id VARCHAR,
+			workflow_id VARCHAR,
+			created_at VARCHAR NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.spans + ` (
+			span_id VARCHAR NOT NULL PRIMARY KEY,
+			trace_id VARCHAR NOT NULL REFERENCES ` + s.traces + ` (trace_id),
+			parent_span_id VARCHAR,
+			name VARCHAR NOT NULL,
+			span_kind VARCHAR NOT NULL,
+			status_code VARCHAR NOT NULL,
+			status_message TEXT,
+			start_time VARCHAR NOT NULL,
+			end_time VARCHAR NOT NULL,
+			duration_ms BIGINT NOT NULL,
+			attributes TEXT,
+			created_at VARCHAR NOT NULL
+		)`,
+	}
+	for _, c := range []string{"status", "start_time", "run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at"} {
+		stmts = append(stmts, index(opts.TracesTable, c))
+	}
+	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
+		stmts = append(stmts, index(opts.SpansTable, c))
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+	}
+	return nil
+}
+
+// Ping reports whether the database file can be read.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return classify(fmt.Errorf("sqlite store: ping: %w", err))
+	}
+	return nil
+}
+
+// DB gives database/sql access through a pool of its own beside the writer.
+func (s *Store) DB() *sql.DB { return s.r }
+
+// Dialect is "sqlite".
+func (s *Store) Dialect() string { return "sqlite" }
+
+// Tables returns the quoted table names.
+func (s *Store) Tables() (traces, spans string) { return s.traces, s.spans }
+
+// Close closes both pools. Writes after Close fail with store.ErrUnavailable.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	if s.upsert != nil {
+		s.upsert.Close()
+	}
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+var errClosed = fmt.Errorf("sqlite store: %w: store closed", store.ErrUnavailable)
+
+// classify marks errors that mean the database cannot be used right now
+// (locked for longer than busy_timeout, I/O error, disk full, file gone)
+// with store.ErrUnavailable.
+func classify(err error) error {
+	var e *sqlite3.Error
+	if err == nil || !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code() & 0xff {
+	case sqlitelib.SQLITE_BUSY, sqlitelib.SQLITE_LOCKED, sqlitelib.SQLITE_IOERR,
+		sqlitelib.SQLITE_FULL, sqlitelib.SQLITE_CANTOPEN:
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
