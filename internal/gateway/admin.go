@@ -53,10 +53,14 @@ func NewMetrics() *Metrics {
 }
 
 // SpansReceived counts spans decoded from a request.
-func (m *Metrics) SpansReceived(transport string, n int) { m.received.WithLabelValues(transport).Add(float64(n)) }
+func (m *Metrics) SpansReceived(transport string, n int) {
+	m.received.WithLabelValues(transport).Add(float64(n))
+}
 
 // SpansRejected counts spans refused, by reason.
-func (m *Metrics) SpansRejected(reason string, n int) { m.rejected.WithLabelValues(reason).Add(float64(n)) }
+func (m *Metrics) SpansRejected(reason string, n int) {
+	m.rejected.WithLabelValues(reason).Add(float64(n))
+}
 
 // BatchWritten records one write transaction.
 func (m *Metrics) BatchWritten(n int, d time.Duration, err error) {
