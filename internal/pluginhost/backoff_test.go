@@ -1,9 +1,12 @@
 package pluginhost
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 func TestBackoff(t *testing.T) {
@@ -47,6 +50,33 @@ func TestIsPath(t *testing.T) {
 	for in, want := range map[string]bool{"otlp": false, "langfuse": false, "./p": true, "/usr/bin/p": true, "bin/p": true, ".hidden": true, `c:\p.exe`: true} {
 		if IsPath(in) != want {
 			t.Errorf("IsPath(%q) = %v", in, !want)
+		}
+	}
+}
+
+func TestCallerEnded(t *testing.T) {
+	bg := context.Background()
+	short, c1 := context.WithTimeout(bg, time.Hour)
+	defer c1()
+	long, c2 := context.WithTimeout(bg, 2*time.Hour)
+	defer c2()
+	done, c3 := context.WithCancel(bg)
+	c3()
+	cases := []struct {
+		name         string
+		caller, call context.Context
+		code         codes.Code
+		want         error
+	}{
+		{"caller cancelled", done, done, codes.Canceled, context.Canceled},
+		{"caller's deadline is the nearer", short, short, codes.DeadlineExceeded, context.DeadlineExceeded},
+		{"call timeout is the nearer", long, short, codes.DeadlineExceeded, nil},
+		{"no caller deadline", bg, short, codes.DeadlineExceeded, nil},
+		{"other failure", short, short, codes.Unavailable, nil},
+	}
+	for _, tc := range cases {
+		if got := callerEnded(tc.caller, tc.call, tc.code); got != tc.want {
+			t.Errorf("%s: callerEnded = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -281,7 +281,7 @@ func (d *Destination) exportPart(ctx context.Context, td ptrace.Traces) error {
 	resp, err := inst.rpc.Export(ectx, &pluginpb.ExportRequest{Traces: payload})
 	cancel()
 	if err != nil {
-		return d.callFailed(ctx, inst, "export", d.spec.ExportTimeout, err)
+		return d.callFailed(ctx, ectx, inst, "export", d.spec.ExportTimeout, err)
 	}
 	d.answered(inst)
 	switch resp.GetResult() {
@@ -308,11 +308,11 @@ func orUnknown(msg string) string {
 // callFailed classifies a failed RPC. A deadline or a dead process means the
 // plugin is killed and restarted later; the caller's own cancellation or a
 // gRPC error from a live plugin leaves it running. Always retryable.
-func (d *Destination) callFailed(ctx context.Context, inst *instance, call string, timeout time.Duration, err error) error {
-	if ctx.Err() != nil {
-		return plugins.Retryable(fmt.Errorf("destination %q: %s abandoned: %w", d.spec.Name, call, ctx.Err()), 0)
-	}
+func (d *Destination) callFailed(ctx, callCtx context.Context, inst *instance, call string, timeout time.Duration, err error) error {
 	code := status.Code(err)
+	if cerr := callerEnded(ctx, callCtx, code); cerr != nil {
+		return plugins.Retryable(fmt.Errorf("destination %q: %s abandoned: %w", d.spec.Name, call, cerr), 0)
+	}
 	var reason string
 	switch {
 	case code == codes.DeadlineExceeded:
@@ -327,6 +327,25 @@ func (d *Destination) callFailed(ctx context.Context, inst *instance, call strin
 	}
 	after := d.failed(inst, reason)
 	return plugins.Retryable(fmt.Errorf("destination %q: %s; restarting in %s", d.spec.Name, reason, after), after)
+}
+
+// callerEnded tells whether a failed call ended because of the caller's ctx
+// rather than the plugin: ctx is done, or the call hit a deadline that was
+// the caller's (gRPC may report DeadlineExceeded, from the server side,
+// before ctx's own timer fires).
+func callerEnded(ctx, callCtx context.Context, code codes.Code) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if code != codes.DeadlineExceeded {
+		return nil
+	}
+	callerDL, ok := ctx.Deadline()
+	callDL, _ := callCtx.Deadline()
+	if ok && !callerDL.After(callDL) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // backoff is the wait before the restart following n consecutive failures.

@@ -127,9 +127,9 @@ func (d *Destination) configure(ctx context.Context, inst *instance) error {
 	defer cancel()
 	resp, err := inst.rpc.Configure(cctx, &pluginpb.ConfigureRequest{Config: d.config})
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return fmt.Errorf("configuring plugin: %w", ctx.Err())
+		switch cerr := callerEnded(ctx, cctx, status.Code(err)); {
+		case cerr != nil:
+			return fmt.Errorf("configuring plugin: %w", cerr)
 		case status.Code(err) == codes.DeadlineExceeded:
 			return fmt.Errorf("plugin %s did not answer Configure within %s", d.spec.Plugin, d.spec.ConfigureTimeout)
 		case status.Code(err) == codes.Unimplemented:
