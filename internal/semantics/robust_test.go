@@ -208,7 +208,7 @@ func checkInvariants(t *testing.T, before, after map[string]any) {
 
 func TestAnnotateRandomInputs(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 3000; i++ {
+	for i := 0; i < 1500; i++ {
 		info, attrs := randomSpan(r, r.IntN(40))
 		before := maps.Clone(attrs)
 		Annotate(info, attrs)

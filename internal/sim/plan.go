@@ -142,7 +142,7 @@ func planRun(r *rand.Rand, w *world, errorRatio float64) runPlan {
 	for _, c := range calls {
 		p.tool(root, c)
 	}
-	p.delegation(root, ag, member, sess, question)
+	p.delegation(root, ag, member, isTeam, sess, question)
 	p.llm(root, ag, question, docs, nil, 500, 5000, 50, 800)
 	p.hook(root, "post", pick(r, hooks.post), "answer")
 	root.end = p.cursor
@@ -477,13 +477,12 @@ func (p *planner) tool(parent *node, c call) {
 
 // delegation plans the team leader handing a task to a member agent, whose
 // own run (with its own LLM call) nests under the delegation span.
-func (p *planner) delegation(parent *node, ag, member agent, sess session, question string) {
+func (p *planner) delegation(parent *node, ag, member agent, isTeam bool, sess session, question string) {
 	mode := pick(p.r, []string{"coordinate", "coordinate", "route", "collaborate"})
 	toolName := map[string]string{
 		"coordinate": "delegate_task_to_member", "route": "transfer_task_to_member", "collaborate": "delegate_task_to_members",
 	}[mode]
 	args := mustJSON(map[string]any{"member_id": member.id, "task": "Research: " + question})
-	teamID := ag.teamID
 	d := &node{kind: trace.SpanKindInternal}
 	if p.conv == genAI {
 		d.name = "execute_tool " + toolName
@@ -491,9 +490,11 @@ func (p *planner) delegation(parent *node, ag, member agent, sess session, quest
 			attribute.String("gen_ai.operation.name", "execute_tool"),
 			attribute.String("gen_ai.tool.name", toolName),
 			attribute.String("gen_ai.tool.call.arguments", args),
-			attribute.String("agno.team.id", teamID),
 			attribute.String("agno.team.member", member.id),
 			attribute.String("agno.team.mode", mode),
+		}
+		if isTeam {
+			d.attrs = append(d.attrs, attribute.String("agno.team.id", ag.teamID))
 		}
 	} else {
 		// OpenInference carries no team keys: the member comes from the
