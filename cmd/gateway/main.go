@@ -29,6 +29,7 @@ const usage = `usage: gateway <command> [flags]
 commands:
   run       --config FILE   start the gateway (the default command)
   validate  --config FILE   check a config file; exit 0 or list every error with file:line
+  query     --config FILE SQL   run one SQL query against the trace database
   version                   print the version
 `
 
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "kern trace gateway %s (commit %s)\n", version, commit)
 		return 0
+	case "query":
+		return cmdQuery(args, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(args, stderr)
 	case "help", "-h", "--help":
