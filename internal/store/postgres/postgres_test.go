@@ -225,3 +225,33 @@ func TestConcurrentWritersNeverRetry(t *testing.T) {
 		t.Errorf("%d transactions were retried (deadlocks?), want none", n)
 	}
 }
+
+func TestWriteRecreatesLostStagingTable(t *testing.T) {
+	opts := freshOptions(t)
+	u, err := url.Parse(opts.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	opts.DSN = u.String()
+	s := openStore(t, opts).(*Store)
+	ctx := context.Background()
+	if _, err := s.Pool().Exec(ctx, `DISCARD TEMP`); err != nil {
+		t.Fatal(err)
+	}
+	tr := storetest.AgentTrace(rand.New(rand.NewSource(4)), time.Now())
+	if err := s.Write(ctx, tr); err != nil {
+		t.Fatalf("Write after DISCARD TEMP: %v", err)
+	}
+	row, ok, err := storetest.ReadTrace(ctx, s, tr[0].TraceID)
+	if err != nil || !ok {
+		t.Fatalf("ReadTrace = %v, %v", ok, err)
+	}
+	want := storetest.ExpectedTrace(tr)
+	want.CreatedAt = row.CreatedAt
+	if row != want {
+		t.Errorf("trace row:\n got  %+v\n want %+v", row, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +53,26 @@ func (s *Store) Write(ctx context.Context, spans []model.Span) error {
 }
 
 func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, now string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" && strings.Contains(pgErr.Message, stageTable) {
+		// The session lost its staging table (DISCARD TEMP, or a pooler
+		// that moved us to another server session): make it and go again.
+		if _, err := conn.Exec(ctx, stageDDL); err != nil {
+			return fmt.Errorf("create staging table: %w", err)
+		}
+		err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+	}
+	return err
+}
+
+func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, now string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 			sp := &batch[i]
 			return []any{

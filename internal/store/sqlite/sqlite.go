@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	sqlite3 "modernc.org/sqlite"
@@ -43,8 +42,7 @@ type Store struct {
 	r       *sql.DB
 	traces  string // quoted
 	spans   string
-	mu      sync.Mutex // guards stmts
-	inserts map[int]*sql.Stmt
+	inserts map[int]*sql.Stmt // by number of rows
 	upsert  *sql.Stmt
 	closed  atomic.Bool
 }
@@ -96,9 +94,9 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if s.upsert, err = w.PrepareContext(ctx, upsertTraces(s.traces, s.spans)); err != nil {
+	if err := s.prepare(ctx); err != nil {
 		s.Close()
-		return nil, classify(fmt.Errorf("sqlite store: prepare: %w", err))
+		return nil, classify(fmt.Errorf("sqlite store: %w", err))
 	}
 	return s, nil
 }
@@ -211,8 +209,6 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, st := range s.inserts {
 		st.Close()
 	}

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -73,10 +72,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 		for n > len(rest) {
 			n /= 2
 		}
-		stmt, err := s.insertStmt(ctx, n)
-		if err != nil {
-			return err
-		}
+		stmt := s.inserts[n]
 		args := make([]any, 0, n*nSpanColumns)
 		for i := range rest[:n] {
 			sp := &rest[i]
@@ -99,22 +95,26 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 	return tx.Commit()
 }
 
-// insertStmt returns the prepared INSERT of n spans.
-func (s *Store) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.inserts[n]; ok {
-		return st, nil
-	}
+// prepare prepares the INSERTs of maxRows, maxRows/2, ..., 1 spans and the
+// trace upsert. (Preparing later, inside a write, would wait forever for the
+// writer's only connection.)
+func (s *Store) prepare(ctx context.Context) error {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", nSpanColumns), ",") + ")"
-	q := `INSERT INTO ` + s.spans + ` (` + spanColumns + `) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (span_id) DO NOTHING`
-	st, err := s.w.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("prepare insert of %d spans: %w", n, err)
+	for n := maxRows; n >= 1; n /= 2 {
+		q := `INSERT INTO ` + s.spans + ` (` + spanColumns + `) VALUES ` +
+			strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (span_id) DO NOTHING`
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare insert of %d spans: %w", n, err)
+		}
+		s.inserts[n] = st
 	}
-	s.inserts[n] = st
-	return st, nil
+	st, err := s.w.PrepareContext(ctx, upsertTraces(s.traces, s.spans))
+	if err != nil {
+		return fmt.Errorf("prepare trace upsert: %w", err)
+	}
+	s.upsert = st
+	return nil
 }
 
 // upsertTraces computes the rows of the traces whose ids are in the JSON

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"reflect"
 	"strconv"
 
@@ -11,7 +12,7 @@ import (
 )
 
 // SameJSON reports whether a and b hold the same JSON value. Numbers compare
-// by value (an integer exactly, even beyond 2^53), not by spelling, because
+// by exact value (integers beyond 2^53 too), not by spelling, because
 // PostgreSQL's jsonb re-renders them; key order and spacing do not matter.
 // Two empty inputs are equal (both stored as NULL).
 func SameJSON(a, b []byte) bool {
@@ -36,11 +37,12 @@ func decodeJSON(b []byte) (any, error) {
 func normalize(v any) any {
 	switch x := v.(type) {
 	case json.Number:
-		if i, err := strconv.ParseInt(x.String(), 10, 64); err == nil {
-			return i
+		// The exact value, however it is spelled: 1e3, 1000 and 1000.0
+		// are the same number.
+		if r, ok := new(big.Rat).SetString(x.String()); ok {
+			return r.RatString()
 		}
-		f, _ := strconv.ParseFloat(x.String(), 64)
-		return f
+		return x.String()
 	case []any:
 		for i := range x {
 			x[i] = normalize(x[i])
