@@ -46,7 +46,7 @@ func main() {
 		dsn       = flag.String("dsn", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL DSN")
 		gwBin     = flag.String("gateway", "bin/gateway", "gateway binary")
 		runs      = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
-		perReq    = flag.Int("traces-per-request", 20, "traces per OTLP request")
+		perReq    = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
 		senders   = flag.Int("senders", 4, "concurrent senders")
 		extraYAML = flag.String("destinations", "", "YAML file whose `destinations:` list is added to the gateway config")
 	)
