@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -210,4 +211,35 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("after shutdown %d of %d accepted spans are stored", n, stats.Spans)
 	}
 	_ = st.Close()
+}
+
+// TestExplorerServed checks the API and the page are mounted on server.http
+// and read what the receivers stored.
+func TestExplorerServed(t *testing.T) {
+	g := startGateway(t, testConfig(t, "sqlite"))
+	ctx := context.Background()
+	td, stats, err := sim.CaptureTraces(ctx, sim.Options{Count: 3, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.batcher.Submit(ctx, toRows(t, td)); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + g.Addrs().HTTP
+	if page := get(t, base+"/", 200); !strings.Contains(strings.ToLower(page), "<html") {
+		t.Fatalf("/ is not the explorer page: %.200s", page)
+	}
+	var list struct {
+		Traces []struct {
+			TraceID string `json:"trace_id"`
+		} `json:"traces"`
+	}
+	if err := json.Unmarshal([]byte(get(t, base+"/api/traces?limit=10", 200)), &list); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(list.Traces)) != stats.Runs {
+		t.Fatalf("/api/traces listed %d traces, stored %d", len(list.Traces), stats.Runs)
+	}
+	get(t, base+"/api/traces/"+list.Traces[0].TraceID, 200)
+	get(t, base+"/api/traces?limit=oops", 400)
 }
