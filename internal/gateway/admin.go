@@ -73,8 +73,8 @@ func (m *Metrics) BatchWritten(n int, d time.Duration, err error) {
 	m.stored.Add(float64(n))
 }
 
-// adminHandler serves /metrics, /healthz, /readyz (and, as they land, the
-// API and the page).
+// adminHandler serves /metrics, /healthz, /readyz, the trace API and the
+// trace explorer page.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
@@ -93,5 +93,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	// The trace API under /api/ and the explorer page at /.
+	mux.Handle("/", g.page)
 	return mux
 }

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/convert"
@@ -21,6 +22,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
 	"github.com/kern-agents/trace-gateway/internal/store/sqlite"
+	"github.com/kern-agents/trace-gateway/internal/web"
 )
 
 // Options are process-level settings that are not part of the config file.
@@ -38,6 +40,7 @@ type Gateway struct {
 	store   store.Store
 	batcher *batcher.Batcher
 	metrics *Metrics
+	page    http.Handler // trace explorer page + API
 
 	grpcSrv  *grpc.Server
 	otlpHTTP *http.Server
@@ -92,6 +95,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		Logger:   log,
 		Observer: g.metrics,
 	}
+	page, err := web.New(api.New(st, api.Options{Logger: log}), web.Options{})
+	if err != nil {
+		_ = g.batcher.Close(ctx)
+		_ = st.Close()
+		return nil, fmt.Errorf("trace explorer: %w", err)
+	}
+	g.page = page
 	if err := g.listen(cfg, ropts); err != nil {
 		g.closeListeners()
 		_ = g.batcher.Close(ctx)
