@@ -49,12 +49,18 @@ func main() {
 		perReq    = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
 		senders   = flag.Int("senders", 4, "concurrent senders")
 		extraYAML = flag.String("destinations", "", "YAML file whose `destinations:` list is added to the gateway config")
+		writers   = flag.Int("writers", 2, "ingest.writers of the gateway")
+		batch     = flag.Int("batch", 2000, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
+	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)
 	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *extraYAML); err != nil {
 		log.Fatal(err)
 	}
 }
+
+// ingest is the gateway config's ingest section.
+var ingest string
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -237,7 +243,7 @@ storage:
   schema: %s
 log:
   level: warn
-%s`, otlpAddr, httpAddr, dsn, schema, dests)
+%s%s`, otlpAddr, httpAddr, dsn, schema, ingest, dests)
 	cfgPath := filepath.Join(dir, "gw.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return gwResult{}, err
