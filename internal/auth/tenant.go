@@ -1,0 +1,30 @@
+package auth
+
+import (
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// TenantAttribute is the resource attribute carrying the authenticated
+// tenant on stored spans (in agno_spans.attributes it is found under
+// kern.resource, e.g. attributes->'kern.resource'->>'kern.tenant').
+const TenantAttribute = "kern.tenant"
+
+// StampTenant sets TenantAttribute on every resource of td, replacing any
+// value the sender put there, so one tenant can never label its spans as
+// another's. An empty tenant (authentication off) leaves td unchanged.
+//
+// Call it on the decoded request before converting it to rows.
+func StampTenant(td ptrace.Traces, tenant string) {
+	if tenant == "" {
+		return
+	}
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		attrs := rss.At(i).Resource().Attributes()
+		// RemoveIf drops wire-level duplicates too, which PutStr alone
+		// would leave behind.
+		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == TenantAttribute })
+		attrs.PutStr(TenantAttribute, tenant)
+	}
+}
