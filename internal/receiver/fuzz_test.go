@@ -1,8 +1,10 @@
 package receiver
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
 )
@@ -10,7 +12,7 @@ import (
 // fuzzDecode checks the invariants of the HTTP/gRPC decode path on any
 // input: no panic, and every row it produces is storable.
 func fuzzDecode(t *testing.T, enc wireFormat, body []byte) {
-	spans, rejected, err := decode(enc, body, testNow, convert.Limits{MaxAttrValueBytes: 128, MaxAttributes: 16})
+	spans, rejected, err := Options{Now: func() time.Time { return testNow }, Limits: convert.Limits{MaxAttrValueBytes: 128, MaxAttributes: 16}}.withDefaults().decode(context.Background(), enc, body)
 	if err != nil {
 		if len(spans) != 0 || len(rejected) != 0 {
 			t.Fatalf("error %v with %d spans, %d rejections", err, len(spans), len(rejected))

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -90,6 +91,17 @@ func NewGRPCServer(opts Options, sink Sink, extra ...grpc.ServerOption) *grpc.Se
 	return s
 }
 
+// status is f as a gRPC status, with RetryInfo when f suggests a retry.
+func (g *grpcReceiver) status(f failure) *status.Status {
+	st := status.New(f.code, f.message)
+	if f.retry {
+		if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(g.opts.retryAfter(f))}); err == nil {
+			st = withInfo
+		}
+	}
+	return st
+}
+
 func (g *grpcReceiver) export(ctx context.Context, in *rawMessage) (_ any, err error) {
 	defer func() {
 		// Last line of defence: a bug must cost one request, not the process.
@@ -98,7 +110,12 @@ func (g *grpcReceiver) export(ctx context.Context, in *rawMessage) (_ any, err e
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	spans, rejected, err := decode(encProto, *in, g.opts.Now(), g.opts.Limits)
+	spans, rejected, err := g.opts.decode(ctx, encProto, *in)
+	var ref *refusal
+	if errors.As(err, &ref) {
+		g.opts.Observer.SpansRejected(ref.f.reason, ref.spans)
+		return nil, g.status(ref.f).Err()
+	}
 	if err != nil {
 		g.opts.Logger.Debug("malformed OTLP/gRPC export", "err", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -108,13 +125,7 @@ func (g *grpcReceiver) export(ctx context.Context, in *rawMessage) (_ any, err e
 			f := classify(err)
 			g.opts.observe("grpc", len(spans), len(rejected), &f)
 			logFailure(ctx, g.opts.Logger, "OTLP/gRPC", len(spans), f, err)
-			st := status.New(f.code, f.message)
-			if f.retry {
-				if withInfo, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(g.opts.RetryAfter)}); derr == nil {
-					st = withInfo
-				}
-			}
-			return nil, st.Err()
+			return nil, g.status(f).Err()
 		}
 	}
 	g.opts.observe("grpc", len(spans), len(rejected), nil)

@@ -116,7 +116,16 @@ func (h *httpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	spans, rejected, err := decode(enc, buf.Bytes(), h.opts.Now(), h.opts.Limits)
+	spans, rejected, err := h.opts.decode(r.Context(), enc, buf.Bytes())
+	var ref *refusal
+	if errors.As(err, &ref) {
+		h.opts.Observer.SpansRejected(ref.f.reason, ref.spans)
+		if ref.f.retry {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.retryAfter(ref.f))))
+		}
+		writeStatus(w, enc, ref.f.httpStatus, ref.f.code, ref.f.message)
+		return
+	}
 	if err != nil {
 		h.opts.Logger.Debug("malformed OTLP/HTTP export", "err", err)
 		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
@@ -128,7 +137,7 @@ func (h *httpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.opts.observe("http", len(spans), len(rejected), &f)
 			logFailure(r.Context(), h.opts.Logger, "OTLP/HTTP", len(spans), f, err)
 			if f.retry {
-				w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+				w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.retryAfter(f))))
 			}
 			writeStatus(w, enc, f.httpStatus, f.code, f.message)
 			return

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +28,23 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/limits"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/otlpdecode"
+	"github.com/kern-agents/trace-gateway/internal/ratelimit"
 	"github.com/kern-agents/trace-gateway/internal/store"
 )
+
+// retryAfter is the delay to suggest for f.
+func (o Options) retryAfter(f failure) time.Duration {
+	if f.retryAfter > 0 {
+		return f.retryAfter
+	}
+	return o.RetryAfter
+}
 
 // Sink stores converted spans and returns once they are committed;
 // *batcher.Batcher satisfies it.
@@ -66,6 +78,12 @@ type Options struct {
 	Now func() time.Time
 	// Observer counts spans for metrics; nil counts nothing.
 	Observer Observer
+	// MaxSpansPerRequest refuses larger requests (413 / RESOURCE_EXHAUSTED
+	// without retry); 0 disables.
+	MaxSpansPerRequest int
+	// RateLimiter bounds spans per second per tenant (the tenant comes from
+	// the request context, see package auth); nil disables.
+	RateLimiter *ratelimit.Limiter
 }
 
 // Observer is told what happened to the spans of each request.
@@ -123,8 +141,20 @@ const (
 	encJSON
 )
 
+// refusal is a request refused before anything is stored (too many spans,
+// rate limited); decode returns it as its error.
+type refusal struct {
+	f     failure
+	spans int // in the refused request
+}
+
+func (r *refusal) Error() string { return r.f.message }
+
 // decode turns a request body into rows plus the spans rejected on the way.
-func decode(enc wireFormat, body []byte, now time.Time, lim convert.Limits) ([]model.Span, []convert.Rejection, error) {
+// The tenant of an authenticated request is stamped on every resource, and
+// the request is checked against the spans-per-request and rate limits
+// before it is converted (a *refusal then).
+func (o Options) decode(ctx context.Context, enc wireFormat, body []byte) ([]model.Span, []convert.Rejection, error) {
 	var (
 		td       ptrace.Traces
 		rejected []convert.Rejection
@@ -138,7 +168,16 @@ func decode(enc wireFormat, body []byte, now time.Time, lim convert.Limits) ([]m
 	if err != nil {
 		return nil, nil, err
 	}
-	spans, more := convert.FromOTLP(td, now, lim)
+	tenant, _ := auth.TenantFrom(ctx)
+	auth.StampTenant(td, tenant)
+	if err := limits.CheckSpans(td, o.MaxSpansPerRequest); err != nil {
+		return nil, nil, &refusal{failure{http.StatusRequestEntityTooLarge, codes.ResourceExhausted, err.Error(), false, "too_many_spans", 0}, td.SpanCount()}
+	}
+	if ok, wait := o.RateLimiter.Allow(tenant, td.SpanCount()); !ok {
+		return nil, nil, &refusal{failure{http.StatusTooManyRequests, codes.ResourceExhausted,
+			"span rate limit exceeded; retry later", true, "rate_limited", wait}, td.SpanCount()}
+	}
+	spans, more := convert.FromOTLP(td, o.Now(), o.Limits)
 	return spans, append(rejected, more...), nil
 }
 
@@ -146,24 +185,25 @@ func decode(enc wireFormat, body []byte, now time.Time, lim convert.Limits) ([]m
 type failure struct {
 	httpStatus int
 	code       codes.Code
-	message    string // safe to send: no database details
-	retry      bool   // suggest Retry-After / RetryInfo
-	reason     string // metrics label
+	message    string        // safe to send: no database details
+	retry      bool          // suggest Retry-After / RetryInfo
+	reason     string        // metrics label
+	retryAfter time.Duration // the delay to suggest; 0 means Options.RetryAfter
 }
 
 // classify maps a Sink error to the answer the sender gets.
 func classify(err error) failure {
 	switch {
 	case errors.Is(err, batcher.ErrQueueFull):
-		return failure{429, codes.ResourceExhausted, "ingest queue is full; retry later", true, "queue_full"}
+		return failure{429, codes.ResourceExhausted, "ingest queue is full; retry later", true, "queue_full", 0}
 	case errors.Is(err, store.ErrUnavailable):
-		return failure{503, codes.Unavailable, "trace database unavailable; retry later", true, "unavailable"}
+		return failure{503, codes.Unavailable, "trace database unavailable; retry later", true, "unavailable", 0}
 	case errors.Is(err, batcher.ErrClosed):
-		return failure{503, codes.Unavailable, "gateway is shutting down; retry later", true, "shutting_down"}
+		return failure{503, codes.Unavailable, "gateway is shutting down; retry later", true, "shutting_down", 0}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return failure{503, codes.Unavailable, "request ended before the spans were committed; retry", true, "cancelled"}
+		return failure{503, codes.Unavailable, "request ended before the spans were committed; retry", true, "cancelled", 0}
 	}
-	return failure{500, codes.Internal, "storing spans failed", false, "write_error"}
+	return failure{500, codes.Internal, "storing spans failed", false, "write_error", 0}
 }
 
 // maxReasons bounds the partial-success message.
