@@ -34,60 +34,36 @@ type Config struct {
 }
 
 // New returns the Arize AX exporter.
-func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
+func New() plugins.Exporter { return otlpsend.Vendor(Parse, Config.sender, Config.mapper) }
 
-func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := Parse(raw)
-	if err != nil {
-		return nil, nil, err
-	}
+func (c Config) sender() (otlpsend.Sender, error) {
 	target, insecure, err := otlpsend.GRPCTarget(c.endpoint(), false)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s, err := otlpsend.NewGRPC(otlpsend.GRPCOptions{
-		Endpoint:    target,
-		Insecure:    insecure,
-		Headers:     c.headers(),
-		Compression: c.Compression,
-		Timeout:     c.Timeout,
-	})
+	s, err := otlpsend.NewGRPC(otlpsend.GRPCOptions{Endpoint: target, Insecure: insecure, Headers: c.headers()}.With(c.Common))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return s, Map(c.Project), nil
+	return s, nil
 }
+
+func (c Config) mapper() otlpsend.Mapper { return Map(c.Project) }
 
 // Parse reads and validates a config block.
 func Parse(raw map[string]any) (Config, error) {
 	r := cfg.New(raw)
 	c := Config{Common: cfg.ReadCommon(r, "gzip"), Endpoint: DefaultEndpoint}
-	var region string
-	r.String("endpoint", &c.Endpoint)
-	r.String("region", &region)
+	region := r.RegionalURL("endpoint", &c.Endpoint, Regions, "us", "eu")
 	r.Required("space_id", &c.SpaceID)
 	r.Required("api_key", &c.APIKey)
 	r.Required("project", &c.Project)
 	r.Done()
-
-	if region != "" {
-		host, ok := Regions[strings.ToLower(region)]
-		switch {
-		case !ok:
-			r.Fail("region", "must be one of us, eu, got %q", region)
-		case r.Has("endpoint"):
-			r.Fail("region", "set endpoint or region, not both")
-		default:
-			c.Endpoint = host
-		}
-	}
+	region.Resolve()
 	if _, _, err := otlpsend.GRPCTarget(c.endpoint(), false); err != nil {
 		r.Fail("endpoint", "%v", err)
 	}
-	if err := r.Errors(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return cfg.Result(r, c)
 }
 
 // endpoint drops the "/v1" Arize's SDKs append; gRPC has no path.
@@ -99,7 +75,7 @@ func (c Config) endpoint() string {
 // headers are the gRPC metadata Arize's arize-otel SDK sends; the
 // deprecated names are kept for older collectors.
 func (c Config) headers() map[string]string {
-	h := map[string]string{
+	return map[string]string{
 		"authorization":   c.APIKey,
 		"api_key":         c.APIKey,
 		"arize-api-key":   c.APIKey,
@@ -107,8 +83,4 @@ func (c Config) headers() map[string]string {
 		"space_id":        c.SpaceID,
 		"arize-interface": "otel",
 	}
-	for k, v := range c.Headers {
-		h[strings.ToLower(k)] = v
-	}
-	return h
 }

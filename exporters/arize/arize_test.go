@@ -1,7 +1,6 @@
 package arize
 
 import (
-	"context"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -9,19 +8,9 @@ import (
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 const absent = otlptest.Absent
-
-func configure(t testing.TB, exp plugins.Exporter, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 var wantAgentRun = map[string]map[string]string{
 	fixture.TeamRun: {
@@ -63,38 +52,21 @@ func expectProject(t testing.TB, td ptrace.Traces, project string) {
 func TestMapAgentRun(t *testing.T) {
 	in := fixture.AgentRun()
 	in.ResourceSpans().At(0).Resource().Attributes().PutStr(KeyProjectName, "sender-choice")
-	out := Map("agents-prod")(in)
-	otlptest.ExpectAttrs(t, out, wantAgentRun)
-	otlptest.ExpectEvent(t, out, fixture.Tool, "exception", map[string]string{
-		"exception.type": fixture.ExcType, "exception.message": fixture.ExcMessage,
-	})
+	out := otlptest.ExpectMapped(t, Map("agents-prod"), in, wantAgentRun)
+	otlptest.ExpectToolException(t, out)
 	expectProject(t, out, "agents-prod")
-	if got := facts.Text(in.ResourceSpans().At(0).Resource().Attributes(), KeyProjectName); got != "sender-choice" {
-		t.Fatal("Map modified its input")
-	}
 }
 
 func TestExportAX(t *testing.T) {
 	srv := otlptest.NewGRPC(t)
-	exp := configure(t, New(), map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"endpoint": "http://" + srv.Addr + "/v1", "space_id": "U3BhY2U6MQ==", "api_key": "ak-1", "project": "agents-prod",
 	})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 call, got %d", len(reqs))
-	}
-	r := reqs[0]
-	for k, want := range map[string]string{
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectMetadata(t, r.Metadata, map[string]string{
 		"arize-space-id": "U3BhY2U6MQ==", "space_id": "U3BhY2U6MQ==", "api_key": "ak-1",
 		"arize-api-key": "ak-1", "authorization": "ak-1", "arize-interface": "otel",
-	} {
-		if got := r.Metadata.Get(k); len(got) != 1 || got[0] != want {
-			t.Errorf("metadata %s = %v, want %q", k, got, want)
-		}
-	}
+	})
 	if r.Compression != "gzip" {
 		t.Errorf("compression = %q, want gzip", r.Compression)
 	}
@@ -103,22 +75,18 @@ func TestExportAX(t *testing.T) {
 }
 
 func TestAXErrors(t *testing.T) {
-	otlptest.RunGRPCErrorSuite(t, func(t testing.TB, addr string) plugins.Exporter {
-		return configure(t, New(), map[string]any{
+	otlptest.RunGRPCErrorSuite(t, New, func(addr string) map[string]any {
+		return map[string]any{
 			"endpoint": "http://" + addr, "space_id": "s", "api_key": "k", "project": "p", "timeout": "5s",
-		})
+		}
 	})
 }
 
 func TestAXConfig(t *testing.T) {
 	ok := func(extra map[string]any) map[string]any {
-		m := map[string]any{"space_id": "s", "api_key": "k", "project": "p"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
+		return otlptest.Merge(map[string]any{"space_id": "s", "api_key": "k", "project": "p"}, extra)
 	}
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
 		{Name: "defaults", Raw: ok(nil)},
 		{Name: "eu", Raw: ok(map[string]any{"region": "eu"})},
 		{Name: "sdk style endpoint", Raw: ok(map[string]any{"endpoint": "https://otlp.arize.com/v1"})},
@@ -134,36 +102,19 @@ func TestAXConfig(t *testing.T) {
 
 func TestExportPhoenix(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/s/my-space", "api_key": "phx_1", "project": "agents"})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/s/my-space/v1/traces" {
-		t.Fatalf("got %s %s", r.Method, r.Path)
-	}
-	for k, want := range map[string]string{
+	exp := otlptest.Configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/s/my-space", "api_key": "phx_1", "project": "agents"})
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/s/my-space/v1/traces", map[string]string{
 		"Authorization": "Bearer phx_1", "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-	} {
-		if got := r.Header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
-	}
+	})
 	expectProject(t, r.Traces, "agents")
 	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
 }
 
 func TestPhoenixWithoutAPIKey(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/v1/traces"})
-	if err := exp.Export(context.Background(), fixture.Many(2)); err != nil {
-		t.Fatal(err)
-	}
-	r := srv.Requests()[0]
+	exp := otlptest.Configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/v1/traces"})
+	r := otlptest.ExportOnce(t, exp, fixture.Many(2), srv.Requests)
 	if r.Path != "/v1/traces" || r.Header.Get("Authorization") != "" {
 		t.Fatalf("path %q, Authorization %q", r.Path, r.Header.Get("Authorization"))
 	}
@@ -171,13 +122,13 @@ func TestPhoenixWithoutAPIKey(t *testing.T) {
 }
 
 func TestPhoenixErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, NewPhoenix(), map[string]any{"endpoint": base})
+	otlptest.RunHTTPErrorSuite(t, NewPhoenix, func(base string) map[string]any {
+		return map[string]any{"endpoint": base}
 	})
 }
 
 func TestPhoenixConfig(t *testing.T) {
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := ParsePhoenix(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, ParsePhoenix, []otlptest.ConfigCase{
 		{Name: "defaults", Raw: map[string]any{}},
 		{Name: "cloud", Raw: map[string]any{"endpoint": "https://app.phoenix.arize.com/s/me", "api_key": "k", "project": "p"}},
 		{Name: "bad endpoint", Raw: map[string]any{"endpoint": "localhost:6006"}, Fields: []string{"endpoint"}},

@@ -7,7 +7,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
-	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // OpenInference keys (github.com/Arize-ai/openinference, spec/semantic_conventions.md).
@@ -37,42 +36,23 @@ const (
 // replaces any project name the sender set on its resources.
 func Map(project string) func(ptrace.Traces) ptrace.Traces {
 	return func(td ptrace.Traces) ptrace.Traces {
-		out := facts.Copy(td)
+		out := facts.MapSpans(td, mapSpan)
 		for _, rs := range out.ResourceSpans().All() {
 			rs.Resource().Attributes().PutStr(KeyProjectName, project)
 		}
-		traces := facts.Collect(out)
-		facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-			mapSpan(span, facts.Read(span), traces[span.TraceID()])
-		})
 		return out
 	}
 }
 
-// SpanKind is the OpenInference span kind for a span ("" when the gateway
-// could not classify it).
-func SpanKind(f facts.Facts) string {
-	switch f.Type {
-	case semantics.TypeRun:
-		if f.RunKind == "workflow" {
-			return "CHAIN"
-		}
-		return "AGENT"
-	case semantics.TypeLLM:
-		return "LLM"
-	case semantics.TypeEmbedding:
-		return "EMBEDDING"
-	case semantics.TypeTool:
-		return "TOOL"
-	case semantics.TypeRetrieval:
-		return "RETRIEVER"
-	case semantics.TypePreHook, semantics.TypePostHook:
-		return "GUARDRAIL"
-	case semantics.TypeDelegation:
-		return "CHAIN"
-	}
-	return ""
+// spanKinds are the OpenInference span kinds; "" when the gateway could not
+// classify the span.
+var spanKinds = facts.Kinds{
+	Agent: "AGENT", Workflow: "CHAIN", LLM: "LLM", Embedding: "EMBEDDING", Tool: "TOOL",
+	Retrieval: "RETRIEVER", Hook: "GUARDRAIL", Delegation: "CHAIN",
 }
+
+// SpanKind is the OpenInference span kind for a span.
+func SpanKind(f facts.Facts) string { return spanKinds.Of(f) }
 
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
@@ -91,9 +71,7 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 		facts.PutInt(a, keyPromptTokens, f.InputTokens, f.HasInputTokens)
 		facts.PutInt(a, keyCompletionToks, f.OutputTokens, f.HasOutputTokens)
 		facts.PutInt(a, keyTotalTokens, f.TotalTokens, f.HasTotalTokens)
-		if f.HasTemperature {
-			facts.PutStr(a, keyInvocation, facts.MarshalJSON(map[string]float64{"temperature": f.Temperature}))
-		}
+		facts.PutStr(a, keyInvocation, f.InvocationParams())
 	case "EMBEDDING":
 		facts.PutStr(a, keyEmbeddingModel, f.Model)
 		facts.PutInt(a, keyPromptTokens, f.InputTokens, f.HasInputTokens)
@@ -114,17 +92,14 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	facts.EnsureExceptionEvent(span, f)
 
 	meta := map[string]any{}
-	for k, v := range map[string]string{
-		"run_kind": f.RunKind, "run_id": f.RunID, "agent_id": f.AgentID, "model": f.Model,
-		"hook_name": f.HookName, "vector_store": f.VectorStore, "tool_calls": f.ToolCalls,
-		"delegation_member": f.DelegationMember, "delegation_mode": f.DelegationMode,
-	} {
-		if v != "" {
-			meta[k] = v
-		}
+	for k, v := range f.Metadata() {
+		meta[k] = v
+	}
+	if f.Model != "" {
+		meta["model"] = f.Model
 	}
 	if f.HasRetrievalK {
-		meta["retrieval_k"] = f.RetrievalK
+		meta["retrieval_k"] = f.RetrievalK // a number in OpenInference's JSON
 	}
 	if tf != nil {
 		facts.PutStr(a, keySessionID, tf.SessionID)
@@ -142,10 +117,7 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 
 // putValue sets an OpenInference value and its MIME type.
 func putValue(a pcommon.Map, key, mimeKey, v string) {
-	if v == "" {
-		return
-	}
-	if _, exists := a.Get(key); exists {
+	if _, exists := a.Get(key); v == "" || exists {
 		return
 	}
 	a.PutStr(key, v)

@@ -1,9 +1,6 @@
 package arize
 
 import (
-	"net/url"
-	"strings"
-
 	"github.com/kern-agents/trace-gateway/exporters/internal/cfg"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlpsend"
 	"github.com/kern-agents/trace-gateway/plugins"
@@ -29,31 +26,19 @@ type PhoenixConfig struct {
 }
 
 // NewPhoenix returns the Arize Phoenix exporter.
-func NewPhoenix() plugins.Exporter { return otlpsend.NewAdapter(buildPhoenix) }
+func NewPhoenix() plugins.Exporter {
+	return otlpsend.HTTPVendor(ParsePhoenix, PhoenixConfig.sendOptions, PhoenixConfig.mapper)
+}
 
-func buildPhoenix(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := ParsePhoenix(raw)
-	if err != nil {
-		return nil, nil, err
-	}
+func (c PhoenixConfig) sendOptions() otlpsend.HTTPOptions {
 	headers := map[string]string{}
 	if c.APIKey != "" {
 		headers["Authorization"] = "Bearer " + c.APIKey
 	}
-	for k, v := range c.Headers {
-		headers[k] = v
-	}
-	s, err := otlpsend.NewHTTP(otlpsend.HTTPOptions{
-		URL:         c.TracesURL(),
-		Headers:     headers,
-		Compression: c.Compression,
-		Timeout:     c.Timeout,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, Map(c.Project), nil
+	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: headers}.With(c.Common)
 }
+
+func (c PhoenixConfig) mapper() otlpsend.Mapper { return Map(c.Project) }
 
 // ParsePhoenix reads and validates a config block.
 func ParsePhoenix(raw map[string]any) (PhoenixConfig, error) {
@@ -63,24 +48,12 @@ func ParsePhoenix(raw map[string]any) (PhoenixConfig, error) {
 	r.String("api_key", &c.APIKey)
 	r.String("project", &c.Project)
 	r.Done()
-	if u := r.URL("endpoint", c.Endpoint); u != nil {
-		c.Endpoint = strings.TrimSuffix(u.String(), "/")
-	}
+	r.BaseURL("endpoint", &c.Endpoint)
 	if c.Project == "" {
 		r.Fail("project", "must not be empty")
 	}
-	if err := r.Errors(); err != nil {
-		return PhoenixConfig{}, err
-	}
-	return c, nil
+	return cfg.Result(r, c)
 }
 
 // TracesURL is <endpoint>/v1/traces.
-func (c PhoenixConfig) TracesURL() string {
-	e := strings.TrimSuffix(c.Endpoint, "/")
-	if strings.HasSuffix(e, "/v1/traces") {
-		return e
-	}
-	u, _ := url.JoinPath(e, "/v1/traces")
-	return u
-}
+func (c PhoenixConfig) TracesURL() string { return otlpsend.TracesURL(c.Endpoint, "") }

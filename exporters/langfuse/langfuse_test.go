@@ -1,7 +1,6 @@
 package langfuse
 
 import (
-	"context"
 	"encoding/base64"
 	"testing"
 
@@ -9,20 +8,9 @@ import (
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 const absent = otlptest.Absent
-
-func configure(t testing.TB, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	exp := New()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 // wantAgentRun is what Langfuse must receive for the shared agent run.
 var wantAgentRun = map[string]map[string]string{
@@ -70,12 +58,7 @@ var wantAgentRun = map[string]map[string]string{
 }
 
 func TestMapAgentRun(t *testing.T) {
-	in := fixture.AgentRun()
-	out := Map(in)
-	otlptest.ExpectAttrs(t, out, wantAgentRun)
-	if !otlptest.Same(in, fixture.AgentRun()) {
-		t.Fatal("Map modified its input")
-	}
+	otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
 }
 
 func TestMapKeepsSenderLangfuseKeys(t *testing.T) {
@@ -102,27 +85,12 @@ func TestMapPartialTraceWithoutRoot(t *testing.T) {
 
 func TestExportAgentRun(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"host": srv.URL, "public_key": "pk-lf-1", "secret_key": "sk-lf-1"})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/api/public/otel/v1/traces" {
-		t.Fatalf("got %s %s", r.Method, r.Path)
-	}
-	wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("pk-lf-1:sk-lf-1"))
-	for k, want := range map[string]string{
-		"Authorization": wantAuth, "x-langfuse-ingestion-version": "4",
-		"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-	} {
-		if got := r.Header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
-	}
+	exp := otlptest.Configure(t, New(), map[string]any{"host": srv.URL, "public_key": "pk-lf-1", "secret_key": "sk-lf-1"})
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/api/public/otel/v1/traces", map[string]string{
+		"Authorization":                "Basic " + base64.StdEncoding.EncodeToString([]byte("pk-lf-1:sk-lf-1")),
+		"x-langfuse-ingestion-version": "4", "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+	})
 	if n := r.Traces.SpanCount(); n != 9 {
 		t.Fatalf("got %d spans, want 9", n)
 	}
@@ -131,14 +99,11 @@ func TestExportAgentRun(t *testing.T) {
 
 func TestExtraHeadersOverride(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"host": srv.URL + "/api/public/otel", "public_key": "pk", "secret_key": "sk", "compression": "none",
 		"headers": map[string]any{"x-langfuse-ingestion-version": "3", "x-extra": "1"},
 	})
-	if err := exp.Export(context.Background(), fixture.Many(1)); err != nil {
-		t.Fatal(err)
-	}
-	r := srv.Requests()[0]
+	r := otlptest.ExportOnce(t, exp, fixture.Many(1), srv.Requests)
 	if r.Path != "/api/public/otel/v1/traces" || r.ContentEncoding != "" ||
 		r.Header.Get("x-langfuse-ingestion-version") != "3" || r.Header.Get("x-extra") != "1" {
 		t.Fatalf("path %q, encoding %q, headers %v", r.Path, r.ContentEncoding, r.Header)
@@ -146,20 +111,16 @@ func TestExtraHeadersOverride(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"host": base, "public_key": "pk", "secret_key": "sk"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"host": base, "public_key": "pk", "secret_key": "sk"}
 	})
 }
 
 func TestConfig(t *testing.T) {
 	keys := func(extra map[string]any) map[string]any {
-		m := map[string]any{"public_key": "pk", "secret_key": "sk"}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
+		return otlptest.Merge(map[string]any{"public_key": "pk", "secret_key": "sk"}, extra)
 	}
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
 		{Name: "defaults", Raw: keys(nil)},
 		{Name: "region us", Raw: keys(map[string]any{"region": "US"})},
 		{Name: "self-hosted", Raw: keys(map[string]any{"host": "http://langfuse.internal:3000/"})},

@@ -1,13 +1,9 @@
 package langfuse
 
 import (
-	"strconv"
-
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
-	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // Langfuse attribute keys (langfuse.com/integrations/native/opentelemetry).
@@ -30,39 +26,17 @@ const (
 // Map returns a copy of td with the Langfuse attributes added. The
 // sender's attributes are kept; a langfuse.* key the sender already set
 // wins over the derived one.
-func Map(td ptrace.Traces) ptrace.Traces {
-	out := facts.Copy(td)
-	traces := facts.Collect(out)
-	facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-		mapSpan(span, facts.Read(span), traces[span.TraceID()])
-	})
-	return out
+func Map(td ptrace.Traces) ptrace.Traces { return facts.MapSpans(td, mapSpan) }
+
+// observationTypes are Langfuse's observation types. Agent hooks validate
+// or rewrite input and output: guardrails.
+var observationTypes = facts.Kinds{
+	Agent: "agent", Workflow: "chain", LLM: "generation", Embedding: "embedding", Tool: "tool",
+	Retrieval: "retriever", Hook: "guardrail", Delegation: "chain", Other: "span",
 }
 
 // ObservationType is the Langfuse observation type for a span.
-func ObservationType(f facts.Facts) string {
-	switch f.Type {
-	case semantics.TypeRun:
-		if f.RunKind == "workflow" {
-			return "chain"
-		}
-		return "agent"
-	case semantics.TypeLLM:
-		return "generation"
-	case semantics.TypeEmbedding:
-		return "embedding"
-	case semantics.TypeTool:
-		return "tool"
-	case semantics.TypeRetrieval:
-		return "retriever"
-	case semantics.TypePreHook, semantics.TypePostHook:
-		// Agent hooks validate or rewrite input and output: guardrails.
-		return "guardrail"
-	case semantics.TypeDelegation:
-		return "chain"
-	}
-	return "span"
-}
+func ObservationType(f facts.Facts) string { return observationTypes.Of(f) }
 
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
@@ -73,22 +47,10 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 
 	if typ == "generation" || typ == "embedding" {
 		facts.PutStr(a, keyModel, f.Model)
-		if f.Usage() {
-			usage := map[string]int64{}
-			if f.HasInputTokens {
-				usage["input"] = f.InputTokens
-			}
-			if f.HasOutputTokens {
-				usage["output"] = f.OutputTokens
-			}
-			if f.HasTotalTokens {
-				usage["total"] = f.TotalTokens
-			}
+		if usage := f.TokenUsage("input", "output", "total"); usage != nil {
 			facts.PutStr(a, keyUsage, facts.MarshalJSON(usage))
 		}
-		if f.HasTemperature {
-			facts.PutStr(a, keyModelParams, facts.MarshalJSON(map[string]float64{"temperature": f.Temperature}))
-		}
+		facts.PutStr(a, keyModelParams, f.InvocationParams())
 	} else {
 		// Langfuse reads a model only on generations; keep it visible.
 		facts.PutStr(a, keyObsMetadata+"model", f.Model)
@@ -99,21 +61,9 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 		facts.PutStr(a, keyStatusMessage, f.ErrorMessage())
 	}
 
-	meta := map[string]string{
-		"run_kind":          f.RunKind,
-		"run_id":            f.RunID,
-		"agent_id":          f.AgentID,
-		"tool_name":         f.ToolName,
-		"tool_calls":        f.ToolCalls,
-		"hook_name":         f.HookName,
-		"vector_store":      f.VectorStore,
-		"delegation_member": f.DelegationMember,
-		"delegation_mode":   f.DelegationMode,
-		"exception_type":    f.ExceptionType,
-	}
-	if f.HasRetrievalK {
-		meta["retrieval_k"] = strconv.FormatInt(f.RetrievalK, 10)
-	}
+	meta := f.Metadata()
+	meta["tool_name"] = f.ToolName
+	meta["exception_type"] = f.ExceptionType
 	for k, v := range meta {
 		facts.PutStr(a, keyObsMetadata+k, v)
 	}

@@ -5,9 +5,6 @@
 package langsmith
 
 import (
-	"net/url"
-	"strings"
-
 	"github.com/kern-agents/trace-gateway/exporters/internal/cfg"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlpsend"
 	"github.com/kern-agents/trace-gateway/plugins"
@@ -36,73 +33,36 @@ type Config struct {
 }
 
 // New returns the langsmith exporter.
-func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
-
-func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := Parse(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := otlpsend.NewHTTP(otlpsend.HTTPOptions{
-		URL:         c.TracesURL(),
-		Headers:     c.headers(),
-		Compression: c.Compression,
-		Timeout:     c.Timeout,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, Map, nil
+func New() plugins.Exporter {
+	return otlpsend.HTTPVendor(Parse, Config.sendOptions, otlpsend.Always[Config](Map))
 }
 
 // Parse reads and validates a config block.
 func Parse(raw map[string]any) (Config, error) {
 	r := cfg.New(raw)
 	c := Config{Common: cfg.ReadCommon(r, "gzip"), Endpoint: DefaultEndpoint}
-	var region string
-	r.String("endpoint", &c.Endpoint)
-	r.String("region", &region)
+	region := r.RegionalURL("endpoint", &c.Endpoint, Regions, "us", "eu", "apac", "aws")
 	r.Required("api_key", &c.APIKey)
 	r.String("project", &c.Project)
 	r.Done()
-
-	if region != "" {
-		host, ok := Regions[strings.ToLower(region)]
-		switch {
-		case !ok:
-			r.Fail("region", "must be one of us, eu, apac, aws, got %q", region)
-		case r.Has("endpoint"):
-			r.Fail("region", "set endpoint or region, not both")
-		default:
-			c.Endpoint = host
-		}
-	}
-	if u := r.URL("endpoint", c.Endpoint); u != nil {
-		c.Endpoint = strings.TrimSuffix(u.String(), "/")
-	}
-	if err := r.Errors(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	region.Resolve()
+	r.BaseURL("endpoint", &c.Endpoint)
+	return cfg.Result(r, c)
 }
 
 // TracesURL is the OTLP traces endpoint: <endpoint>/otel/v1/traces. An
 // endpoint already ending in /otel or /otel/v1/traces is accepted too.
-func (c Config) TracesURL() string {
-	e := strings.TrimSuffix(c.Endpoint, "/")
-	e = strings.TrimSuffix(e, "/v1/traces")
-	e = strings.TrimSuffix(e, "/otel")
-	u, _ := url.JoinPath(e, "/otel/v1/traces")
-	return u
+func (c Config) TracesURL() string { return otlpsend.TracesURL(c.Endpoint, "/otel") }
+
+// sendOptions are where and how the spans go.
+func (c Config) sendOptions() otlpsend.HTTPOptions {
+	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: c.headers()}.With(c.Common)
 }
 
 func (c Config) headers() map[string]string {
 	h := map[string]string{"x-api-key": c.APIKey}
 	if c.Project != "" {
 		h["Langsmith-Project"] = c.Project
-	}
-	for k, v := range c.Headers {
-		h[k] = v
 	}
 	return h
 }

@@ -1,25 +1,13 @@
 package langsmith
 
 import (
-	"context"
 	"testing"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 const absent = otlptest.Absent
-
-func configure(t testing.TB, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	exp := New()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 var wantAgentRun = map[string]map[string]string{
 	fixture.TeamRun: {
@@ -53,50 +41,26 @@ var wantAgentRun = map[string]map[string]string{
 }
 
 func TestMapAgentRun(t *testing.T) {
-	in := fixture.AgentRun()
-	out := Map(in)
-	otlptest.ExpectAttrs(t, out, wantAgentRun)
-	otlptest.ExpectEvent(t, out, fixture.Tool, "exception", map[string]string{
-		"exception.type": fixture.ExcType, "exception.message": fixture.ExcMessage,
-	})
-	if !otlptest.Same(in, fixture.AgentRun()) {
-		t.Fatal("Map modified its input")
-	}
+	out := otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
+	otlptest.ExpectToolException(t, out)
 }
 
 func TestExportAgentRun(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"endpoint": srv.URL, "api_key": "lsv2_pt_x", "project": "agents-prod"})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/otel/v1/traces" {
-		t.Fatalf("got %s %s", r.Method, r.Path)
-	}
-	for k, want := range map[string]string{
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL, "api_key": "lsv2_pt_x", "project": "agents-prod"})
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/otel/v1/traces", map[string]string{
 		"x-api-key": "lsv2_pt_x", "Langsmith-Project": "agents-prod",
 		"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-	} {
-		if got := r.Header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
-	}
+	})
 	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
-	otlptest.ExpectEvent(t, r.Traces, fixture.Tool, "exception", map[string]string{"exception.type": fixture.ExcType})
+	otlptest.ExpectToolException(t, r.Traces)
 }
 
 func TestNoProjectHeaderByDefault(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"endpoint": srv.URL + "/api/v1", "api_key": "k"})
-	if err := exp.Export(context.Background(), fixture.Many(1)); err != nil {
-		t.Fatal(err)
-	}
-	r := srv.Requests()[0]
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL + "/api/v1", "api_key": "k"})
+	r := otlptest.ExportOnce(t, exp, fixture.Many(1), srv.Requests)
 	if r.Path != "/api/v1/otel/v1/traces" {
 		t.Fatalf("self-hosted path = %q", r.Path)
 	}
@@ -106,13 +70,13 @@ func TestNoProjectHeaderByDefault(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"endpoint": base, "api_key": "k"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"endpoint": base, "api_key": "k"}
 	})
 }
 
 func TestConfig(t *testing.T) {
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
 		{Name: "defaults", Raw: map[string]any{"api_key": "k"}},
 		{Name: "eu region", Raw: map[string]any{"api_key": "k", "region": "eu", "project": "p"}},
 		{Name: "missing api key", Raw: map[string]any{"project": "p"}, Fields: []string{"api_key"}},

@@ -3,11 +3,9 @@ package langsmith
 import (
 	"strconv"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
-	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // Attribute keys LangSmith maps (docs.langchain.com/langsmith/trace-with-opentelemetry).
@@ -30,30 +28,17 @@ const (
 
 // Map returns a copy of td with the LangSmith attributes added; the
 // sender's own attributes are kept and win over derived ones.
-func Map(td ptrace.Traces) ptrace.Traces {
-	out := facts.Copy(td)
-	traces := facts.Collect(out)
-	facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-		mapSpan(span, facts.Read(span), traces[span.TraceID()])
-	})
-	return out
+func Map(td ptrace.Traces) ptrace.Traces { return facts.MapSpans(td, mapSpan) }
+
+// runTypes are LangSmith's run types. LangSmith has no agent run type:
+// runs, hooks and delegations are chains.
+var runTypes = facts.Kinds{
+	Agent: "chain", Workflow: "chain", LLM: "llm", Embedding: "embedding", Tool: "tool",
+	Retrieval: "retriever", Hook: "chain", Delegation: "chain", Other: "chain",
 }
 
-// RunType is LangSmith's run type for a span. LangSmith has no agent run
-// type: runs, hooks and delegations are chains.
-func RunType(f facts.Facts) string {
-	switch f.Type {
-	case semantics.TypeLLM:
-		return "llm"
-	case semantics.TypeEmbedding:
-		return "embedding"
-	case semantics.TypeTool:
-		return "tool"
-	case semantics.TypeRetrieval:
-		return "retriever"
-	}
-	return "chain"
-}
+// RunType is LangSmith's run type for a span.
+func RunType(f facts.Facts) string { return runTypes.Of(f) }
 
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
@@ -103,20 +88,8 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	// LangSmith reads exceptions from the OTel "exception" event.
 	facts.EnsureExceptionEvent(span, f)
 
-	meta := map[string]string{
-		"run_kind":          f.RunKind,
-		"run_id":            f.RunID,
-		"agent_id":          f.AgentID,
-		"model":             f.Model,
-		"tool_calls":        f.ToolCalls,
-		"hook_name":         f.HookName,
-		"vector_store":      f.VectorStore,
-		"delegation_member": f.DelegationMember,
-		"delegation_mode":   f.DelegationMode,
-	}
-	if f.HasRetrievalK {
-		meta["retrieval_k"] = strconv.FormatInt(f.RetrievalK, 10)
-	}
+	meta := f.Metadata()
+	meta["model"] = f.Model
 	if tf != nil {
 		// LangSmith groups traces into threads by the session_id or
 		// thread_id metadata key, wanted on every run of the trace. A span's

@@ -5,7 +5,6 @@
 package logfire
 
 import (
-	"net/url"
 	"regexp"
 	"strings"
 
@@ -39,28 +38,8 @@ type Config struct {
 }
 
 // New returns the logfire exporter.
-func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
-
-func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := Parse(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	headers := map[string]string{"Authorization": c.Token}
-	for k, v := range c.Headers {
-		headers[k] = v
-	}
-	s, err := otlpsend.NewHTTP(otlpsend.HTTPOptions{
-		URL:             c.TracesURL(),
-		Headers:         headers,
-		Compression:     c.Compression,
-		Timeout:         c.Timeout,
-		MaxRequestBytes: MaxRequestBytes,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, Map, nil
+func New() plugins.Exporter {
+	return otlpsend.HTTPVendor(Parse, Config.sendOptions, otlpsend.Always[Config](Map))
 }
 
 // Parse reads and validates a config block.
@@ -79,9 +58,7 @@ func Parse(raw map[string]any) (Config, error) {
 	case c.Region != "" && c.Endpoint != "":
 		r.Fail("region", "set endpoint or region, not both")
 	case c.Endpoint != "":
-		if u := r.URL("endpoint", c.Endpoint); u != nil {
-			c.Endpoint = strings.TrimSuffix(u.String(), "/")
-		}
+		r.BaseURL("endpoint", &c.Endpoint)
 	case c.Region != "":
 		c.Endpoint = Regions[c.Region]
 	default:
@@ -90,18 +67,15 @@ func Parse(raw map[string]any) (Config, error) {
 			c.Endpoint = Regions[m[1]]
 		}
 	}
-	if err := r.Errors(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return cfg.Result(r, c)
 }
 
 // TracesURL is <endpoint>/v1/traces.
-func (c Config) TracesURL() string {
-	e := strings.TrimSuffix(c.Endpoint, "/")
-	if strings.HasSuffix(e, "/v1/traces") {
-		return e
-	}
-	u, _ := url.JoinPath(e, "/v1/traces")
-	return u
+func (c Config) TracesURL() string { return otlpsend.TracesURL(c.Endpoint, "") }
+
+// sendOptions are where and how the spans go.
+func (c Config) sendOptions() otlpsend.HTTPOptions {
+	return otlpsend.HTTPOptions{
+		URL: c.TracesURL(), Headers: map[string]string{"Authorization": c.Token}, MaxRequestBytes: MaxRequestBytes,
+	}.With(c.Common)
 }

@@ -6,20 +6,9 @@ import (
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 const absent = otlptest.Absent
-
-func configure(t testing.TB, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	exp := New()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 var wantAgentRun = map[string]map[string]string{
 	fixture.TeamRun: {
@@ -48,13 +37,8 @@ var wantAgentRun = map[string]map[string]string{
 }
 
 func TestMapAgentRun(t *testing.T) {
-	in := fixture.AgentRun()
-	out := Map(in)
-	otlptest.ExpectAttrs(t, out, wantAgentRun)
-	otlptest.ExpectEvent(t, out, fixture.Tool, "exception", map[string]string{"exception.message": fixture.ExcMessage})
-	if !otlptest.Same(in, fixture.AgentRun()) {
-		t.Fatal("Map modified its input")
-	}
+	out := otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
+	otlptest.ExpectToolException(t, out)
 }
 
 func TestInputMessages(t *testing.T) {
@@ -73,37 +57,23 @@ func TestInputMessages(t *testing.T) {
 
 func TestExportAgentRun(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"endpoint": srv.URL, "token": "pylf_v1_eu_abc"})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/v1/traces" {
-		t.Fatalf("got %s %s", r.Method, r.Path)
-	}
-	for k, want := range map[string]string{
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL, "token": "pylf_v1_eu_abc"})
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/v1/traces", map[string]string{
 		"Authorization": "pylf_v1_eu_abc", "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-	} {
-		if got := r.Header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
-	}
+	})
 	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
 }
 
 func TestErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"endpoint": base, "token": "t"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"endpoint": base, "token": "t"}
 	})
 }
 
 func TestSplitsOverTheBodyLimit(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"endpoint": srv.URL, "token": "t"})
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL, "token": "t"})
 	td := fixture.Many(4)
 	big := make([]byte, MaxRequestBytes/3)
 	for i := range big {
@@ -127,7 +97,7 @@ func TestSplitsOverTheBodyLimit(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
 		{Name: "token only", Raw: map[string]any{"token": "t"}},
 		{Name: "region", Raw: map[string]any{"token": "t", "region": "EU"}},
 		{Name: "missing token", Raw: map[string]any{"region": "us"}, Fields: []string{"token"}},

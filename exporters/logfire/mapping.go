@@ -5,7 +5,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
@@ -39,32 +38,13 @@ const levelError = 17
 
 // Map returns a copy of td with GenAI and Logfire attributes added; the
 // sender's own attributes are kept and win over derived ones.
-func Map(td ptrace.Traces) ptrace.Traces {
-	out := facts.Copy(td)
-	traces := facts.Collect(out)
-	facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-		mapSpan(span, facts.Read(span), traces[span.TraceID()])
-	})
-	return out
-}
+func Map(td ptrace.Traces) ptrace.Traces { return facts.MapSpans(td, mapSpan) }
 
-// Operation is the gen_ai.operation.name for a span ("" when none fits).
-func Operation(f facts.Facts) string {
-	switch f.Type {
-	case semantics.TypeRun:
-		if f.RunKind == "workflow" {
-			return ""
-		}
-		return "invoke_agent"
-	case semantics.TypeLLM:
-		return "chat"
-	case semantics.TypeEmbedding:
-		return "embeddings"
-	case semantics.TypeTool:
-		return "execute_tool"
-	}
-	return ""
-}
+// operations are the GenAI operation names; "" where none fits.
+var operations = facts.Kinds{Agent: "invoke_agent", LLM: "chat", Embedding: "embeddings", Tool: "execute_tool"}
+
+// Operation is the gen_ai.operation.name for a span.
+func Operation(f facts.Facts) string { return operations.Of(f) }
 
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()

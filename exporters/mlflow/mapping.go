@@ -1,11 +1,9 @@
 package mlflow
 
 import (
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
-	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // MLflow span attribute keys (mlflow/tracing/constant.py). MLflow stores
@@ -25,36 +23,16 @@ const (
 
 // Map returns a copy of td with the MLflow attributes added; the sender's
 // own attributes are kept and win over derived ones.
-func Map(td ptrace.Traces) ptrace.Traces {
-	out := facts.Copy(td)
-	traces := facts.Collect(out)
-	facts.Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-		mapSpan(span, facts.Read(span), traces[span.TraceID()])
-	})
-	return out
+func Map(td ptrace.Traces) ptrace.Traces { return facts.MapSpans(td, mapSpan) }
+
+// spanTypes are MLflow's span types.
+var spanTypes = facts.Kinds{
+	Agent: "AGENT", Workflow: "CHAIN", LLM: "LLM", Embedding: "EMBEDDING", Tool: "TOOL",
+	Retrieval: "RETRIEVER", Hook: "CHAIN", Delegation: "CHAIN", Other: "UNKNOWN",
 }
 
 // SpanType is MLflow's span type for a span.
-func SpanType(f facts.Facts) string {
-	switch f.Type {
-	case semantics.TypeRun:
-		if f.RunKind == "workflow" {
-			return "CHAIN"
-		}
-		return "AGENT"
-	case semantics.TypeLLM:
-		return "LLM"
-	case semantics.TypeEmbedding:
-		return "EMBEDDING"
-	case semantics.TypeTool:
-		return "TOOL"
-	case semantics.TypeRetrieval:
-		return "RETRIEVER"
-	case semantics.TypePreHook, semantics.TypePostHook, semantics.TypeDelegation:
-		return "CHAIN"
-	}
-	return "UNKNOWN"
-}
+func SpanType(f facts.Facts) string { return spanTypes.Of(f) }
 
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
@@ -84,18 +62,8 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 		if f.Model != "" {
 			facts.PutStr(a, keyModel, facts.MarshalJSON(f.Model))
 		}
-		if f.Usage() {
-			usage := map[string]int64{}
-			if f.HasInputTokens {
-				usage["input_tokens"] = f.InputTokens
-			}
-			if f.HasOutputTokens {
-				usage["output_tokens"] = f.OutputTokens
-			}
-			switch {
-			case f.HasTotalTokens:
-				usage["total_tokens"] = f.TotalTokens
-			case f.HasInputTokens && f.HasOutputTokens:
+		if usage := f.TokenUsage("input_tokens", "output_tokens", "total_tokens"); usage != nil {
+			if !f.HasTotalTokens && f.HasInputTokens && f.HasOutputTokens {
 				usage["total_tokens"] = f.InputTokens + f.OutputTokens
 			}
 			facts.PutStr(a, keyTokenUsage, facts.MarshalJSON(usage))

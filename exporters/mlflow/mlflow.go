@@ -6,7 +6,6 @@ package mlflow
 
 import (
 	"encoding/base64"
-	"net/url"
 	"strings"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/cfg"
@@ -30,23 +29,8 @@ type Config struct {
 }
 
 // New returns the mlflow exporter.
-func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
-
-func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := Parse(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := otlpsend.NewHTTP(otlpsend.HTTPOptions{
-		URL:         c.TracesURL(),
-		Headers:     c.headers(),
-		Compression: c.Compression,
-		Timeout:     c.Timeout,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, Map, nil
+func New() plugins.Exporter {
+	return otlpsend.HTTPVendor(Parse, Config.sendOptions, otlpsend.Always[Config](Map))
 }
 
 // Parse reads and validates a config block.
@@ -68,9 +52,7 @@ func Parse(raw map[string]any) (Config, error) {
 		r.Fail("experiment_id", "must not be empty")
 	}
 	if c.TrackingURI != "" {
-		if u := r.URL("tracking_uri", c.TrackingURI); u != nil {
-			c.TrackingURI = strings.TrimSuffix(u.String(), "/")
-		}
+		r.BaseURL("tracking_uri", &c.TrackingURI)
 	}
 	if c.Token != "" && (c.Username != "" || c.Password != "") {
 		r.Fail("token", "set token or username/password, not both")
@@ -78,20 +60,15 @@ func Parse(raw map[string]any) (Config, error) {
 	if (c.Username == "") != (c.Password == "") {
 		r.Fail("username", "username and password must be set together")
 	}
-	if err := r.Errors(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return cfg.Result(r, c)
 }
 
 // TracesURL is <tracking_uri>/v1/traces.
-func (c Config) TracesURL() string {
-	e := strings.TrimSuffix(c.TrackingURI, "/")
-	if strings.HasSuffix(e, "/v1/traces") {
-		return e
-	}
-	u, _ := url.JoinPath(e, "/v1/traces")
-	return u
+func (c Config) TracesURL() string { return otlpsend.TracesURL(c.TrackingURI, "") }
+
+// sendOptions are where and how the spans go.
+func (c Config) sendOptions() otlpsend.HTTPOptions {
+	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: c.headers()}.With(c.Common)
 }
 
 func (c Config) headers() map[string]string {
@@ -101,9 +78,6 @@ func (c Config) headers() map[string]string {
 		h["Authorization"] = "Bearer " + c.Token
 	case c.Username != "":
 		h["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(c.Username+":"+c.Password))
-	}
-	for k, v := range c.Headers {
-		h[k] = v
 	}
 	return h
 }

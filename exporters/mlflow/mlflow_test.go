@@ -1,26 +1,14 @@
 package mlflow
 
 import (
-	"context"
 	"encoding/base64"
 	"testing"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 const absent = otlptest.Absent
-
-func configure(t testing.TB, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	exp := New()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 var wantAgentRun = map[string]map[string]string{
 	fixture.TeamRun: {
@@ -44,51 +32,27 @@ var wantAgentRun = map[string]map[string]string{
 }
 
 func TestMapAgentRun(t *testing.T) {
-	in := fixture.AgentRun()
-	out := Map(in)
-	otlptest.ExpectAttrs(t, out, wantAgentRun)
-	otlptest.ExpectEvent(t, out, fixture.Tool, "exception", map[string]string{
-		"exception.type": fixture.ExcType, "exception.message": fixture.ExcMessage,
-	})
-	if !otlptest.Same(in, fixture.AgentRun()) {
-		t.Fatal("Map modified its input")
-	}
+	out := otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
+	otlptest.ExpectToolException(t, out)
 }
 
 func TestExportAgentRun(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{"tracking_uri": srv.URL, "experiment_id": 123, "token": "dapi-1"})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/v1/traces" {
-		t.Fatalf("got %s %s", r.Method, r.Path)
-	}
-	for k, want := range map[string]string{
+	exp := otlptest.Configure(t, New(), map[string]any{"tracking_uri": srv.URL, "experiment_id": 123, "token": "dapi-1"})
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/v1/traces", map[string]string{
 		ExperimentHeader: "123", "Authorization": "Bearer dapi-1",
 		"Content-Type": "application/x-protobuf", "Content-Encoding": "",
-	} {
-		if got := r.Header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
-		}
-	}
+	})
 	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
 }
 
 func TestBasicAuthAndGzip(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"tracking_uri": srv.URL + "/mlflow/", "experiment_id": "7", "username": "alice", "password": "s3cret", "compression": "gzip",
 	})
-	if err := exp.Export(context.Background(), fixture.Many(1)); err != nil {
-		t.Fatal(err)
-	}
-	r := srv.Requests()[0]
+	r := otlptest.ExportOnce(t, exp, fixture.Many(1), srv.Requests)
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
 	if r.Path != "/mlflow/v1/traces" || r.Header.Get("Authorization") != want || r.ContentEncoding != "gzip" {
 		t.Fatalf("path %q, Authorization %q, encoding %q", r.Path, r.Header.Get("Authorization"), r.ContentEncoding)
@@ -96,13 +60,13 @@ func TestBasicAuthAndGzip(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"tracking_uri": base, "experiment_id": "1"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"tracking_uri": base, "experiment_id": "1"}
 	})
 }
 
 func TestConfig(t *testing.T) {
-	otlptest.RunConfigCases(t, func(raw map[string]any) error { _, err := Parse(raw); return err }, []otlptest.ConfigCase{
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
 		{Name: "minimal", Raw: map[string]any{"tracking_uri": "http://mlflow:5000", "experiment_id": "0"}},
 		{Name: "integer id", Raw: map[string]any{"tracking_uri": "http://mlflow:5000", "experiment_id": 42}},
 		{Name: "missing both", Raw: map[string]any{}, Fields: []string{"tracking_uri", "experiment_id"}},

@@ -43,20 +43,8 @@ type TLSConfig struct {
 	Insecure bool
 }
 
-// New returns the otlp exporter.
-func New() plugins.Exporter { return otlpsend.NewAdapter(build) }
-
-func build(raw map[string]any) (otlpsend.Sender, otlpsend.Mapper, error) {
-	c, err := Parse(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := c.sender()
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, nil, nil
-}
+// New returns the otlp exporter. It maps nothing: spans go as stored.
+func New() plugins.Exporter { return otlpsend.Vendor(Parse, Config.sender, nil) }
 
 // Parse reads and validates a config block.
 func Parse(raw map[string]any) (Config, error) {
@@ -93,10 +81,7 @@ func Parse(raw map[string]any) (Config, error) {
 	if _, err := c.TLS.load(); err != nil {
 		r.Fail("tls", "%v", err)
 	}
-	if err := r.Errors(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
+	return cfg.Result(r, c)
 }
 
 func (c Config) sender() (otlpsend.Sender, error) {

@@ -16,40 +16,16 @@ import (
 	"github.com/kern-agents/trace-gateway/plugins"
 )
 
-func configure(t testing.TB, raw map[string]any) plugins.Exporter {
-	t.Helper()
-	exp := New()
-	if err := exp.Configure(context.Background(), raw); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
-
 func TestExportHTTPProtobuf(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"endpoint": srv.URL, // no path: /v1/traces is added
 		"headers":  map[string]any{"x-tenant": "acme"},
 	})
-	td := fixture.AgentRun()
-	if err := exp.Export(context.Background(), td); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 request, got %d", len(reqs))
-	}
-	r := reqs[0]
-	if r.Method != "POST" || r.Path != "/v1/traces" {
-		t.Fatalf("got %s %s, want POST /v1/traces", r.Method, r.Path)
-	}
-	if r.ContentType != "application/x-protobuf" || r.ContentEncoding != "gzip" {
-		t.Fatalf("got Content-Type %q, Content-Encoding %q", r.ContentType, r.ContentEncoding)
-	}
-	if got := r.Header.Get("x-tenant"); got != "acme" {
-		t.Fatalf("x-tenant header = %q", got)
-	}
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectPost(t, r, "/v1/traces", map[string]string{
+		"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip", "x-tenant": "acme",
+	})
 	if !strings.HasPrefix(r.Header.Get("User-Agent"), "kern-trace-gateway") {
 		t.Fatalf("User-Agent = %q", r.Header.Get("User-Agent"))
 	}
@@ -61,13 +37,10 @@ func TestExportHTTPProtobuf(t *testing.T) {
 
 func TestExportHTTPJSONWithoutCompression(t *testing.T) {
 	srv := otlptest.NewHTTP(t)
-	exp := configure(t, map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"endpoint": srv.URL + "/custom/traces", "protocol": "http/json", "compression": "none",
 	})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
-	}
-	r := srv.Requests()[0]
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
 	if r.Path != "/custom/traces" || r.ContentType != "application/json" || r.ContentEncoding != "" {
 		t.Fatalf("got path %q, Content-Type %q, Content-Encoding %q", r.Path, r.ContentType, r.ContentEncoding)
 	}
@@ -78,24 +51,16 @@ func TestExportHTTPJSONWithoutCompression(t *testing.T) {
 
 func TestExportGRPC(t *testing.T) {
 	srv := otlptest.NewGRPC(t)
-	exp := configure(t, map[string]any{
+	exp := otlptest.Configure(t, New(), map[string]any{
 		"endpoint": srv.Addr, "protocol": "grpc", "tls": map[string]any{"insecure": true},
 		"headers": map[string]any{"x-tenant": "acme"},
 	})
-	if err := exp.Export(context.Background(), fixture.AgentRun()); err != nil {
-		t.Fatalf("export: %v", err)
+	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
+	otlptest.ExpectMetadata(t, r.Metadata, map[string]string{"x-tenant": "acme"})
+	if r.Compression != "gzip" {
+		t.Fatalf("compression = %q, want gzip", r.Compression)
 	}
-	reqs := srv.Requests()
-	if len(reqs) != 1 {
-		t.Fatalf("want 1 call, got %d", len(reqs))
-	}
-	if got := reqs[0].Metadata.Get("x-tenant"); len(got) != 1 || got[0] != "acme" {
-		t.Fatalf("x-tenant metadata = %v", got)
-	}
-	if reqs[0].Compression != "gzip" {
-		t.Fatalf("compression = %q, want gzip", reqs[0].Compression)
-	}
-	if !otlptest.Same(reqs[0].Traces, fixture.AgentRun()) {
+	if !otlptest.Same(r.Traces, fixture.AgentRun()) {
 		t.Fatal("received spans differ from the stored ones")
 	}
 }
@@ -110,33 +75,33 @@ func TestExportHTTPSWithCAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	exp := configure(t, map[string]any{"endpoint": tlsSrv.URL + "/v1/traces", "tls": map[string]any{"ca_file": caFile}})
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": tlsSrv.URL + "/v1/traces", "tls": map[string]any{"ca_file": caFile}})
 	if err := exp.Export(context.Background(), fixture.Many(2)); err != nil {
 		t.Fatalf("export with the server's CA: %v", err)
 	}
 
 	// Without the CA the certificate is not trusted.
-	untrusting := configure(t, map[string]any{"endpoint": tlsSrv.URL + "/v1/traces"})
+	untrusting := otlptest.Configure(t, New(), map[string]any{"endpoint": tlsSrv.URL + "/v1/traces"})
 	err := untrusting.Export(context.Background(), fixture.Many(2))
 	otlptest.ExpectRetryable(t, err, 0)
 	otlptest.ExpectMessage(t, err, "certificate")
 }
 
 func TestHTTPErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"endpoint": base + "/v1/traces", "timeout": "5s"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"endpoint": base + "/v1/traces", "timeout": "5s"}
 	})
 }
 
 func TestHTTPJSONErrors(t *testing.T) {
-	otlptest.RunHTTPErrorSuite(t, func(t testing.TB, base string) plugins.Exporter {
-		return configure(t, map[string]any{"endpoint": base + "/v1/traces", "protocol": "http/json"})
+	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
+		return map[string]any{"endpoint": base + "/v1/traces", "protocol": "http/json"}
 	})
 }
 
 func TestGRPCErrors(t *testing.T) {
-	otlptest.RunGRPCErrorSuite(t, func(t testing.TB, addr string) plugins.Exporter {
-		return configure(t, map[string]any{"endpoint": "http://" + addr, "protocol": "grpc", "timeout": "5s"})
+	otlptest.RunGRPCErrorSuite(t, New, func(addr string) map[string]any {
+		return map[string]any{"endpoint": "http://" + addr, "protocol": "grpc", "timeout": "5s"}
 	})
 }
 
@@ -146,55 +111,30 @@ func TestConfigValidation(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name   string
-		raw    map[string]any
-		fields []string // every field error expected, in order
-	}{
-		{"missing endpoint", map[string]any{}, []string{"endpoint"}},
-		{"empty endpoint from unset env", map[string]any{"endpoint": ""}, []string{"endpoint"}},
-		{"http endpoint not a URL", map[string]any{"endpoint": "collector:4318"}, []string{"endpoint"}},
-		{"ftp scheme", map[string]any{"endpoint": "ftp://x/v1/traces"}, []string{"endpoint"}},
-		{"unknown protocol", map[string]any{"endpoint": "http://x", "protocol": "thrift"}, []string{"protocol"}},
-		{"grpc endpoint without port", map[string]any{"endpoint": "collector", "protocol": "grpc"}, []string{"endpoint"}},
-		{"grpc endpoint with path", map[string]any{"endpoint": "https://c:4317/v1", "protocol": "grpc"}, []string{"endpoint"}},
-		{"bad duration", map[string]any{"endpoint": "http://x", "timeout": "soon"}, []string{"timeout"}},
-		{"number duration", map[string]any{"endpoint": "http://x", "timeout": 10}, []string{"timeout"}},
-		{"bad compression", map[string]any{"endpoint": "http://x", "compression": "zstd"}, []string{"compression"}},
-		{"headers not a map", map[string]any{"endpoint": "http://x", "headers": "a=b"}, []string{"headers"}},
-		{"header value a map", map[string]any{"endpoint": "http://x", "headers": map[string]any{"a": map[string]any{}}}, []string{"headers.a"}},
-		{"unknown keys everywhere", map[string]any{"endpoint": "http://x", "endpont": "y", "tls": map[string]any{"ca": "z"}}, []string{"tls.ca", "endpont"}},
-		{"insecure for http", map[string]any{"endpoint": "http://x", "tls": map[string]any{"insecure": true}}, []string{"tls.insecure"}},
-		{"tls for plain http", map[string]any{"endpoint": "http://x", "tls": map[string]any{"insecure_skip_verify": true}}, []string{"tls"}},
-		{"cert without key", map[string]any{"endpoint": "https://x", "tls": map[string]any{"cert_file": notPEM}}, []string{"tls"}},
-		{"missing ca file", map[string]any{"endpoint": "https://x", "tls": map[string]any{"ca_file": filepath.Join(dir, "nope.pem")}}, []string{"tls"}},
-		{"ca file not PEM", map[string]any{"endpoint": "https://x", "tls": map[string]any{"ca_file": notPEM}}, []string{"tls"}},
-		{"several at once", map[string]any{"protocol": "udp", "timeout": "-1s", "compression": 1}, []string{"timeout", "compression", "endpoint", "protocol"}},
-		{"valid http", map[string]any{"endpoint": "https://collector.example.com:4318/v1/traces"}, nil},
-		{"valid grpc", map[string]any{"endpoint": "collector:4317", "protocol": "grpc", "compression": "none", "timeout": "3s"}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(tt.raw)
-			if tt.fields == nil {
-				if err != nil {
-					t.Fatalf("want valid, got %v", err)
-				}
-				return
-			}
-			var ce *plugins.ConfigError
-			if !errors.As(err, &ce) {
-				t.Fatalf("want *plugins.ConfigError, got %v", err)
-			}
-			var got []string
-			for _, f := range ce.Fields {
-				got = append(got, f.Field)
-			}
-			if strings.Join(got, ",") != strings.Join(tt.fields, ",") {
-				t.Fatalf("fields = %v, want %v (%v)", got, tt.fields, err)
-			}
-		})
-	}
+	// Fields lists every field error expected, in order.
+	otlptest.RunConfigCases(t, Parse, []otlptest.ConfigCase{
+		{Name: "missing endpoint", Raw: map[string]any{}, Fields: []string{"endpoint"}},
+		{Name: "empty endpoint from unset env", Raw: map[string]any{"endpoint": ""}, Fields: []string{"endpoint"}},
+		{Name: "http endpoint not a URL", Raw: map[string]any{"endpoint": "collector:4318"}, Fields: []string{"endpoint"}},
+		{Name: "ftp scheme", Raw: map[string]any{"endpoint": "ftp://x/v1/traces"}, Fields: []string{"endpoint"}},
+		{Name: "unknown protocol", Raw: map[string]any{"endpoint": "http://x", "protocol": "thrift"}, Fields: []string{"protocol"}},
+		{Name: "grpc endpoint without port", Raw: map[string]any{"endpoint": "collector", "protocol": "grpc"}, Fields: []string{"endpoint"}},
+		{Name: "grpc endpoint with path", Raw: map[string]any{"endpoint": "https://c:4317/v1", "protocol": "grpc"}, Fields: []string{"endpoint"}},
+		{Name: "bad duration", Raw: map[string]any{"endpoint": "http://x", "timeout": "soon"}, Fields: []string{"timeout"}},
+		{Name: "number duration", Raw: map[string]any{"endpoint": "http://x", "timeout": 10}, Fields: []string{"timeout"}},
+		{Name: "bad compression", Raw: map[string]any{"endpoint": "http://x", "compression": "zstd"}, Fields: []string{"compression"}},
+		{Name: "headers not a map", Raw: map[string]any{"endpoint": "http://x", "headers": "a=b"}, Fields: []string{"headers"}},
+		{Name: "header value a map", Raw: map[string]any{"endpoint": "http://x", "headers": map[string]any{"a": map[string]any{}}}, Fields: []string{"headers.a"}},
+		{Name: "unknown keys everywhere", Raw: map[string]any{"endpoint": "http://x", "endpont": "y", "tls": map[string]any{"ca": "z"}}, Fields: []string{"tls.ca", "endpont"}},
+		{Name: "insecure for http", Raw: map[string]any{"endpoint": "http://x", "tls": map[string]any{"insecure": true}}, Fields: []string{"tls.insecure"}},
+		{Name: "tls for plain http", Raw: map[string]any{"endpoint": "http://x", "tls": map[string]any{"insecure_skip_verify": true}}, Fields: []string{"tls"}},
+		{Name: "cert without key", Raw: map[string]any{"endpoint": "https://x", "tls": map[string]any{"cert_file": notPEM}}, Fields: []string{"tls"}},
+		{Name: "missing ca file", Raw: map[string]any{"endpoint": "https://x", "tls": map[string]any{"ca_file": filepath.Join(dir, "nope.pem")}}, Fields: []string{"tls"}},
+		{Name: "ca file not PEM", Raw: map[string]any{"endpoint": "https://x", "tls": map[string]any{"ca_file": notPEM}}, Fields: []string{"tls"}},
+		{Name: "several at once", Raw: map[string]any{"protocol": "udp", "timeout": "-1s", "compression": 1}, Fields: []string{"timeout", "compression", "endpoint", "protocol"}},
+		{Name: "valid http", Raw: map[string]any{"endpoint": "https://collector.example.com:4318/v1/traces"}},
+		{Name: "valid grpc", Raw: map[string]any{"endpoint": "collector:4317", "protocol": "grpc", "compression": "none", "timeout": "3s"}},
+	})
 }
 
 func TestConfigureRejectsInvalidConfig(t *testing.T) {

@@ -78,14 +78,7 @@ type server struct {
 // /api/spans and /api/summary. Mount it at the root of the HTTP server (or
 // under "/api/"); paths are matched in full.
 func New(st store.Store, opts Options) http.Handler {
-	opts = opts.withDefaults()
-	s := &server{st: st, opts: opts, dialect: st.Dialect()}
-	s.traces, s.spans = st.Tables()
-	for _, t := range opts.Tokens {
-		if t != "" {
-			s.tokenHashes = append(s.tokenHashes, sha256.Sum256([]byte(t)))
-		}
-	}
+	s := newServer(st, opts)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/traces", s.listTraces)
 	mux.HandleFunc("GET /api/traces/{trace_id}", s.getTrace)
@@ -100,6 +93,18 @@ func New(st store.Store, opts Options) http.Handler {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such endpoint"})
 	})
 	return s.authenticate(mux)
+}
+
+func newServer(st store.Store, opts Options) *server {
+	opts = opts.withDefaults()
+	s := &server{st: st, opts: opts, dialect: st.Dialect()}
+	s.traces, s.spans = st.Tables()
+	for _, t := range opts.Tokens {
+		if t != "" {
+			s.tokenHashes = append(s.tokenHashes, sha256.Sum256([]byte(t)))
+		}
+	}
+	return s
 }
 
 // authenticate checks the bearer token in constant time against every

@@ -120,6 +120,15 @@ func decode[T any](t testing.TB, body []byte) T {
 
 // pageAll follows next_cursor to the end and returns every trace id, failing
 // on duplicates.
+// treeSize counts the spans in a tree of roots.
+func treeSize(roots []*SpanNode) int {
+	n := len(roots)
+	for _, r := range roots {
+		n += treeSize(r.Children)
+	}
+	return n
+}
+
 func pageAll(t *testing.T, h http.Handler, query url.Values) []string {
 	t.Helper()
 	var ids []string
@@ -335,18 +344,10 @@ func TestGetTraceOrphansAndCycles(t *testing.T) {
 			}
 			d := decode[TraceDetail](t, body)
 			var roots []string
-			count := 0
-			var walk func(n *SpanNode)
-			walk = func(n *SpanNode) {
-				count++
-				for _, c := range n.Children {
-					walk(c)
-				}
-			}
 			for _, r := range d.Spans {
 				roots = append(roots, fmt.Sprintf("%s orphan=%v children=%d", r.SpanID[:1], r.Orphan, len(r.Children)))
-				walk(r)
 			}
+			count := treeSize(d.Spans)
 			want := []string{"1 orphan=true children=1", "3 orphan=true children=1", "5 orphan=true children=0"}
 			if !slices.Equal(roots, want) || count != 5 {
 				t.Errorf("roots %v (%d spans), want %v (5)", roots, count, want)

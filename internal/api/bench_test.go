@@ -106,8 +106,7 @@ func BenchmarkListTraces1M(b *testing.B) {
 	st := apitest.Postgres(b)
 	loadTraceRows(b, st, 1_000_000)
 	h := New(st, Options{})
-	s := &server{st: st, opts: Options{}.withDefaults(), dialect: st.Dialect()}
-	s.traces, s.spans = st.Tables()
+	s := newServer(st, Options{})
 
 	// A cursor deep into the list, as a later page would carry.
 	deep := cursor{Sort: "start_time", Desc: true, Key: "2025-01-06T00:00:00.000000+00:00", ID: strings.Repeat("f", 32), Scope: "traces"}
@@ -134,14 +133,7 @@ func BenchmarkListTraces1M(b *testing.B) {
 	}
 	for _, c := range queries {
 		b.Run(strings.NewReplacer("=", ":", "&", ",").Replace(c.q[:min(len(c.q), 40)]), func(b *testing.B) {
-			req, _ := http.NewRequest(http.MethodGet, "/api/traces?"+c.q, nil)
-			for b.Loop() {
-				rec := newDiscardRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.code != http.StatusOK {
-					b.Fatalf("status %d", rec.code)
-				}
-			}
+			benchGet(b, h, "/api/traces?"+c.q)
 		})
 	}
 }
@@ -151,8 +143,7 @@ func BenchmarkListTraces1M(b *testing.B) {
 func TestListUsesIndex(t *testing.T) {
 	st := apitest.Postgres(t)
 	loadTraceRows(t, st, 50_000)
-	s := &server{st: st, opts: Options{}.withDefaults(), dialect: st.Dialect()}
-	s.traces, s.spans = st.Tables()
+	s := newServer(st, Options{})
 	for _, q := range []string{"", "user_id=user-42", "session_id=session-7", "status=ERROR", "order=asc&agent_id=support-agent"} {
 		assertIndexPlan(t, s, q)
 		t0 := time.Now()
@@ -164,36 +155,36 @@ func TestListUsesIndex(t *testing.T) {
 	}
 }
 
+var bigTraceStart = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// loadBigTrace opens a store holding apitest.BigTrace's 2000 spans and
+// returns it with the trace's id.
+func loadBigTrace(tb testing.TB, open func(testing.TB) store.Store) (store.Store, string) {
+	tb.Helper()
+	st := open(tb)
+	spans := apitest.BigTrace(2000, bigTraceStart)
+	apitest.Load(tb, st, spans)
+	return st, spans[0].TraceID
+}
+
 func TestTraceWith2000Spans(t *testing.T) {
 	for _, sd := range stores {
 		t.Run(sd.name, func(t *testing.T) {
-			st := sd.open(t)
-			spans := apitest.BigTrace(2000, time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
-			apitest.Load(t, st, spans)
+			st, id := loadBigTrace(t, sd.open)
 			t0 := time.Now()
-			code, body := get(t, New(st, Options{}), "/api/traces/"+spans[0].TraceID)
+			code, body := get(t, New(st, Options{}), "/api/traces/"+id)
 			if code != 200 {
 				t.Fatalf("%d %.200s", code, body)
 			}
 			d := decode[TraceDetail](t, body)
-			count := 0
-			var walk func(n *SpanNode)
-			walk = func(n *SpanNode) {
-				count++
-				for _, c := range n.Children {
-					walk(c)
-				}
-			}
-			for _, r := range d.Spans {
-				walk(r)
-			}
+			count := treeSize(d.Spans)
 			if d.SpanCount != 2000 || count != 2000 || len(d.Spans) != 1 || len(d.Spans[0].Children) != 200 {
 				t.Fatalf("span_count %d, %d in tree, %d roots", d.SpanCount, count, len(d.Spans))
 			}
 			t.Logf("2000-span trace: %d bytes in %v", len(body), time.Since(t0))
 
 			// MaxSpans truncates, and spans whose parents fell off become orphans.
-			code, body = get(t, New(st, Options{MaxSpans: 15}), "/api/traces/"+spans[0].TraceID)
+			code, body = get(t, New(st, Options{MaxSpans: 15}), "/api/traces/"+id)
 			d = decode[TraceDetail](t, body)
 			if code != 200 || !d.Truncated || d.SpanCount != 15 {
 				t.Fatalf("truncated: %d count %d truncated %v", code, d.SpanCount, d.Truncated)
@@ -205,24 +196,14 @@ func TestTraceWith2000Spans(t *testing.T) {
 func BenchmarkTraceTree2000(b *testing.B) {
 	for _, sd := range stores {
 		b.Run(sd.name, func(b *testing.B) {
-			st := sd.open(b)
-			spans := apitest.BigTrace(2000, time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
-			apitest.Load(b, st, spans)
-			h := New(st, Options{})
-			req, _ := http.NewRequest(http.MethodGet, "/api/traces/"+spans[0].TraceID, nil)
-			for b.Loop() {
-				rec := newDiscardRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.code != http.StatusOK {
-					b.Fatalf("status %d", rec.code)
-				}
-			}
+			st, id := loadBigTrace(b, sd.open)
+			benchGet(b, New(st, Options{}), "/api/traces/"+id)
 		})
 	}
 }
 
 func BenchmarkBuildTree2000(b *testing.B) {
-	rows := apitest.BigTrace(2000, time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	rows := apitest.BigTrace(2000, bigTraceStart)
 	for b.Loop() {
 		nodes := make([]*SpanNode, len(rows))
 		for i, r := range rows {
@@ -234,6 +215,19 @@ func BenchmarkBuildTree2000(b *testing.B) {
 		}
 		if roots := buildTree(nodes); len(roots) != 1 {
 			b.Fatal(len(roots))
+		}
+	}
+}
+
+// benchGet times GET target on h, which must answer 200.
+func benchGet(b *testing.B, h http.Handler, target string) {
+	b.Helper()
+	req, _ := http.NewRequest(http.MethodGet, target, nil)
+	for b.Loop() {
+		rec := newDiscardRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.code != http.StatusOK {
+			b.Fatalf("status %d", rec.code)
 		}
 	}
 }

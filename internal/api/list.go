@@ -3,12 +3,17 @@ package api
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 )
 
 // cond writes one SQL condition, binding its values on b.
 type cond func(b *qb) string
+
+// rowScanner is a *sql.Rows or a *sql.Row.
+type rowScanner = interface{ Scan(...any) error }
 
 // listSpec is one keyset-paginated list query. Conditions in indexed are
 // ones an index serves (time range, id columns); the list is read in index
@@ -17,6 +22,8 @@ type cond func(b *qb) string
 // to a window of at most scanWindow rows in index order, so a page never
 // reads more than that however rare the matches are.
 type listSpec struct {
+	scope      string // "traces" or "spans": the list its cursors belong to
+	action     string // what the query does, for errors: "list traces"
 	table      string
 	cols       func(b *qb) string // the select list (may bind arguments)
 	idCol      string
@@ -27,6 +34,20 @@ type listSpec struct {
 	window     []cond
 	limit      int
 	scanWindow int
+}
+
+// readCursor sets after from the cursor parameter, which must come from
+// this list with the same settings (named in the error).
+func (ls *listSpec) readCursor(p *params, idLen int, settings string) error {
+	c := p.str("cursor")
+	if c == "" {
+		return nil
+	}
+	var err error
+	if ls.after, err = decodeCursor(c, ls.scope, ls.sortCol, ls.desc, idLen); err != nil {
+		return badParam("cursor", "malformed, or from a list with another "+settings)
+	}
+	return nil
 }
 
 func (ls *listSpec) orderBy() string {
@@ -118,4 +139,70 @@ func keyString(v any) string {
 		return strconv.FormatInt(int64(k), 10)
 	}
 	return ""
+}
+
+// serveList answers a list endpoint: spec turns the query string into a
+// list and read reads its page.
+func serveList[P any](s *server, w http.ResponseWriter, r *http.Request,
+	spec func(map[string][]string) (*listSpec, error), read func(context.Context, *listSpec) (P, error)) {
+	ls, err := spec(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	out, err := read(ctx, ls)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// readPage runs ls and decodes at most ls.limit rows with scan. next is
+// the encoded cursor of the following page, "" when there is none; key
+// gives a row's sort key and id for it.
+func readPage[T any](ctx context.Context, s *server, ls *listSpec,
+	scan func(rowScanner) (T, error), key func(T) (sortKey, id string)) (page []T, next string, err error) {
+	q := ls.query(s.dialect)
+	rows, err := s.st.DB().QueryContext(ctx, q.String(), q.args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s in %s: %w", ls.action, ls.table, err)
+	}
+	defer rows.Close()
+	page = make([]T, 0, ls.limit)
+	more := false
+	for rows.Next() {
+		if len(page) == ls.limit {
+			more = true
+			break
+		}
+		row, err := scan(rows)
+		if err != nil {
+			// The scope's singular: "trace" or "span".
+			return nil, "", fmt.Errorf("read %s row: %w", strings.TrimSuffix(ls.scope, "s"), err)
+		}
+		page = append(page, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("%s in %s: %w", ls.action, ls.table, err)
+	}
+	rows.Close()
+	var c *cursor
+	if more {
+		k, id := key(page[len(page)-1])
+		c = &cursor{Sort: ls.sortCol, Desc: ls.desc, Key: k, ID: id}
+	} else if len(ls.window) > 0 {
+		// The page is not full, but a windowed filter may have used up its
+		// scan window: the next page then starts after the window.
+		if c, err = ls.windowEnd(ctx, s.st.DB(), s.dialect); err != nil {
+			return nil, "", fmt.Errorf("%s in %s: %w", ls.action, ls.table, err)
+		}
+	}
+	if c != nil {
+		c.Scope = ls.scope
+		next = c.encode()
+	}
+	return page, next, nil
 }

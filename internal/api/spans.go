@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -41,7 +40,7 @@ func spanCols(b *qb) string {
 		b.attrJSON("attributes") + " AS attributes, created_at, " + b.attrText("attributes", model.KeySpanType) + " AS span_type"
 }
 
-func scanSpan(rows interface{ Scan(...any) error }) (*SpanNode, error) {
+func scanSpan(rows rowScanner) (*SpanNode, error) {
 	var n SpanNode
 	var parent, msg, typ sql.NullString
 	var attrs []byte
@@ -74,17 +73,18 @@ func (s *server) spanListSpec(q map[string][]string) (*listSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &listSpec{table: s.spans, cols: spanCols, idCol: "span_id", sortCol: "start_time", scanWindow: s.opts.ScanWindow}
+	ls := &listSpec{
+		scope: "spans", action: "search spans", table: s.spans, cols: spanCols,
+		idCol: "span_id", sortCol: "start_time", scanWindow: s.opts.ScanWindow,
+	}
 	if ls.limit, err = p.limit(); err != nil {
 		return nil, err
 	}
 	if ls.desc, err = p.desc(); err != nil {
 		return nil, err
 	}
-	if c := p.str("cursor"); c != "" {
-		if ls.after, err = decodeCursor(c, "spans", ls.sortCol, ls.desc, 16); err != nil {
-			return nil, badParam("cursor", "malformed, or from a list with another order")
-		}
+	if err := ls.readCursor(p, 16, "order"); err != nil {
+		return nil, err
 	}
 	if id := p.str("trace_id"); id != "" {
 		id = strings.ToLower(id)
@@ -131,55 +131,13 @@ func (s *server) spanListSpec(q map[string][]string) (*listSpec, error) {
 }
 
 func (s *server) listSpans(w http.ResponseWriter, r *http.Request) {
-	ls, err := s.spanListSpec(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	out, err := s.runSpanList(ctx, ls)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, s.spanListSpec, s.runSpanList)
 }
 
 func (s *server) runSpanList(ctx context.Context, ls *listSpec) (*SpanList, error) {
-	q := ls.query(s.dialect)
-	rows, err := s.st.DB().QueryContext(ctx, q.String(), q.args...)
+	spans, next, err := readPage(ctx, s, ls, scanSpan, func(n *SpanNode) (string, string) { return n.StartTime, n.SpanID })
 	if err != nil {
-		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
+		return nil, err
 	}
-	defer rows.Close()
-	out := &SpanList{Spans: make([]*SpanNode, 0, ls.limit)}
-	more := false
-	for rows.Next() {
-		if len(out.Spans) == ls.limit {
-			more = true
-			break
-		}
-		n, err := scanSpan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read span row: %w", err)
-		}
-		out.Spans = append(out.Spans, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
-	}
-	rows.Close()
-	next, err := s.nextCursor(ctx, ls, more, func() (string, string) {
-		n := out.Spans[len(out.Spans)-1]
-		return n.StartTime, n.SpanID
-	})
-	if err != nil {
-		return nil, fmt.Errorf("search spans in %s: %w", s.spans, err)
-	}
-	if next != nil {
-		next.Scope = "spans"
-		out.NextCursor = next.encode()
-	}
-	return out, nil
+	return &SpanList{Spans: spans, NextCursor: next}, nil
 }

@@ -31,7 +31,7 @@ type Trace struct {
 
 const traceCols = "trace_id, name, status, start_time, end_time, duration_ms, run_id, session_id, user_id, agent_id, team_id, workflow_id, created_at"
 
-func scanTrace(rows interface{ Scan(...any) error }) (Trace, error) {
+func scanTrace(rows rowScanner) (Trace, error) {
 	var t Trace
 	var ids [6]sql.NullString
 	err := rows.Scan(&t.TraceID, &t.Name, &t.Status, &t.StartTime, &t.EndTime, &t.DurationMS,
@@ -68,7 +68,10 @@ func (s *server) traceListSpec(q map[string][]string) (*listSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &listSpec{table: s.traces, cols: func(*qb) string { return traceCols }, idCol: "trace_id", scanWindow: s.opts.ScanWindow}
+	ls := &listSpec{
+		scope: "traces", action: "list traces", table: s.traces, cols: func(*qb) string { return traceCols },
+		idCol: "trace_id", scanWindow: s.opts.ScanWindow,
+	}
 	if ls.limit, err = p.limit(); err != nil {
 		return nil, err
 	}
@@ -83,10 +86,8 @@ func (s *server) traceListSpec(q map[string][]string) (*listSpec, error) {
 	if ls.desc, err = p.desc(); err != nil {
 		return nil, err
 	}
-	if c := p.str("cursor"); c != "" {
-		if ls.after, err = decodeCursor(c, "traces", ls.sortCol, ls.desc, 32); err != nil {
-			return nil, badParam("cursor", "malformed, or from a list with another sort or order")
-		}
+	if err := ls.readCursor(p, 32, "sort or order"); err != nil {
+		return nil, err
 	}
 	for _, col := range traceIDFilters {
 		if v := p.str(col); v != "" {
@@ -128,74 +129,20 @@ func timeRangeConds(col string, start, end time.Time) []cond {
 }
 
 func (s *server) listTraces(w http.ResponseWriter, r *http.Request) {
-	ls, err := s.traceListSpec(r.URL.Query())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	out, err := s.runTraceList(ctx, ls)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, s.traceListSpec, s.runTraceList)
 }
 
 func (s *server) runTraceList(ctx context.Context, ls *listSpec) (*TraceList, error) {
-	b := ls.query(s.dialect)
-	rows, err := s.st.DB().QueryContext(ctx, b.String(), b.args...)
-	if err != nil {
-		return nil, fmt.Errorf("list traces in %s: %w", s.traces, err)
-	}
-	defer rows.Close()
-	out := &TraceList{Traces: make([]Trace, 0, ls.limit)}
-	more := false
-	for rows.Next() {
-		if len(out.Traces) == ls.limit {
-			more = true
-			break
-		}
-		t, err := scanTrace(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read trace row: %w", err)
-		}
-		out.Traces = append(out.Traces, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list traces in %s: %w", s.traces, err)
-	}
-	rows.Close()
-	next, err := s.nextCursor(ctx, ls, more, func() (string, string) {
-		t := out.Traces[len(out.Traces)-1]
+	traces, next, err := readPage(ctx, s, ls, scanTrace, func(t Trace) (string, string) {
 		if ls.sortCol == "duration_ms" {
 			return fmt.Sprint(t.DurationMS), t.TraceID
 		}
 		return t.StartTime, t.TraceID
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list traces in %s: %w", s.traces, err)
+		return nil, err
 	}
-	if next != nil {
-		next.Scope = "traces"
-		out.NextCursor = next.encode()
-	}
-	return out, nil
-}
-
-// nextCursor is the cursor after this page: after its last row when more
-// rows matched, or after the scan window when a windowed filter ran out of
-// window before filling the page.
-func (s *server) nextCursor(ctx context.Context, ls *listSpec, more bool, last func() (key, id string)) (*cursor, error) {
-	if more {
-		k, id := last()
-		return &cursor{Sort: ls.sortCol, Desc: ls.desc, Key: k, ID: id}, nil
-	}
-	if len(ls.window) == 0 {
-		return nil, nil
-	}
-	return ls.windowEnd(ctx, s.st.DB(), s.dialect)
+	return &TraceList{Traces: traces, NextCursor: next}, nil
 }
 
 // TraceDetail is the body of GET /api/traces/{trace_id}.

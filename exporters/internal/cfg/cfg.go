@@ -62,18 +62,25 @@ func (r *Reader) get(key string) (any, bool) {
 	return v, true
 }
 
-// String reads a string. Absent keys leave *dst unchanged (its default).
-func (r *Reader) String(key string, dst *string) {
+// typed reads key as a T; want names the expected shape in the error. It
+// reports false when the key is absent or of another type.
+func typed[T any](r *Reader, key, want string) (T, bool) {
+	var x T
 	v, ok := r.get(key)
 	if !ok {
-		return
+		return x, false
 	}
-	s, ok := v.(string)
-	if !ok {
-		r.Fail(key, "must be a string, got %s", kind(v))
-		return
+	if x, ok = v.(T); !ok {
+		r.Fail(key, "must be %s, got %s", want, kind(v))
 	}
-	*dst = strings.TrimSpace(s)
+	return x, ok
+}
+
+// String reads a string. Absent keys leave *dst unchanged (its default).
+func (r *Reader) String(key string, dst *string) {
+	if s, ok := typed[string](r, key, "a string"); ok {
+		*dst = strings.TrimSpace(s)
+	}
 }
 
 // Required reads a string that must be present and non-empty.
@@ -119,28 +126,16 @@ func (r *Reader) StringOrInt(key string, dst *string) {
 
 // Bool reads a boolean.
 func (r *Reader) Bool(key string, dst *bool) {
-	v, ok := r.get(key)
-	if !ok {
-		return
+	if b, ok := typed[bool](r, key, "true or false"); ok {
+		*dst = b
 	}
-	b, ok := v.(bool)
-	if !ok {
-		r.Fail(key, "must be true or false, got %s", kind(v))
-		return
-	}
-	*dst = b
 }
 
 // Duration reads a positive duration written as a Go duration string
 // ("10s", "1m30s"). Bare numbers are refused: their unit would be a guess.
 func (r *Reader) Duration(key string, dst *time.Duration) {
-	v, ok := r.get(key)
+	s, ok := typed[string](r, key, `a duration such as "10s"`)
 	if !ok {
-		return
-	}
-	s, ok := v.(string)
-	if !ok {
-		r.Fail(key, "must be a duration such as \"10s\", got %s", kind(v))
 		return
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(s))
@@ -245,6 +240,62 @@ func (r *Reader) URL(key, s string) *url.URL {
 		return nil
 	}
 	return u
+}
+
+// BaseURL checks *dst with URL and stores it in canonical form without a
+// trailing slash, ready for a path to be joined on.
+func (r *Reader) BaseURL(key string, dst *string) {
+	if u := r.URL(key, *dst); u != nil {
+		*dst = strings.TrimSuffix(u.String(), "/")
+	}
+}
+
+// Regional is a URL setting that a "region" shortcut may stand for.
+type Regional struct {
+	r       *Reader
+	key     string
+	dst     *string
+	region  string
+	regions map[string]string
+	names   []string
+}
+
+// RegionalURL reads the URL setting key into *dst and the "region" key
+// beside it. regions maps each region, in lower case, to its URL; names
+// lists them in the order an error names them. Call Resolve after Done.
+func (r *Reader) RegionalURL(key string, dst *string, regions map[string]string, names ...string) Regional {
+	g := Regional{r: r, key: key, dst: dst, regions: regions, names: names}
+	r.String(key, dst)
+	r.String("region", &g.region)
+	return g
+}
+
+// Resolve applies the region, if one was given: it must be known
+// (case-insensitively) and excludes setting the URL too; *dst becomes its
+// URL. It runs after Done so unknown keys are reported first.
+func (g Regional) Resolve() {
+	if g.region == "" {
+		return
+	}
+	u, ok := g.regions[strings.ToLower(g.region)]
+	switch {
+	case !ok:
+		g.r.Fail("region", "must be one of %s, got %q", strings.Join(g.names, ", "), g.region)
+	case g.r.Has(g.key):
+		g.r.Fail("region", "set %s or region, not both", g.key)
+	default:
+		*g.dst = u
+	}
+}
+
+// Result returns c, or the zero C and the accumulated errors when there are
+// any: the last line of every adapter's Parse.
+func Result[C any](r *Reader, c C) (C, error) {
+	if err := r.Errors(); err != nil {
+		var zero C
+		return zero, err
+	}
+	return c, nil
 }
 
 func asMap(v any) (map[string]any, bool) {

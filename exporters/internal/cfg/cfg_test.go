@@ -138,3 +138,47 @@ func TestReadCommon(t *testing.T) {
 		t.Fatalf("default compression %q", c.Compression)
 	}
 }
+
+func TestRegionalURL(t *testing.T) {
+	regions := map[string]string{"us": "https://us.example.com", "eu": "https://eu.example.com"}
+	read := func(raw map[string]any) (string, []string) {
+		t.Helper()
+		url := "https://default.example.com"
+		r := New(raw)
+		region := r.RegionalURL("endpoint", &url, regions, "us", "eu")
+		r.Done()
+		region.Resolve()
+		r.BaseURL("endpoint", &url)
+		got, err := Result(r, url)
+		if (err == nil) != (got != "") {
+			t.Fatalf("Result returned %q with %v", got, err)
+		}
+		return got, fieldErrors(t, err)
+	}
+	tests := []struct {
+		name string
+		raw  map[string]any
+		want string
+		errs []string
+	}{
+		{name: "default", raw: nil, want: "https://default.example.com"},
+		{name: "region, any case", raw: map[string]any{"region": "EU"}, want: "https://eu.example.com"},
+		{name: "explicit URL, trailing slash dropped", raw: map[string]any{"endpoint": "http://127.0.0.1:3000/base/"}, want: "http://127.0.0.1:3000/base"},
+		{name: "unknown region after unknown keys", raw: map[string]any{"region": "mars", "extra": 1},
+			errs: []string{"extra: unknown key", `region: must be one of us, eu, got "mars"`}},
+		{name: "both", raw: map[string]any{"region": "us", "endpoint": "https://x"},
+			errs: []string{"region: set endpoint or region, not both"}},
+		{name: "not a URL", raw: map[string]any{"endpoint": "x.example.com"},
+			errs: []string{`endpoint: must be an http:// or https:// URL, got "x.example.com"`}},
+		{name: "region not a string", raw: map[string]any{"region": 1},
+			errs: []string{"region: must be a string, got a number"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, errs := read(tt.raw)
+			if got != tt.want || strings.Join(errs, "\n") != strings.Join(tt.errs, "\n") {
+				t.Fatalf("got %q, errors %q; want %q, errors %q", got, errs, tt.want, tt.errs)
+			}
+		})
+	}
+}

@@ -150,3 +150,73 @@ func TestJSONValue(t *testing.T) {
 		}
 	}
 }
+
+func TestKindsOf(t *testing.T) {
+	k := Kinds{Agent: "a", Workflow: "w", LLM: "l", Embedding: "e", Tool: "t", Retrieval: "r", Hook: "h", Delegation: "d", Other: "o"}
+	for _, tt := range []struct {
+		f    Facts
+		want string
+	}{
+		{Facts{Type: semantics.TypeRun, RunKind: "agent"}, "a"},
+		{Facts{Type: semantics.TypeRun, RunKind: "team"}, "a"},
+		{Facts{Type: semantics.TypeRun}, "a"},
+		{Facts{Type: semantics.TypeRun, RunKind: "workflow"}, "w"},
+		{Facts{Type: semantics.TypeLLM}, "l"},
+		{Facts{Type: semantics.TypeEmbedding}, "e"},
+		{Facts{Type: semantics.TypeTool}, "t"},
+		{Facts{Type: semantics.TypeRetrieval}, "r"},
+		{Facts{Type: semantics.TypePreHook}, "h"},
+		{Facts{Type: semantics.TypePostHook}, "h"},
+		{Facts{Type: semantics.TypeDelegation}, "d"},
+		{Facts{Type: semantics.TypeOther}, "o"},
+		{Facts{}, "o"},
+	} {
+		if got := k.Of(tt.f); got != tt.want {
+			t.Errorf("%q/%q: %q, want %q", tt.f.Type, tt.f.RunKind, got, tt.want)
+		}
+	}
+}
+
+func TestMetadataAndUsage(t *testing.T) {
+	f := Read(span(t, fixture.Retrieval))
+	if got, want := MarshalJSON(f.Metadata()), `{"retrieval_k":"2","vector_store":"pgvector"}`; got != want {
+		t.Errorf("retrieval metadata %s, want %s", got, want)
+	}
+	if f.TokenUsage("in", "out", "total") != nil || f.InvocationParams() != "" {
+		t.Errorf("usage %v, params %q for a span without them", f.TokenUsage("in", "out", "total"), f.InvocationParams())
+	}
+	f = Read(span(t, fixture.LLM))
+	if got, want := MarshalJSON(f.TokenUsage("in", "out", "total")), `{"in":120,"out":45,"total":165}`; got != want {
+		t.Errorf("LLM usage %s, want %s", got, want)
+	}
+	if got, want := f.InvocationParams(), `{"temperature":0.2}`; got != want {
+		t.Errorf("LLM params %s, want %s", got, want)
+	}
+	f = Read(span(t, fixture.Embedding))
+	if got, want := MarshalJSON(f.TokenUsage("in", "out", "total")), `{"in":4}`; got != want {
+		t.Errorf("embedding usage %s, want %s", got, want)
+	}
+	f = Read(span(t, fixture.Delegation))
+	want := `{"delegation_member":"weather-agent","delegation_mode":"coordinate"}`
+	if got := MarshalJSON(f.Metadata()); got != want {
+		t.Errorf("delegation metadata %s, want %s", got, want)
+	}
+}
+
+func TestMapSpans(t *testing.T) {
+	in := fixture.AgentRun()
+	seen := map[string]string{}
+	out := MapSpans(in, func(s ptrace.Span, f Facts, tf *TraceFacts) {
+		seen[s.Name()] = f.Type + " " + tf.RootName
+		s.Attributes().PutStr("mapped", f.Type)
+	})
+	if len(seen) != in.SpanCount() || seen[fixture.LLM] != semantics.TypeLLM+" "+fixture.TeamRun {
+		t.Fatalf("spans seen: %v", seen)
+	}
+	if s, _ := fixture.Find(out, fixture.Tool); Text(s.Attributes(), "mapped") != semantics.TypeTool {
+		t.Fatal("the mapping's changes are missing from the result")
+	}
+	if s, _ := fixture.Find(in, fixture.Tool); Text(s.Attributes(), "mapped") != "" {
+		t.Fatal("MapSpans modified its input")
+	}
+}

@@ -13,35 +13,29 @@ import (
 
 // PutStr adds key=value.
 func PutStr(a pcommon.Map, key, value string) {
-	if value == "" {
-		return
+	if value != "" && vacant(a, key) {
+		a.PutStr(key, value)
 	}
-	if _, exists := a.Get(key); exists {
-		return
-	}
-	a.PutStr(key, value)
 }
 
 // PutInt adds key=value when ok.
 func PutInt(a pcommon.Map, key string, value int64, ok bool) {
-	if !ok {
-		return
+	if ok && vacant(a, key) {
+		a.PutInt(key, value)
 	}
-	if _, exists := a.Get(key); exists {
-		return
-	}
-	a.PutInt(key, value)
 }
 
 // PutDouble adds key=value when ok.
 func PutDouble(a pcommon.Map, key string, value float64, ok bool) {
-	if !ok {
-		return
+	if ok && vacant(a, key) {
+		a.PutDouble(key, value)
 	}
-	if _, exists := a.Get(key); exists {
-		return
-	}
-	a.PutDouble(key, value)
+}
+
+// vacant reports whether the sender left key unset.
+func vacant(a pcommon.Map, key string) bool {
+	_, exists := a.Get(key)
+	return !exists
 }
 
 // IsJSON reports whether s is a JSON object or array (as opposed to plain

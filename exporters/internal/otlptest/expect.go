@@ -98,11 +98,11 @@ type ConfigCase struct {
 }
 
 // RunConfigCases runs a config validation table against parse.
-func RunConfigCases(t *testing.T, parse func(map[string]any) error, cases []ConfigCase) {
+func RunConfigCases[C any](t *testing.T, parse func(map[string]any) (C, error), cases []ConfigCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.Name, func(t *testing.T) {
-			err := parse(tc.Raw)
+			_, err := parse(tc.Raw)
 			if tc.Fields == nil {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)

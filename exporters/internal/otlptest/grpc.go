@@ -3,7 +3,7 @@ package otlptest
 import (
 	"context"
 	"net"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -22,23 +22,18 @@ type GRPCRequest struct {
 	Traces      ptrace.Traces
 }
 
-// GRPCServer is a fake OTLP/gRPC endpoint on 127.0.0.1.
+// GRPCServer is a fake OTLP/gRPC endpoint on 127.0.0.1. SetResponder
+// sets how it answers (nil error: OK); Requests returns the calls received.
 type GRPCServer struct {
 	coltracepb.UnimplementedTraceServiceServer
+	recorder[GRPCRequest, error]
 	Addr string
 
-	mu       sync.Mutex
-	reqs     []GRPCRequest
-	respond  func(GRPCRequest) error
-	rejected int64
+	rejected atomic.Int64
 }
 
 // SetPartialSuccess makes successful calls report n rejected spans.
-func (s *GRPCServer) SetPartialSuccess(n int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rejected = n
-}
+func (s *GRPCServer) SetPartialSuccess(n int64) { s.rejected.Store(n) }
 
 // NewGRPC starts a fake that accepts everything until SetResponder says
 // otherwise. opts are passed to grpc.NewServer (e.g. grpc.MaxRecvMsgSize).
@@ -48,26 +43,13 @@ func NewGRPC(t testing.TB, opts ...grpc.ServerOption) *GRPCServer {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := &GRPCServer{Addr: lis.Addr().String(), respond: func(GRPCRequest) error { return nil }}
+	s := &GRPCServer{Addr: lis.Addr().String()}
+	s.respond = func(GRPCRequest) error { return nil }
 	srv := grpc.NewServer(append(opts, grpc.StatsHandler(compressionRecorder{}))...)
 	coltracepb.RegisterTraceServiceServer(srv, s)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return s
-}
-
-// SetResponder replaces how the fake answers (nil error: OK).
-func (s *GRPCServer) SetResponder(f func(GRPCRequest) error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.respond = f
-}
-
-// Requests returns every call received so far.
-func (s *GRPCServer) Requests() []GRPCRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]GRPCRequest(nil), s.reqs...)
 }
 
 // Export implements the OTLP trace service.
@@ -86,15 +68,11 @@ func (s *GRPCServer) Export(ctx context.Context, in *coltracepb.ExportTraceServi
 		return nil, err
 	}
 	req.Traces = pr.Traces()
-	s.mu.Lock()
-	s.reqs = append(s.reqs, req)
-	respond, rejected := s.respond, s.rejected
-	s.mu.Unlock()
-	if err := respond(req); err != nil {
+	if err := s.record(req)(req); err != nil {
 		return nil, err
 	}
 	resp := &coltracepb.ExportTraceServiceResponse{}
-	if rejected > 0 {
+	if rejected := s.rejected.Load(); rejected > 0 {
 		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{RejectedSpans: rejected, ErrorMessage: "some spans rejected"}
 	}
 	return resp, nil

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -35,14 +34,13 @@ type Reply struct {
 	Body   []byte
 }
 
-// HTTPServer is a fake OTLP/HTTP endpoint on 127.0.0.1.
+// HTTPServer is a fake OTLP/HTTP endpoint on 127.0.0.1. SetResponder sets
+// how it answers decoded requests; Requests returns the requests received.
 type HTTPServer struct {
+	recorder[Request, Reply]
 	URL string
 
-	srv     *httptest.Server
-	mu      sync.Mutex
-	reqs    []Request
-	respond func(Request) Reply
+	srv *httptest.Server
 }
 
 // NewHTTP starts a fake that accepts everything (200, empty protobuf
@@ -50,7 +48,8 @@ type HTTPServer struct {
 // that do not decode as OTLP are answered 400.
 func NewHTTP(t testing.TB) *HTTPServer {
 	t.Helper()
-	s := &HTTPServer{respond: func(Request) Reply { return OK() }}
+	s := &HTTPServer{}
+	s.respond = func(Request) Reply { return OK() }
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
@@ -63,30 +62,13 @@ func OK() Reply {
 	return Reply{Status: http.StatusOK, Header: map[string]string{"Content-Type": "application/x-protobuf"}, Body: body}
 }
 
-// SetResponder replaces how the fake answers decoded requests.
-func (s *HTTPServer) SetResponder(f func(Request) Reply) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.respond = f
-}
-
-// Requests returns every request received so far.
-func (s *HTTPServer) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
 func (s *HTTPServer) handle(w http.ResponseWriter, r *http.Request) {
 	req := Request{
 		Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(),
 		ContentType: r.Header.Get("Content-Type"), ContentEncoding: r.Header.Get("Content-Encoding"),
 	}
 	req.Traces, req.DecodeErr = decode(r)
-	s.mu.Lock()
-	s.reqs = append(s.reqs, req)
-	respond := s.respond
-	s.mu.Unlock()
+	respond := s.record(req)
 	if req.DecodeErr != nil {
 		http.Error(w, req.DecodeErr.Error(), http.StatusBadRequest)
 		return

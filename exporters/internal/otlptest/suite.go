@@ -1,7 +1,6 @@
 package otlptest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,27 +18,21 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/plugins"
 )
 
-// HTTPBuild returns an exporter configured to send to the fake whose base
-// URL (scheme://host:port) is given. The suite shuts it down.
-type HTTPBuild func(t testing.TB, baseURL string) plugins.Exporter
+// ConfigFor is the config block that sends to a fake endpoint: given its
+// base URL (scheme://host:port) for HTTP, its host:port for gRPC.
+type ConfigFor func(target string) map[string]any
 
-// RunHTTPErrorSuite checks how an HTTP adapter translates what a vendor
-// answers: throttling, outages, bad credentials, payloads too large,
-// rejected payloads and garbage.
-func RunHTTPErrorSuite(t *testing.T, build HTTPBuild) {
+// RunHTTPErrorSuite checks how an HTTP adapter (made by newExporter)
+// translates what a vendor answers: throttling, outages, bad credentials,
+// payloads too large, rejected payloads and garbage.
+func RunHTTPErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config ConfigFor) {
 	t.Helper()
-	export := func(t *testing.T, srv string, td ptrace.Traces) error {
-		t.Helper()
-		exp := build(t, srv)
-		t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return exp.Export(ctx, td)
-	}
+	export := exportTo(newExporter, config)
 	replyOnce := func(t *testing.T, reply Reply) (*HTTPServer, error) {
 		t.Helper()
 		srv := NewHTTP(t)
@@ -138,21 +131,11 @@ func RunHTTPErrorSuite(t *testing.T, build HTTPBuild) {
 	})
 }
 
-// GRPCBuild returns an exporter configured to send to the fake gRPC
-// endpoint at addr (host:port, plaintext).
-type GRPCBuild func(t testing.TB, addr string) plugins.Exporter
-
-// RunGRPCErrorSuite is RunHTTPErrorSuite for gRPC status codes.
-func RunGRPCErrorSuite(t *testing.T, build GRPCBuild) {
+// RunGRPCErrorSuite is RunHTTPErrorSuite for gRPC status codes; the fake
+// endpoint is plaintext.
+func RunGRPCErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config ConfigFor) {
 	t.Helper()
-	export := func(t *testing.T, addr string, td ptrace.Traces) error {
-		t.Helper()
-		exp := build(t, addr)
-		t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return exp.Export(ctx, td)
-	}
+	export := exportTo(newExporter, config)
 	answer := func(t *testing.T, st *status.Status) error {
 		t.Helper()
 		srv := NewGRPC(t)
@@ -206,22 +189,24 @@ func RunGRPCErrorSuite(t *testing.T, build GRPCBuild) {
 		if err := export(t, srv.Addr, fixture.Many(9)); err != nil {
 			t.Fatalf("export: %v", err)
 		}
-		reqs := srv.Requests()
-		seen := map[pcommon.SpanID]int{}
-		for _, r := range reqs {
-			for _, id := range spanIDs(r.Traces) {
-				seen[id]++
-			}
+		var batches []ptrace.Traces
+		for _, r := range srv.Requests() {
+			batches = append(batches, r.Traces)
 		}
-		for i := 1; i <= 9; i++ {
-			if seen[fixture.SpanID(i)] != 1 {
-				t.Fatalf("span %d arrived %d times; want once (%d calls)", i, seen[fixture.SpanID(i)], len(reqs))
-			}
-		}
+		expectEachOnce(t, batches, 9)
 	})
 	t.Run("nobody listening is retryable", func(t *testing.T) {
 		ExpectRetryable(t, export(t, closedAddr(t), fixture.Many(1)), 0)
 	})
+}
+
+// exportTo returns a function that exports a batch through an exporter
+// configured for the given fake endpoint, shut down when the test ends.
+func exportTo(newExporter func() plugins.Exporter, config ConfigFor) func(t *testing.T, target string, td ptrace.Traces) error {
+	return func(t *testing.T, target string, td ptrace.Traces) error {
+		t.Helper()
+		return export(Configure(t, newExporter(), config(target)), td)
+	}
 }
 
 // ExpectRetryable fails unless err is retryable with exactly the given
@@ -259,35 +244,31 @@ func ExpectMessage(t testing.TB, err error, parts ...string) {
 // spans 1..n of fixture.Many exactly once each.
 func ExpectAcceptedOnce(t testing.TB, reqs []Request, n int, accepted func(Request) bool) {
 	t.Helper()
-	seen := map[pcommon.SpanID]int{}
+	var batches []ptrace.Traces
 	for _, r := range reqs {
-		if !accepted(r) {
-			continue
+		if accepted(r) {
+			batches = append(batches, r.Traces)
 		}
-		for _, id := range spanIDs(r.Traces) {
-			seen[id]++
-		}
+	}
+	expectEachOnce(t, batches, n)
+}
+
+// expectEachOnce fails unless batches carry spans 1..n of fixture.Many,
+// each exactly once, and no other span.
+func expectEachOnce(t testing.TB, batches []ptrace.Traces, n int) {
+	t.Helper()
+	seen := map[pcommon.SpanID]int{}
+	for _, td := range batches {
+		facts.Each(td, func(_ pcommon.Resource, s ptrace.Span) { seen[s.SpanID()]++ })
 	}
 	for i := 1; i <= n; i++ {
 		if seen[fixture.SpanID(i)] != 1 {
-			t.Fatalf("span %d accepted %d times; want once (%d requests)", i, seen[fixture.SpanID(i)], len(reqs))
+			t.Fatalf("span %d arrived %d times; want once (%d requests)", i, seen[fixture.SpanID(i)], len(batches))
 		}
 	}
 	if len(seen) != n {
-		t.Fatalf("accepted %d distinct spans, want %d", len(seen), n)
+		t.Fatalf("%d distinct spans arrived, want %d", len(seen), n)
 	}
-}
-
-func spanIDs(td ptrace.Traces) []pcommon.SpanID {
-	var ids []pcommon.SpanID
-	for _, rs := range td.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			for _, s := range ss.Spans().All() {
-				ids = append(ids, s.SpanID())
-			}
-		}
-	}
-	return ids
 }
 
 // garbageServer answers every connection with bytes that are not HTTP.
