@@ -30,6 +30,10 @@ commands:
   run       --config FILE   start the gateway (the default command)
   validate  --config FILE   check a config file; exit 0 or list every error with file:line
   query     --config FILE SQL   run one SQL query against the trace database
+  deadletters list|requeue --config FILE [--destination NAME] [--id N,...]
+                            show spans destinations refused; make them deliverable again
+  replay    --config FILE --destination NAME (--since 2h | --trace ID)
+                            send stored spans to one destination again
   version                   print the version
 `
 
@@ -54,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdQuery(args, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(args, stderr)
+	case "deadletters":
+		return cmdDeadLetters(args, stdout, stderr)
+	case "replay":
+		return cmdReplay(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

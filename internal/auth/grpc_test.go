@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,9 +14,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"github.com/kern-agents/trace-gateway/internal/model"
-	"github.com/kern-agents/trace-gateway/internal/receiver"
 )
 
 // tenantRecorder is an interceptor placed after auth that records the
@@ -63,10 +59,11 @@ func startHealth(t *testing.T, a *Authenticator) (*grpc.ClientConn, *tenantRecor
 	)
 	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
-	return serveGRPC(t, srv), rec
+	return ServeGRPC(t, srv), rec
 }
 
-func serveGRPC(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
+// ServeGRPC is shared with the external receiver test.
+func ServeGRPC(t *testing.T, srv *grpc.Server) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -138,44 +135,8 @@ func checkGRPC(t *testing.T, kind string, err error, wantTenant string, rec *ten
 	}
 }
 
-// captureSink records what the receiver stores.
-type captureSink struct {
-	mu    sync.Mutex
-	spans []model.Span
-}
-
-func (s *captureSink) Submit(_ context.Context, spans []model.Span) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.spans = append(s.spans, spans...)
-	return nil
-}
-
-// TestOTLPReceiver runs the interceptors in front of the real OTLP/gRPC
-// receiver (receiver.NewGRPCServer's extra options).
-func TestOTLPReceiver(t *testing.T) {
-	sink := &captureSink{}
-	a := New(testTokens)
-	conn := serveGRPC(t, receiver.NewGRPCServer(receiver.Options{}, sink, a.ServerOptions()...))
-	client := ptraceotlp.NewGRPCClient(conn)
-	req := ptraceotlp.NewExportRequestFromTraces(oneSpan())
-
-	if _, err := client.Export(context.Background(), req); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("export without token: %v, want Unauthenticated", err)
-	}
-	if len(sink.spans) != 0 {
-		t.Fatal("unauthenticated export reached the sink")
-	}
-	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tokA)
-	if _, err := client.Export(ctx, req); err != nil {
-		t.Fatalf("export with token: %v", err)
-	}
-	if len(sink.spans) != 1 {
-		t.Fatalf("sink got %d spans, want 1", len(sink.spans))
-	}
-}
-
-func oneSpan() ptrace.Traces {
+// OneSpan is shared with the external receiver test.
+func OneSpan() ptrace.Traces {
 	td := ptrace.NewTraces()
 	sp := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty()
 	sp.SetName("s")

@@ -76,7 +76,7 @@ func TestStampTenantDuplicates(t *testing.T) {
 // TestStampTenantStored follows the tenant through the converter into the
 // attributes column, where queries find it.
 func TestStampTenantStored(t *testing.T) {
-	td := oneSpan()
+	td := OneSpan()
 	td.ResourceSpans().At(0).Resource().Attributes().PutStr(TenantAttribute, "spoofed")
 	StampTenant(td, "team-a")
 	spans, rejected := convert.FromOTLP(td, time.Now(), convert.Limits{})

@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // Config is the whole configuration file.
@@ -41,6 +44,10 @@ type Storage struct {
 	Schema      string `yaml:"schema"`
 	TracesTable string `yaml:"traces_table"`
 	SpansTable  string `yaml:"spans_table"`
+	// Retention deletes spans stored longer ago than this (and the traces
+	// left without spans, old delivery-log rows and dead letters), in the
+	// background in small batches. 0 keeps everything.
+	Retention Duration `yaml:"retention"`
 }
 
 // Ingest bounds the receivers and the write batches.
@@ -60,12 +67,137 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
-// Destination is one fan-out target, served by a plugin process.
+// Destination is one fan-out target, served by a plugin process. Zero
+// fan-out settings take the defaults of WithDefaults.
 type Destination struct {
 	Name   string         `yaml:"name"`
 	Plugin string         `yaml:"plugin"` // built-in name or path to a plugin binary
 	SHA256 string         `yaml:"sha256"` // optional pin of the plugin binary
 	Config map[string]any `yaml:"config"` // handed to the plugin, which validates it
+
+	Filter Filter `yaml:"filter"`
+	// Sampling is the share of traces sent, decided per trace id so a trace
+	// goes whole or not at all; nil sends everything.
+	Sampling *float64       `yaml:"sampling"`
+	Redact   []Redaction    `yaml:"redact"`
+	Batch    Batch          `yaml:"batch"`
+	Retry    Retry          `yaml:"retry"`
+	Breaker  CircuitBreaker `yaml:"circuit_breaker"`
+	Timeout  Duration       `yaml:"timeout"` // bound on one export call
+	// Lease is how long a replica's claim on a batch lasts without renewal;
+	// when a replica dies, another takes its batch over after this long.
+	Lease Duration `yaml:"lease"`
+}
+
+// Filter selects the spans a destination receives: a span is sent when it
+// matches Include (or Include is empty) and does not match Exclude.
+type Filter struct {
+	Include Match `yaml:"include"`
+	Exclude Match `yaml:"exclude"`
+}
+
+// Match is a span pattern. Every field that is set must match (AND); a field
+// matches when the span has any of its values (OR). An empty Match matches
+// nothing when used as Exclude and everything as Include.
+type Match struct {
+	Services   []string          `yaml:"services"`   // resource service.name
+	AgentIDs   []string          `yaml:"agent_ids"`  // kern.agent_id
+	SpanTypes  []string          `yaml:"span_types"` // kern.span.type
+	Attributes map[string]string `yaml:"attributes"` // span attribute key: value
+}
+
+// IsZero reports whether the match sets no field.
+func (m Match) IsZero() bool {
+	return len(m.Services) == 0 && len(m.AgentIDs) == 0 && len(m.SpanTypes) == 0 && len(m.Attributes) == 0
+}
+
+// Redaction rewrites one attribute key (span, event and resource attributes)
+// before spans leave for a destination. A key ending in "*" matches every
+// key with that prefix.
+type Redaction struct {
+	Key    string `yaml:"key"`
+	Action string `yaml:"action"` // drop | mask ("***") | hash (hex SHA-256); default mask
+}
+
+// Redaction actions.
+const (
+	RedactDrop = "drop"
+	RedactMask = "mask"
+	RedactHash = "hash"
+)
+
+// Batch bounds one export to a destination.
+type Batch struct {
+	MaxSpans int      `yaml:"max_spans"`
+	MaxBytes ByteSize `yaml:"max_bytes"` // encoded OTLP size
+	// MaxDelay is how long stored spans wait for a fuller batch.
+	MaxDelay Duration `yaml:"max_delay"`
+}
+
+// Retry is the backoff after a retryable export failure: exponential from
+// Initial up to Max, with jitter; a Retry-After from the destination wins.
+// MaxElapsed, when set, dead-letters a batch that failed for that long.
+type Retry struct {
+	Initial    Duration `yaml:"initial"`
+	Max        Duration `yaml:"max"`
+	MaxElapsed Duration `yaml:"max_elapsed"`
+}
+
+// CircuitBreaker opens after Failures consecutive failed exports, waits
+// CoolDown, then lets one export through as a probe.
+type CircuitBreaker struct {
+	Failures int      `yaml:"failures"`
+	CoolDown Duration `yaml:"cool_down"`
+}
+
+// Fan-out defaults for a destination's zero settings.
+const (
+	DefaultBatchMaxSpans   = 512
+	DefaultBatchMaxBytes   = ByteSize(4 << 20)
+	DefaultBatchMaxDelay   = Duration(500 * time.Millisecond)
+	DefaultRetryInitial    = Duration(500 * time.Millisecond)
+	DefaultRetryMax        = Duration(30 * time.Second)
+	DefaultBreakerFailures = 5
+	DefaultBreakerCoolDown = Duration(30 * time.Second)
+	DefaultExportTimeout   = Duration(30 * time.Second)
+	DefaultLease           = Duration(30 * time.Second)
+)
+
+// WithDefaults fills the fan-out settings left at zero.
+func (d Destination) WithDefaults() Destination {
+	set := func(v *Duration, def Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if d.Batch.MaxSpans == 0 {
+		d.Batch.MaxSpans = DefaultBatchMaxSpans
+	}
+	if d.Batch.MaxBytes == 0 {
+		d.Batch.MaxBytes = DefaultBatchMaxBytes
+	}
+	set(&d.Batch.MaxDelay, DefaultBatchMaxDelay)
+	set(&d.Retry.Initial, DefaultRetryInitial)
+	set(&d.Retry.Max, max(DefaultRetryMax, d.Retry.Initial))
+	if d.Breaker.Failures == 0 {
+		d.Breaker.Failures = DefaultBreakerFailures
+	}
+	set(&d.Breaker.CoolDown, DefaultBreakerCoolDown)
+	set(&d.Timeout, DefaultExportTimeout)
+	set(&d.Lease, DefaultLease)
+	for i := range d.Redact {
+		if d.Redact[i].Action == "" {
+			d.Redact[i].Action = RedactMask
+		}
+	}
+	return d
+}
+
+// SpanTypes are the values of kern.span.type a filter may name.
+var SpanTypes = []string{
+	semantics.TypeRun, semantics.TypeLLM, semantics.TypeEmbedding, semantics.TypeTool,
+	semantics.TypePreHook, semantics.TypePostHook, semantics.TypeRetrieval,
+	semantics.TypeDelegation, semantics.TypeOther,
 }
 
 // Defaults returns the configuration used for keys the file leaves out.
@@ -142,6 +274,9 @@ func (c *Config) Validate() error {
 	if c.Storage.TracesTable == c.Storage.SpansTable {
 		add("storage.spans_table", "must differ from traces_table")
 	}
+	if c.Storage.Retention < 0 {
+		add("storage.retention", "must not be negative (0 keeps spans forever)")
+	}
 
 	in := c.Ingest
 	positive := func(field string, v int64) {
@@ -191,6 +326,7 @@ func (c *Config) Validate() error {
 		if d.SHA256 != "" && !sha256Re.MatchString(d.SHA256) {
 			add(p+".sha256", "want 64 hex characters")
 		}
+		validateFanout(p, d, add)
 	}
 	if len(errs) == 0 {
 		return nil
@@ -212,4 +348,79 @@ func (c *Config) Line(field string) int {
 		f = f[:i]
 	}
 	return 0
+}
+
+// validateFanout checks a destination's routing, batching and failure
+// settings. Zero values mean "default" and are fine.
+func validateFanout(p string, d Destination, add func(field, format string, args ...any)) {
+	for _, m := range []struct {
+		field string
+		m     Match
+	}{{p + ".filter.include", d.Filter.Include}, {p + ".filter.exclude", d.Filter.Exclude}} {
+		for i, v := range m.m.Services {
+			if v == "" {
+				add(fmt.Sprintf("%s.services[%d]", m.field, i), "must not be empty")
+			}
+		}
+		for i, v := range m.m.AgentIDs {
+			if v == "" {
+				add(fmt.Sprintf("%s.agent_ids[%d]", m.field, i), "must not be empty")
+			}
+		}
+		for i, v := range m.m.SpanTypes {
+			if !slices.Contains(SpanTypes, v) {
+				add(fmt.Sprintf("%s.span_types[%d]", m.field, i), "want one of %s, got %q", strings.Join(SpanTypes, ", "), v)
+			}
+		}
+		for k := range m.m.Attributes {
+			if k == "" {
+				add(m.field+".attributes", "attribute keys must not be empty")
+			}
+		}
+	}
+	if d.Sampling != nil && !(*d.Sampling > 0 && *d.Sampling <= 1) {
+		add(p+".sampling", "want a share of traces in (0, 1], got %g (remove the destination to send nothing)", *d.Sampling)
+	}
+	keys := map[string]int{}
+	for i, r := range d.Redact {
+		f := fmt.Sprintf("%s.redact[%d]", p, i)
+		switch {
+		case r.Key == "" || r.Key == "*":
+			add(f+".key", "required: an attribute key, or a prefix ending in *")
+		default:
+			if j, dup := keys[r.Key]; dup {
+				add(f+".key", "%q is already redacted by redact[%d]", r.Key, j)
+			}
+			keys[r.Key] = i
+		}
+		switch r.Action {
+		case "", RedactDrop, RedactMask, RedactHash:
+		default:
+			add(f+".action", "want drop, mask or hash, got %q", r.Action)
+		}
+	}
+	nonNegative := func(field string, v int64) {
+		if v < 0 {
+			add(field, "must not be negative (0 takes the default)")
+		}
+	}
+	nonNegative(p+".batch.max_spans", int64(d.Batch.MaxSpans))
+	nonNegative(p+".batch.max_bytes", int64(d.Batch.MaxBytes))
+	nonNegative(p+".batch.max_delay", int64(d.Batch.MaxDelay))
+	nonNegative(p+".retry.initial", int64(d.Retry.Initial))
+	nonNegative(p+".retry.max", int64(d.Retry.Max))
+	nonNegative(p+".retry.max_elapsed", int64(d.Retry.MaxElapsed))
+	nonNegative(p+".circuit_breaker.failures", int64(d.Breaker.Failures))
+	nonNegative(p+".circuit_breaker.cool_down", int64(d.Breaker.CoolDown))
+	nonNegative(p+".timeout", int64(d.Timeout))
+	nonNegative(p+".lease", int64(d.Lease))
+	if d.Batch.MaxBytes > 0 && d.Batch.MaxBytes < 1024 {
+		add(p+".batch.max_bytes", "must be at least 1KiB, got %d", int64(d.Batch.MaxBytes))
+	}
+	if d.Retry.Max > 0 && d.Retry.Initial > d.Retry.Max {
+		add(p+".retry.initial", "must not exceed retry.max (%s)", d.Retry.Max.D())
+	}
+	if d.Lease > 0 && d.Lease.D() < time.Second {
+		add(p+".lease", "must be at least 1s, got %s", d.Lease.D())
+	}
 }

@@ -3,11 +3,14 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kern-agents/trace-gateway/internal/dispatch"
 )
 
 // Metrics are the gateway's own Prometheus metrics.
@@ -19,6 +22,20 @@ type Metrics struct {
 	batchSize     prometheus.Histogram
 	batchDuration prometheus.Histogram
 	batchErrors   prometheus.Counter
+
+	// Fan-out, by destination.
+	exported     *prometheus.CounterVec
+	filtered     *prometheus.CounterVec
+	exportFails  *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	backlog      *prometheus.GaugeVec
+	lag          *prometheus.GaugeVec
+	circuit      *prometheus.GaugeVec
+	pluginUp     *prometheus.GaugeVec
+	restarts     *prometheus.CounterVec
+	mu           sync.Mutex
+	lastRestarts map[string]uint64
 }
 
 // NewMetrics registers the ingest metrics on a fresh registry.
@@ -49,7 +66,88 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	r.MustRegister(m.received, m.rejected, m.stored, m.batchSize, m.batchDuration, m.batchErrors)
+
+	dest := []string{"destination"}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(dest, labels...))
+	}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, dest)
+	}
+	m.exported = counter("kern_gateway_destination_spans_exported_total", "Spans the destination accepted.")
+	m.filtered = counter("kern_gateway_destination_spans_filtered_total", "Spans the destination's filter or sampling did not send.")
+	m.exportFails = counter("kern_gateway_destination_export_failures_total", "Export calls that failed, by kind (retryable or permanent).", "kind")
+	m.retries = counter("kern_gateway_destination_export_retries_total", "Export calls scheduled again after a retryable failure.")
+	m.deadLettered = counter("kern_gateway_destination_spans_dead_lettered_total", "Spans given up on and stored as dead letters.")
+	m.backlog = gauge("kern_gateway_destination_backlog_spans", "Stored spans not yet delivered to the destination.")
+	m.lag = gauge("kern_gateway_destination_lag_seconds", "Age of the oldest span not yet delivered to the destination (0 when none).")
+	m.circuit = gauge("kern_gateway_destination_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.")
+	m.pluginUp = gauge("kern_gateway_destination_plugin_up", "1 while the destination's plugin process runs.")
+	m.restarts = counter("kern_gateway_destination_plugin_restarts_total", "Restarts of the destination's plugin process.")
+	m.lastRestarts = map[string]uint64{}
+	r.MustRegister(m.exported, m.filtered, m.exportFails, m.retries, m.deadLettered,
+		m.backlog, m.lag, m.circuit, m.pluginUp, m.restarts)
 	return m
+}
+
+var _ dispatch.Observer = (*Metrics)(nil)
+
+// Exported implements dispatch.Observer.
+func (m *Metrics) Exported(dest string, n int) { m.exported.WithLabelValues(dest).Add(float64(n)) }
+
+// Filtered implements dispatch.Observer.
+func (m *Metrics) Filtered(dest string, n int) { m.filtered.WithLabelValues(dest).Add(float64(n)) }
+
+// ExportFailed implements dispatch.Observer.
+func (m *Metrics) ExportFailed(dest string, permanent bool) {
+	kind := "retryable"
+	if permanent {
+		kind = "permanent"
+	}
+	m.exportFails.WithLabelValues(dest, kind).Inc()
+}
+
+// Retried implements dispatch.Observer.
+func (m *Metrics) Retried(dest string) { m.retries.WithLabelValues(dest).Inc() }
+
+// DeadLettered implements dispatch.Observer.
+func (m *Metrics) DeadLettered(dest string, n int) {
+	m.deadLettered.WithLabelValues(dest).Add(float64(n))
+}
+
+// Backlog implements dispatch.Observer.
+func (m *Metrics) Backlog(dest string, spans int64, lag time.Duration) {
+	m.backlog.WithLabelValues(dest).Set(float64(spans))
+	m.lag.WithLabelValues(dest).Set(lag.Seconds())
+}
+
+// CircuitState implements dispatch.Observer.
+func (m *Metrics) CircuitState(dest string, s dispatch.State) {
+	m.circuit.WithLabelValues(dest).Set(float64(s))
+}
+
+// PluginUp implements dispatch.Observer.
+func (m *Metrics) PluginUp(dest string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.pluginUp.WithLabelValues(dest).Set(v)
+}
+
+// PluginRestarts implements dispatch.Observer: total is the plugin host's
+// running count, turned into counter increments.
+func (m *Metrics) PluginRestarts(dest string, total uint64) {
+	m.mu.Lock()
+	last, seen := m.lastRestarts[dest]
+	m.lastRestarts[dest] = total
+	m.mu.Unlock()
+	switch {
+	case !seen:
+		m.restarts.WithLabelValues(dest).Add(float64(total))
+	case total > last:
+		m.restarts.WithLabelValues(dest).Add(float64(total - last))
+	}
 }
 
 // SpansReceived counts spans decoded from a request.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/dispatch"
+	"github.com/kern-agents/trace-gateway/internal/pluginhost"
 	"github.com/kern-agents/trace-gateway/internal/receiver"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
@@ -31,6 +34,9 @@ type Options struct {
 	Version string
 	// ShutdownTimeout bounds the graceful drain (default 30s).
 	ShutdownTimeout time.Duration
+	// PluginCommand, when set, builds the command serving a built-in
+	// exporter (default: this binary run as `gateway plugin NAME`).
+	PluginCommand func(name string) *exec.Cmd
 }
 
 // Gateway is a running gateway.
@@ -41,6 +47,7 @@ type Gateway struct {
 	batcher *batcher.Batcher
 	metrics *Metrics
 	page    http.Handler // trace explorer page + API
+	fanout  *dispatch.Dispatcher
 
 	grpcSrv  *grpc.Server
 	otlpHTTP *http.Server
@@ -78,12 +85,21 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	}
 	g := &Gateway{cfg: cfg, log: log, store: st, serveErr: make(chan error, 3)}
 	g.metrics = NewMetrics()
+	var writeObserver batcher.Observer = g.metrics
+	if g.fanout, err = newFanout(st, cfg, opts, log, g.metrics); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if g.fanout != nil {
+		// A committed batch wakes idle fan-out workers.
+		writeObserver = batchObservers{g.metrics, g.fanout}
+	}
 	g.batcher = batcher.New(st, batcher.Options{
 		MaxBatchSpans: cfg.Ingest.MaxBatchSpans,
 		MaxDelay:      cfg.Ingest.MaxBatchDelay.D(),
 		MaxQueueSpans: cfg.Ingest.MaxQueueSpans,
 		Writers:       cfg.Ingest.Writers,
-		Observer:      g.metrics,
+		Observer:      writeObserver,
 		Logger:        log,
 	})
 	ropts := receiver.Options{
@@ -102,9 +118,17 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		return nil, fmt.Errorf("trace explorer: %w", err)
 	}
 	g.page = page
+	// The fan-out starts before the receivers, so that every span they
+	// accept is after each destination's starting point.
+	if g.fanout != nil {
+		g.fanout.Start(ctx)
+	}
 	if err := g.listen(cfg, ropts); err != nil {
 		g.closeListeners()
 		_ = g.batcher.Close(ctx)
+		if g.fanout != nil {
+			_ = g.fanout.Stop(ctx)
+		}
 		_ = st.Close()
 		return nil, err
 	}
@@ -218,6 +242,13 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if err := g.batcher.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("drain write queue: %w", err))
 	}
+	// Undelivered spans stay in the database; the fan-out hands its claims
+	// back and closes the plugins before the store goes.
+	if g.fanout != nil {
+		if err := g.fanout.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if g.httpSrv != nil {
 		if err := g.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
@@ -254,4 +285,56 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	g.log.Info("gateway stopped cleanly")
 	return runErr
+}
+
+// newFanout builds the dispatcher for cfg's destinations and retention
+// (nil when the store has no delivery log).
+func newFanout(st store.Store, cfg *config.Config, opts Options, log *slog.Logger, m *Metrics) (*dispatch.Dispatcher, error) {
+	dl, ok := st.(store.DeliveryLog)
+	if !ok {
+		if len(cfg.Destinations) > 0 || cfg.Storage.Retention > 0 {
+			return nil, fmt.Errorf("the %s store has no delivery log: destinations and retention need one", cfg.Storage.Driver)
+		}
+		return nil, nil
+	}
+	dests := make([]dispatch.Destination, 0, len(cfg.Destinations))
+	for _, d := range cfg.Destinations {
+		policy := dispatch.PolicyFromConfig(d)
+		spec := pluginhost.Spec{
+			Name:           d.Name,
+			Plugin:         d.Plugin,
+			SHA256:         d.SHA256,
+			Config:         d.Config,
+			Logger:         log,
+			ExportTimeout:  policy.Timeout,
+			BuiltinCommand: opts.PluginCommand,
+		}
+		dests = append(dests, dispatch.Destination{
+			Name:   d.Name,
+			Policy: policy,
+			Start: func(ctx context.Context) (dispatch.Exporter, error) {
+				p, err := pluginhost.Start(ctx, spec)
+				if err != nil {
+					return nil, err
+				}
+				return p, nil
+			},
+		})
+	}
+	pruner, _ := st.(store.Pruner)
+	return dispatch.New(dl, dests, dispatch.Options{
+		Logger:    log,
+		Observer:  m,
+		Retention: cfg.Storage.Retention.D(),
+		Pruner:    pruner,
+	}), nil
+}
+
+// batchObservers fans one batcher observation out to several observers.
+type batchObservers []batcher.Observer
+
+func (o batchObservers) BatchWritten(n int, d time.Duration, err error) {
+	for _, x := range o {
+		x.BatchWritten(n, d, err)
+	}
 }

@@ -34,6 +34,7 @@ type Store struct {
 	traces string // schema-qualified, quoted
 	spans  string
 	q      queries
+	dq     deliveryQueries
 	closed atomic.Bool
 	// retries counts transactions Write ran again (deadlock, serialization
 	// failure, broken pooled connection); the tests expect none from
@@ -66,7 +67,8 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		traces: pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
 		spans:  pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
 	}
-	s.q = buildQueries(s.traces, s.spans)
+	s.dq = newDeliveryQueries(opts.Schema)
+	s.q = buildQueries(s.traces, s.spans, s.dq.log)
 	if err := s.migrate(ctx, opts); err != nil {
 		pool.Close()
 		return nil, err
@@ -128,6 +130,7 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
 		stmts = append(stmts, index(opts.SpansTable, c))
 	}
+	stmts = append(stmts, s.dq.ddl(opts.Schema)...)
 
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {

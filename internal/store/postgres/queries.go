@@ -10,7 +10,7 @@ import (
 // queries are Write's statements, built once per store for its table names.
 type queries struct {
 	insertTraces string // $1 created_at; returns the trace ids it inserted
-	insertSpans  string
+	insertSpans  string // returns how many spans it inserted
 	updateTraces string // $1 trace ids
 	deleteEmpty  string // $1 trace ids
 }
@@ -21,7 +21,7 @@ var traceColumns = []string{
 	"run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at",
 }
 
-func buildQueries(traces, spans string) queries {
+func buildQueries(traces, spans, deliveryLog string) queries {
 	cols := strings.Join(spanColumns, ", ")
 	derived := traceColumns[1 : len(traceColumns)-1] // all but trace_id and created_at
 	set := make([]string, len(derived))
@@ -39,8 +39,20 @@ func buildQueries(traces, spans string) queries {
 			SELECT a.*, $1::varchar FROM (` + traceRows(stageTable) + `) a ORDER BY a.trace_id
 			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false
 			RETURNING trace_id`,
-		insertSpans: `INSERT INTO ` + spans + ` (` + cols + `) SELECT ` + cols + ` FROM ` + stageTable + `
-			ON CONFLICT (span_id) DO NOTHING`,
+		// The spans are inserted and the delivery log appended in one
+		// statement: the log row lists the span ids this Write inserted (a
+		// span already stored is not fanned out again), and the statement
+		// returns how many that is.
+		insertSpans: `WITH ins AS (
+				INSERT INTO ` + spans + ` (` + cols + `) SELECT ` + cols + ` FROM ` + stageTable + `
+				ON CONFLICT (span_id) DO NOTHING
+				RETURNING span_id
+			), logged AS (
+				INSERT INTO ` + deliveryLog + ` (span_count, span_ids)
+				SELECT count(*), array_agg(span_id) FROM ins HAVING count(*) > 0
+				RETURNING span_count
+			)
+			SELECT coalesce((SELECT span_count FROM logged), 0)`,
 		// A fresh statement sees every batch committed so far (READ
 		// COMMITTED), and the rows it updates are locked by insertTraces.
 		updateTraces: `UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `

@@ -23,7 +23,8 @@ const maxAttempts = 3
 //  1. COPY the batch into the connection's staging table;
 //  2. insert the rows of traces not stored yet (computed from the batch) and
 //     lock the rows of the others, in trace_id order;
-//  3. insert the spans, skipping span ids already stored;
+//  3. insert the spans, skipping span ids already stored, and append the
+//     ids it inserted to the delivery log (same statement, see queries.go);
 //  4. recompute the rows of the traces that already existed from all their
 //     stored spans.
 //
@@ -98,8 +99,8 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
 		}
-		tag, err := res.Exec()
-		if err != nil {
+		var added int
+		if err := res.QueryRow().Scan(&added); err != nil {
 			res.Close()
 			return fmt.Errorf("insert spans: %w", err)
 		}
@@ -107,7 +108,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			return err
 		}
 
-		if tag.RowsAffected() == int64(len(batch)) {
+		if added == len(batch) {
 			// Every span was new, so the new traces' rows are right as
 			// inserted; only traces stored before need recomputing.
 			if existing := without(traceIDs, inserted); len(existing) > 0 {

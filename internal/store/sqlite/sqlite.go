@@ -44,6 +44,7 @@ type Store struct {
 	spans   string
 	inserts map[int]*sql.Stmt // by number of rows
 	upsert  *sql.Stmt
+	logRow  *sql.Stmt // appends a Write's row to the delivery log
 	closed  atomic.Bool
 }
 
@@ -168,6 +169,7 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
 		stmts = append(stmts, index(opts.SpansTable, c))
 	}
+	stmts = append(stmts, deliveryDDL...)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
@@ -214,6 +216,9 @@ func (s *Store) Close() error {
 	}
 	if s.upsert != nil {
 		s.upsert.Close()
+	}
+	if s.logRow != nil {
+		s.logRow.Close()
 	}
 	return errors.Join(s.w.Close(), s.r.Close())
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -25,9 +26,10 @@ const maxRows = 256
 // nothing to lock: foreign keys are checked at commit (defer_foreign_keys,
 // for this transaction only), the spans are inserted first (skipping span
 // ids already stored), and then every trace of the batch is upserted from all
-// its stored spans in one statement. Within the batch the first span with a
-// given span id wins; across batches the stored one does. Spans without
-// CreatedAt get the time of the write.
+// its stored spans in one statement. The span ids the Write inserted are
+// appended to the delivery log (one row) for the fan-out. Within the batch
+// the first span with a given span id wins; across batches the stored one
+// does. Spans without CreatedAt get the time of the write.
 func (s *Store) Write(ctx context.Context, spans []model.Span) error {
 	if len(spans) == 0 {
 		return nil
@@ -66,7 +68,9 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 		return err
 	}
 	// ON CONFLICT DO NOTHING keeps the first of repeated span ids, both
-	// within the batch (rows insert in order) and across batches.
+	// within the batch (rows insert in order) and across batches; RETURNING
+	// names the rows actually inserted.
+	inserted := make([]string, 0, len(spans))
 	for rest := spans; len(rest) > 0; {
 		n := maxRows
 		for n > len(rest) {
@@ -84,10 +88,21 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 				sp.StatusCode, nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS,
 				nullable(string(sp.Attributes)), created)
 		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+		if inserted, err = insertSpans(ctx, tx.StmtContext(ctx, stmt), args, inserted); err != nil {
 			return fmt.Errorf("insert spans: %w", err)
 		}
 		rest = rest[n:]
+	}
+	// The delivery log lists the spans this Write added, not those already
+	// stored, so a span an SDK re-sends is not fanned out again.
+	if len(inserted) > 0 {
+		ids, err := json.Marshal(inserted)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, s.logRow).ExecContext(ctx, now, len(inserted), string(ids)); err != nil {
+			return fmt.Errorf("append to delivery log: %w", err)
+		}
 	}
 	if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, string(idsJSON), now); err != nil {
 		return fmt.Errorf("upsert traces: %w", err)
@@ -102,7 +117,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", nSpanColumns), ",") + ")"
 	for n := maxRows; n >= 1; n /= 2 {
 		q := `INSERT INTO ` + s.spans + ` (` + spanColumns + `) VALUES ` +
-			strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (span_id) DO NOTHING`
+			strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (span_id) DO NOTHING RETURNING span_id`
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare insert of %d spans: %w", n, err)
@@ -114,7 +129,28 @@ func (s *Store) prepare(ctx context.Context) error {
 		return fmt.Errorf("prepare trace upsert: %w", err)
 	}
 	s.upsert = st
+	if s.logRow, err = s.w.PrepareContext(ctx, insertLog); err != nil {
+		return fmt.Errorf("prepare delivery-log insert: %w", err)
+	}
 	return nil
+}
+
+// insertSpans runs one multi-row insert and appends the span ids it
+// inserted to ids.
+func insertSpans(ctx context.Context, stmt *sql.Stmt, args []any, ids []string) ([]string, error) {
+	rows, err := stmt.QueryContext(ctx, args...)
+	if err != nil {
+		return ids, err
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return ids, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Close()
 }
 
 // upsertTraces computes the rows of the traces whose ids are in the JSON

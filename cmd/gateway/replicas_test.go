@@ -1,0 +1,485 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/internal/testdb"
+)
+
+// replica is one gateway process of the test.
+type replica struct {
+	cmd      *exec.Cmd
+	out      string // the jsonl file its destination writes
+	otlpHTTP string
+	http     string
+	mu       sync.Mutex
+	logs     []string
+	exited   chan struct{}
+}
+
+var readyRe = regexp.MustCompile(`gateway ready.* otlp_http=(\S+) http=(\S+)`)
+
+// buildBinaries builds the gateway and the example jsonl plugin into dir.
+func buildBinaries(t *testing.T, dir string) (gatewayBin, jsonlBin string) {
+	t.Helper()
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../../plugins/examples/jsonl")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "gateway"), filepath.Join(dir, "jsonl")
+}
+
+func startReplica(t *testing.T, bin, cfgPath, out string) *replica {
+	t.Helper()
+	r := &replica{cmd: exec.Command(bin, "run", "--config", cfgPath), out: out, exited: make(chan struct{})}
+	stderr, err := r.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			r.mu.Lock()
+			r.logs = append(r.logs, line)
+			if m := readyRe.FindStringSubmatch(line); m != nil && r.otlpHTTP == "" {
+				r.otlpHTTP, r.http = m[1], m[2]
+				close(ready)
+			}
+			r.mu.Unlock()
+		}
+		_ = r.cmd.Wait()
+		close(r.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.exited:
+		default:
+			_ = r.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-r.exited:
+			case <-time.After(15 * time.Second):
+				_ = r.cmd.Process.Kill()
+				<-r.exited
+			}
+		}
+		if t.Failed() {
+			r.mu.Lock()
+			for _, l := range r.logs {
+				t.Logf("[%s] %s", filepath.Base(cfgPath), l)
+			}
+			r.mu.Unlock()
+		}
+	})
+	select {
+	case <-ready:
+	case <-r.exited:
+		t.Fatalf("replica %s exited before it was ready", cfgPath)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("replica %s not ready after 60s", cfgPath)
+	}
+	return r
+}
+
+// send posts n new spans (traces of 5) to the replica over OTLP/HTTP and
+// returns their ids.
+func (r *replica) send(t *testing.T, n int) []string {
+	t.Helper()
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "agentos")
+	ss := rs.ScopeSpans().AppendEmpty()
+	now := time.Now()
+	var ids []string
+	var trace pcommon.TraceID
+	var root pcommon.SpanID
+	for i := range n {
+		sp := ss.Spans().AppendEmpty()
+		var id pcommon.SpanID
+		_, _ = rand.Read(id[:])
+		if i%5 == 0 {
+			_, _ = rand.Read(trace[:])
+			root = id
+		} else {
+			sp.SetParentSpanID(root)
+		}
+		sp.SetTraceID(trace)
+		sp.SetSpanID(id)
+		sp.SetName(fmt.Sprintf("op-%d", i))
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
+		ids = append(ids, id.String())
+	}
+	body, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+r.otlpHTTP+"/v1/traces", "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("send to %s: %v", r.otlpHTTP, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("send to %s: %s: %s", r.otlpHTTP, resp.Status, msg)
+	}
+	return ids
+}
+
+// delivered counts span ids in a jsonl output file. A line cut short by a
+// killed process is skipped when tolerant.
+func delivered(t *testing.T, path string, tolerant bool, into map[string]int) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		var l struct {
+			SpanID string `json:"span_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.SpanID == "" {
+			if tolerant {
+				continue
+			}
+			t.Fatalf("%s: bad line %q", path, line)
+		}
+		into[l.SpanID]++
+		n++
+	}
+	return n
+}
+
+// otlpSink is a slow OTLP/HTTP endpoint that counts the span ids it gets.
+type otlpSink struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (s *otlpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(data)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	time.Sleep(100 * time.Millisecond) // a slow vendor: exports are in flight for a while
+	s.mu.Lock()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				s.got[spans.At(k).SpanID().String()]++
+			}
+		}
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *otlpSink) snapshot() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.got))
+	for k, v := range s.got {
+		out[k] = v
+	}
+	return out
+}
+
+// TestReplicasShareFanoutAndSurviveSIGKILL runs three gateway processes on
+// one PostgreSQL schema with two destinations: a jsonl plugin writing one
+// file per replica, and the built-in otlp exporter sending to a slow sink.
+// In normal operation each span is delivered exactly once, by one of the
+// replicas; after a replica is SIGKILLed while it holds a claim, another
+// takes the claim over once its lease expires and every span is still
+// delivered.
+func TestReplicasShareFanoutAndSurviveSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway and runs three processes")
+	}
+	dsn, schema := testdb.Postgres(t)
+	dir := t.TempDir()
+	gatewayBin, jsonlBin := buildBinaries(t, dir)
+	sink := &otlpSink{got: map[string]int{}}
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+
+	var replicas []*replica
+	for i := range 3 {
+		out := filepath.Join(dir, fmt.Sprintf("out-%d.jsonl", i))
+		cfgPath := filepath.Join(dir, fmt.Sprintf("replica-%d.yaml", i))
+		cfg := fmt.Sprintf(`server:
+  otlp_grpc: ""
+  otlp_http: 127.0.0.1:0
+  http: 127.0.0.1:0
+storage:
+  driver: postgres
+  dsn: %q
+  schema: %s
+ingest:
+  max_batch_delay: 5ms
+log:
+  level: debug
+destinations:
+  - name: sink
+    plugin: %s
+    config:
+      path: %s
+    batch: {max_spans: 50, max_delay: 20ms}
+    retry: {initial: 50ms, max: 500ms}
+    lease: 2s
+  - name: vendor
+    plugin: otlp
+    config:
+      endpoint: %s/v1/traces
+    batch: {max_spans: 50, max_delay: 20ms}
+    retry: {initial: 50ms, max: 500ms}
+    lease: 2s
+`, dsn, schema, jsonlBin, out, srv.URL)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, startReplica(t, gatewayBin, cfgPath, out))
+	}
+
+	union := func() (map[string]int, []int) {
+		m := map[string]int{}
+		per := make([]int, len(replicas))
+		for i, r := range replicas {
+			per[i] = delivered(t, r.out, i == 0, m)
+		}
+		return m, per
+	}
+	waitAll := func(ids []string, within time.Duration) (map[string]int, []int) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			m, per := union()
+			vendor := sink.snapshot()
+			missing := 0
+			for _, id := range ids {
+				if vendor[id] == 0 {
+					missing++
+				}
+			}
+			for _, id := range ids {
+				if m[id] == 0 {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return m, per
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d spans not delivered after %s (per replica %v)", missing, len(ids), within, per)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// Normal operation: the replicas share the work, nothing goes twice.
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, replicas[i%3].send(t, 20)...)
+	}
+	got, per := waitAll(ids, 30*time.Second)
+	for id, n := range got {
+		if n != 1 {
+			t.Fatalf("span %s delivered %d times in normal operation (per replica %v)", id, n, per)
+		}
+	}
+	for id, n := range sink.snapshot() {
+		if n != 1 {
+			t.Fatalf("the vendor got span %s %d times in normal operation", id, n)
+		}
+	}
+	sharing := 0
+	for _, n := range per {
+		if n > 0 {
+			sharing++
+		}
+	}
+	if sharing < 2 {
+		t.Errorf("one replica did all the work: %v", per)
+	}
+	t.Logf("normal operation: %d spans, per replica %v", len(ids), per)
+
+	// Kill replica 0 while it holds a claim, amid a stream of spans, then
+	// keep sending to the others.
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	// claims counts the vendor claims a replica owns; live ones only when
+	// their lease has not expired (nor been handed back).
+	claims := func(pid int, live bool) int {
+		q := `SELECT count(*) FROM ` + pgx.Identifier{schema, "gateway_claims"}.Sanitize() +
+			` WHERE destination = 'vendor' AND owner LIKE $1`
+		if live {
+			q += ` AND lease_until > now()`
+		}
+		var n int
+		if err := db.QueryRow(context.Background(), q, fmt.Sprintf("%%-%d-%%", pid)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	holds := func(pid int) int { return claims(pid, true) }
+	var stream []string
+	killed := false
+	for i := range 40 {
+		target := replicas[i%3]
+		if killed {
+			target = replicas[1+i%2]
+		}
+		stream = append(stream, target.send(t, 25)...)
+		if i >= 20 && !killed && holds(replicas[0].cmd.Process.Pid) > 0 {
+			if err := replicas[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-replicas[0].exited
+			killed = true
+			if holds(replicas[0].cmd.Process.Pid) == 0 {
+				t.Fatal("the claim finished between the check and the kill; the takeover is not exercised")
+			}
+		}
+	}
+	if !killed {
+		t.Fatal("replica 0 never held a claim while spans streamed in")
+	}
+	all := append(ids, stream...)
+	got, per = waitAll(all, 60*time.Second)
+	// The dead replica's claim may cover spans the vendor already got; it
+	// is still taken over (and delivered again) once its lease expires.
+	deadline := time.Now().Add(30 * time.Second)
+	for claims(replicas[0].cmd.Process.Pid, false) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed replica's claim was never taken over")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got, per = union()
+	dups := 0
+	for _, n := range got {
+		dups += n - 1
+	}
+	vendorDups := 0
+	for _, n := range sink.snapshot() {
+		vendorDups += n - 1
+	}
+	// Only the claims the killed replica held can go twice: one per
+	// destination, at most 4 batches of 50.
+	if dups > 200 || vendorDups > 200 {
+		t.Errorf("%d (jsonl) and %d (vendor) duplicate deliveries after the kill; want at most one claim (200) each", dups, vendorDups)
+	}
+	t.Logf("after SIGKILL: %d spans, per replica %v, duplicates: %d jsonl, %d vendor", len(all), per, dups, vendorDups)
+	resumed := false
+	for _, r := range replicas[1:] {
+		r.mu.Lock()
+		for _, l := range r.logs {
+			if strings.Contains(l, "resuming a claim another holder left") {
+				resumed = true
+				t.Log(l)
+			}
+		}
+		r.mu.Unlock()
+	}
+	if !resumed {
+		t.Error("no surviving replica took over the killed replica's claim")
+	}
+
+	// A replica stopped with SIGTERM drains, hands its claims back and
+	// exits 0.
+	r1 := replicas[1]
+	if err := r1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r1.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica 1 did not stop within 30s of SIGTERM")
+	}
+	if code := r1.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("replica 1 exited %d after SIGTERM", code)
+	}
+	if n := holds(r1.cmd.Process.Pid); n != 0 {
+		t.Errorf("replica 1 left %d claims behind after a clean stop", n)
+	}
+	r1.mu.Lock()
+	stopped := strings.Contains(strings.Join(r1.logs, "\n"), "gateway stopped cleanly")
+	r1.mu.Unlock()
+	if !stopped {
+		t.Error("replica 1 did not log a clean stop")
+	}
+
+	// The survivor's metrics show both destinations.
+	resp, err := http.Get("http://" + replicas[2].http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`kern_gateway_destination_spans_exported_total{destination="sink"}`,
+		`kern_gateway_destination_spans_exported_total{destination="vendor"}`,
+		`kern_gateway_destination_backlog_spans{destination="sink"}`,
+		`kern_gateway_destination_circuit_state{destination="sink"} 0`,
+		`kern_gateway_destination_plugin_up{destination="sink"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

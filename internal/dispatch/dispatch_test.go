@@ -1,0 +1,653 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/internal/config"
+	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/plugins"
+)
+
+func TestEverySpanReachesEveryDestination(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		a, b := newFake(nil), newFake(nil)
+		obs := newRecorder()
+		opts := fastOptions(t)
+		opts.Observer = obs
+		run(t, s, []Destination{
+			{Name: "a", Start: starter(a), Policy: fastPolicy()},
+			{Name: "b", Start: starter(b), Policy: fastPolicy()},
+		}, opts)
+		// Let the workers set their cursors, then write while they run.
+		waitFor(t, "cursors", 5*time.Second, func() bool {
+			return obs.isUp("a") && obs.isUp("b")
+		})
+		var ids []string
+		for range 10 {
+			ids = append(ids, write(t, s, 300, 6, time.Now())...)
+		}
+		waitFor(t, "delivery", 20*time.Second, func() bool { return a.has(ids) && b.has(ids) })
+		for name, f := range map[string]*fakeExporter{"a": a, "b": b} {
+			got := f.delivered()
+			if len(got) != len(ids) {
+				t.Errorf("%s got %d distinct spans, want %d", name, len(got), len(ids))
+			}
+			for id, n := range got {
+				if n != 1 {
+					t.Errorf("%s got span %s %d times; without failures each goes once", name, id, n)
+					break
+				}
+			}
+			for _, n := range f.batches {
+				if n > fastPolicy().MaxSpans {
+					t.Errorf("%s got a batch of %d spans, max is %d", name, n, fastPolicy().MaxSpans)
+				}
+			}
+		}
+		waitFor(t, "metrics", 5*time.Second, func() bool {
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			return obs.counts["exported/a"] == len(ids) && obs.backlog["a"] == 0 && obs.backlog["b"] == 0
+		})
+		// Delivered rows are trimmed from the log.
+		waitFor(t, "trim", 5*time.Second, func() bool {
+			var n int
+			if err := s.DB().QueryRow(`SELECT count(*) FROM ` + gatewayTable(s, "gateway_delivery_log")).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n == 0
+		})
+	})
+}
+
+// TestAtLeastOnceAcrossRestart stops the dispatcher mid-stream (cleanly,
+// then as if the process died) and checks a new one delivers the rest.
+func TestAtLeastOnceAcrossRestart(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		for _, crash := range []bool{false, true} {
+			t.Run(fmt.Sprintf("crash=%t", crash), func(t *testing.T) {
+				dest := fmt.Sprintf("d-%t", crash)
+				slow := func(int, ptrace.Traces) error { time.Sleep(3 * time.Millisecond); return nil }
+				first := newFake(slow)
+				p := fastPolicy()
+				p.MaxSpans = 50
+				p.Lease = 1500 * time.Millisecond
+				var log Log = s
+				if crash {
+					log = noRelease{s} // a dead process hands nothing back
+				}
+				d := New(log, []Destination{{Name: dest, Start: starter(first), Policy: p}}, fastOptions(t))
+				d.Start(context.Background())
+				time.Sleep(50 * time.Millisecond) // cursor set
+				ids := write(t, s, 3000, 5, time.Now())
+				waitFor(t, "some delivery", 10*time.Second, func() bool { return len(first.delivered()) >= 300 })
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := d.Stop(ctx); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+				before := len(first.delivered())
+				if before >= len(ids) {
+					t.Fatalf("everything was delivered before the stop (%d); the test proves nothing", before)
+				}
+
+				second := newFake(nil)
+				started := time.Now()
+				run(t, s, []Destination{{Name: dest, Start: starter(second), Policy: p}}, fastOptions(t))
+				union := func() map[string]int {
+					m := first.delivered()
+					for id, n := range second.delivered() {
+						m[id] += n
+					}
+					return m
+				}
+				waitFor(t, "the rest", 20*time.Second, func() bool {
+					u := union()
+					for _, id := range ids {
+						if u[id] == 0 {
+							return false
+						}
+					}
+					return true
+				})
+				dups := 0
+				for _, n := range union() {
+					dups += n - 1
+				}
+				// At most the claims in flight at the stop go twice.
+				if dups > claimBatches*p.MaxSpans {
+					t.Errorf("%d spans delivered twice; want at most one claim's worth (%d)", dups, claimBatches*p.MaxSpans)
+				}
+				if crash && time.Since(started) < p.Lease/2 {
+					t.Errorf("a dead holder's claim was taken over before its lease could expire")
+				}
+				t.Logf("delivered %d before the stop, %d duplicates after", before, dups)
+			})
+		}
+	})
+}
+
+// noRelease drops Release, as a killed process would.
+type noRelease struct{ Log }
+
+func (noRelease) Release(context.Context, *store.Claim, int) error { return nil }
+
+func TestRoutingIsApplied(t *testing.T) {
+	s := openSQLite(t)
+	all, llmOnly := newFake(nil), newFake(nil)
+	obs := newRecorder()
+	opts := fastOptions(t)
+	opts.Observer = obs
+	p := fastPolicy()
+	p.Route = Route{
+		Include: config.Match{SpanTypes: []string{"llm"}},
+		Redact:  []config.Redaction{{Key: "prompt", Action: config.RedactMask}},
+	}
+	run(t, s, []Destination{
+		{Name: "all", Start: starter(all), Policy: fastPolicy()},
+		{Name: "llm", Start: starter(llmOnly), Policy: p},
+	}, opts)
+	time.Sleep(50 * time.Millisecond)
+	now := time.Now()
+	var spans []model.Span
+	for i, typ := range []string{"llm", "tool", "llm", "run"} {
+		sp := typedSpan(i, typ, now)
+		spans = append(spans, sp)
+	}
+	if err := s.Write(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery", 10*time.Second, func() bool {
+		return len(all.delivered()) == 4 && len(llmOnly.delivered()) == 2 && obs.get("filtered/llm") == 2
+	})
+	got := llmOnly.delivered()
+	if got[spans[0].SpanID] != 1 || got[spans[2].SpanID] != 1 {
+		t.Fatalf("llm destination got %v", got)
+	}
+	llmOnly.mu.Lock()
+	last := llmOnly.last
+	llmOnly.mu.Unlock()
+	sp := last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	if v, _ := sp.Attributes().Get("prompt"); v.Str() != Masked {
+		t.Fatalf("prompt reached the destination as %q", v.AsString())
+	}
+	all.mu.Lock()
+	allLast := all.last
+	all.mu.Unlock()
+	if v, _ := allLast.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("prompt"); v.Str() == Masked {
+		t.Fatal("redaction of one destination leaked into another")
+	}
+}
+
+func typedSpan(i int, typ string, at time.Time) model.Span {
+	return model.Span{
+		SpanID: fmt.Sprintf("%016x", 0xabc000+i), TraceID: fmt.Sprintf("%032x", 0xdef000+i), Name: typ,
+		SpanKind: "INTERNAL", StatusCode: model.StatusOK,
+		StartTime: model.FormatTime(at), EndTime: model.FormatTime(at), CreatedAt: model.FormatTime(at),
+		Attributes: []byte(`{"kern.span.type":"` + typ + `","prompt":"secret question","kern.resource":{"service.name":"agentos"}}`),
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	s := openSQLite(t)
+	f := newFake(func(call int, _ ptrace.Traces) error {
+		if call == 0 {
+			return plugins.Retryable(errors.New("429 slow down"), 400*time.Millisecond)
+		}
+		return nil
+	})
+	obs := newRecorder()
+	opts := fastOptions(t)
+	opts.Observer = obs
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: fastPolicy()}}, opts)
+	time.Sleep(50 * time.Millisecond)
+	ids := write(t, s, 10, 5, time.Now())
+	waitFor(t, "delivery", 10*time.Second, func() bool { return f.has(ids) })
+	calls := f.callTimes()
+	if len(calls) != 2 {
+		t.Fatalf("%d export calls, want 2", len(calls))
+	}
+	if gap := calls[1].Sub(calls[0]); gap < 400*time.Millisecond {
+		t.Fatalf("retried after %s; the destination asked for 400ms (backoff alone is 5ms)", gap)
+	}
+	if obs.get("retried/d") != 1 || obs.get("failed/d/false") != 1 || obs.get("exported/d") != 10 {
+		t.Fatalf("metrics: %v", obs.counts)
+	}
+}
+
+func TestBackoffBetweenRetries(t *testing.T) {
+	s := openSQLite(t)
+	f := newFake(func(call int, _ ptrace.Traces) error {
+		if call < 4 {
+			return plugins.Retryable(errors.New("503"), 0)
+		}
+		return nil
+	})
+	p := fastPolicy()
+	p.RetryInitial, p.RetryMax = 40*time.Millisecond, time.Second
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
+	time.Sleep(50 * time.Millisecond)
+	ids := write(t, s, 5, 5, time.Now())
+	waitFor(t, "delivery", 10*time.Second, func() bool { return f.has(ids) })
+	calls := f.callTimes()
+	for i := 1; i < len(calls); i++ {
+		min := p.RetryInitial << (i - 1) / 2 // jitter keeps at least half
+		if gap := calls[i].Sub(calls[i-1]); gap < min {
+			t.Errorf("retry %d came after %s, want at least %s", i, gap, min)
+		}
+	}
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	s := openSQLite(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	f := newFake(func(call int, _ ptrace.Traces) error {
+		if fail.Load() {
+			return plugins.Retryable(errors.New("connection refused"), 0)
+		}
+		return nil
+	})
+	p := fastPolicy()
+	p.BreakerFailures, p.BreakerCoolDown = 3, 300*time.Millisecond
+	obs := newRecorder()
+	opts := fastOptions(t)
+	opts.Observer = obs
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, opts)
+	time.Sleep(50 * time.Millisecond)
+	ids := write(t, s, 10, 5, time.Now())
+
+	waitFor(t, "open", 5*time.Second, func() bool { return slices.Contains(obs.stateLog("d"), Open) })
+	calls := f.callTimes()
+	if len(calls) != 3 {
+		t.Fatalf("%d calls before the breaker opened, want 3", len(calls))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(f.callTimes()); n != 3 {
+		t.Fatalf("%d calls while the breaker is open, want none after the 3rd", n)
+	}
+	// The probe after the cool-down fails: open again.
+	waitFor(t, "probe", 5*time.Second, func() bool { return len(f.callTimes()) >= 4 })
+	calls = f.callTimes()
+	if gap := calls[3].Sub(calls[2]); gap < p.BreakerCoolDown {
+		t.Fatalf("probe came %s after opening, before the %s cool-down", gap, p.BreakerCoolDown)
+	}
+	fail.Store(false)
+	waitFor(t, "delivery", 5*time.Second, func() bool { return f.has(ids) })
+	want := []State{Closed, Open, HalfOpen, Open, HalfOpen, Closed}
+	if got := obs.stateLog("d"); !slices.Equal(got[len(got)-len(want)+1:], want[1:]) {
+		t.Fatalf("circuit states %v, want ... %v", got, want)
+	}
+}
+
+func TestPermanentErrorsAreDeadLetteredAndRequeued(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		var reject atomic.Bool
+		reject.Store(true)
+		f := newFake(func(_ int, td ptrace.Traces) error {
+			if reject.Load() {
+				// Vendors answer anything; NUL and broken UTF-8 must still store.
+				return plugins.Permanent(errors.New("400 invalid payload \x00\xff\xfe"))
+			}
+			return nil
+		})
+		other := newFake(nil)
+		obs := newRecorder()
+		opts := fastOptions(t)
+		opts.Observer = obs
+		run(t, s, []Destination{
+			{Name: "strict", Start: starter(f), Policy: fastPolicy()},
+			{Name: "other", Start: starter(other), Policy: fastPolicy()},
+		}, opts)
+		time.Sleep(50 * time.Millisecond)
+		ids := write(t, s, 30, 5, time.Now())
+		ctx := context.Background()
+		var letters []store.DeadLetter
+		waitFor(t, "dead letters", 10*time.Second, func() bool {
+			letters, _ = s.DeadLetters(ctx, store.DeadLetterFilter{Destinations: []string{"strict"}})
+			n := 0
+			for _, l := range letters {
+				n += len(l.SpanIDs)
+			}
+			return n == len(ids)
+		})
+		if !strings.Contains(letters[0].Reason, "400 invalid payload") {
+			t.Fatalf("reason %q", letters[0].Reason)
+		}
+		if obs.get("deadlettered/strict") != len(ids) || obs.get("failed/strict/true") == 0 {
+			t.Fatalf("metrics %v", obs.counts)
+		}
+		// Other destinations are not affected, and strict moves on.
+		waitFor(t, "other", 10*time.Second, func() bool { return other.has(ids) })
+		more := write(t, s, 5, 5, time.Now())
+		waitFor(t, "strict moves on", 10*time.Second, func() bool {
+			l, _ := s.DeadLetters(ctx, store.DeadLetterFilter{Destinations: []string{"strict"}})
+			n := 0
+			for _, x := range l {
+				n += len(x.SpanIDs)
+			}
+			return n == len(ids)+len(more)
+		})
+
+		reject.Store(false)
+		if letters, spans, err := s.Requeue(ctx, store.DeadLetterFilter{Destinations: []string{"strict"}}); err != nil || spans != len(ids)+len(more) {
+			t.Fatalf("Requeue = %d, %d, %v", letters, spans, err)
+		}
+		waitFor(t, "requeued delivery", 10*time.Second, func() bool { return f.has(append(ids, more...)) })
+		if n := len(other.delivered()); n != len(ids)+len(more) {
+			t.Fatalf("other got %d spans; a requeue for strict must not reach it", n)
+		}
+	})
+}
+
+func TestRetriesGiveUpAfterMaxElapsed(t *testing.T) {
+	s := openSQLite(t)
+	f := newFake(func(int, ptrace.Traces) error { return plugins.Retryable(errors.New("timeout"), 0) })
+	p := fastPolicy()
+	p.RetryMaxElapsed = 150 * time.Millisecond
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
+	time.Sleep(50 * time.Millisecond)
+	write(t, s, 5, 5, time.Now())
+	var letters []store.DeadLetter
+	waitFor(t, "dead letter", 5*time.Second, func() bool {
+		letters, _ = s.DeadLetters(context.Background(), store.DeadLetterFilter{})
+		return len(letters) == 1
+	})
+	if !strings.Contains(letters[0].Reason, "gave up after") || !strings.Contains(letters[0].Reason, "timeout") {
+		t.Fatalf("reason %q", letters[0].Reason)
+	}
+	if n := len(f.callTimes()); n < 3 {
+		t.Fatalf("%d attempts before giving up", n)
+	}
+}
+
+func TestPluginThatFailsToStartIsRetriedInBackground(t *testing.T) {
+	s := openSQLite(t)
+	good := newFake(nil)
+	late := newFake(nil)
+	var attempts atomic.Int32
+	lateStart := func(context.Context) (Exporter, error) {
+		if attempts.Add(1) <= 3 {
+			return nil, errors.New("plugin binary ./langfuse-plugin does not exist")
+		}
+		return late, nil
+	}
+	opts := fastOptions(t)
+	opts.StartBackoff, opts.MaxStartBackoff = 20*time.Millisecond, 40*time.Millisecond
+	d := New(s, []Destination{
+		{Name: "broken", Start: lateStart, Policy: fastPolicy()},
+		{Name: "good", Start: starter(good), Policy: fastPolicy()},
+	}, opts)
+	began := time.Now()
+	d.Start(context.Background())
+	if time.Since(began) > 50*time.Millisecond {
+		t.Fatal("Start waited for plugins")
+	}
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	time.Sleep(30 * time.Millisecond)
+	ids := write(t, s, 20, 5, time.Now())
+	waitFor(t, "good delivers meanwhile", 5*time.Second, func() bool { return good.has(ids) })
+	waitFor(t, "broken recovers", 5*time.Second, func() bool { return late.has(ids) })
+	sink := sinkOf(t)
+	if n := sink.count("ERROR", "destination=broken"); n != 1 {
+		t.Fatalf("%d error lines for the broken plugin, want exactly one", n)
+	}
+	if sink.count("ERROR", "does not exist") != 1 {
+		t.Fatal("the error does not say why")
+	}
+}
+
+func TestReplay(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		a, b := newFake(nil), newFake(nil)
+		run(t, s, []Destination{
+			{Name: "a", Start: starter(a), Policy: fastPolicy()},
+			{Name: "b", Start: starter(b), Policy: fastPolicy()},
+		}, fastOptions(t))
+		time.Sleep(50 * time.Millisecond)
+		ids := write(t, s, 40, 10, time.Now())
+		waitFor(t, "delivery", 10*time.Second, func() bool { return a.has(ids) && b.has(ids) })
+		n, err := s.Replay(context.Background(), "a", store.ReplaySelection{Since: time.Now().Add(-time.Hour)})
+		if err != nil || n != len(ids) {
+			t.Fatalf("Replay = %d, %v", n, err)
+		}
+		waitFor(t, "replay", 10*time.Second, func() bool {
+			for _, id := range ids {
+				if a.delivered()[id] != 2 {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(50 * time.Millisecond)
+		for id, n := range b.delivered() {
+			if n != 1 {
+				t.Fatalf("b got %s %d times; the replay was for a only", id, n)
+			}
+		}
+	})
+}
+
+func TestRetention(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		old := write(t, s, 2500, 5, time.Now().Add(-3*time.Hour))
+		write(t, s, 10, 5, time.Now())
+		traces, spans := s.Tables()
+		// Trace rows are stamped when written; age the old ones too.
+		if _, err := s.DB().Exec(`UPDATE ` + traces + ` SET created_at = '` + model.FormatTime(time.Now().Add(-3*time.Hour)) + `'
+			WHERE trace_id IN (SELECT trace_id FROM ` + spans + ` WHERE created_at < '` + model.FormatTime(time.Now().Add(-time.Hour)) + `')`); err != nil {
+			t.Fatal(err)
+		}
+		opts := fastOptions(t)
+		opts.Retention, opts.Pruner, opts.PruneBatch = time.Hour, s, 1000
+		run(t, s, nil, opts)
+		count := func(table string) int {
+			var n int
+			if err := s.DB().QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		waitFor(t, "retention", 10*time.Second, func() bool { return count(spans) == 10 && count(traces) == 2 })
+		if len(old) != 2500 {
+			t.Fatal(len(old))
+		}
+	})
+}
+
+// countingLog records the largest read the worker makes.
+type countingLog struct {
+	Log
+	mu                  sync.Mutex
+	maxLoad, maxClaimed int
+}
+
+func (c *countingLog) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
+	c.mu.Lock()
+	c.maxLoad = max(c.maxLoad, len(ids))
+	c.mu.Unlock()
+	return c.Log.Spans(ctx, ids)
+}
+
+func (c *countingLog) ClaimSpanIDs(ctx context.Context, cl *store.Claim) ([]string, error) {
+	ids, err := c.Log.ClaimSpanIDs(ctx, cl)
+	c.mu.Lock()
+	c.maxClaimed = max(c.maxClaimed, len(ids))
+	c.mu.Unlock()
+	return ids, err
+}
+
+// TestLargeBacklogIsReadInBoundedSteps builds a backlog of 200k spans
+// before the destination starts, then checks the worker never holds more
+// than one claim of span ids and one batch of spans.
+func TestLargeBacklogIsReadInBoundedSteps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 200k spans")
+	}
+	s := openSQLite(t)
+	ctx := context.Background()
+	if err := s.EnsureCursor(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	total, rowSpans := 200_000, 2000
+	if raceEnabled {
+		total = 20_000
+	}
+	for i := 0; i < total; i += rowSpans {
+		spans := manySpans(i, rowSpans)
+		if err := s.Write(ctx, spans); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := s.Backlog(ctx, "d"); err != nil || b.Spans != int64(total) {
+		t.Fatalf("backlog %+v, %v", b, err)
+	}
+	var n atomic.Int64
+	f := newFake(func(_ int, td ptrace.Traces) error { n.Add(int64(td.SpanCount())); return nil })
+	f.got = nil // count only; the set of 200k ids is not the point here
+	counted := &countingLog{Log: s}
+	p := fastPolicy()
+	p.MaxSpans = 1000
+	d := New(counted, []Destination{{Name: "d", Start: starter(exportOnly{f}), Policy: p}}, fastOptions(t))
+	d.Start(ctx)
+	t.Cleanup(func() { _ = d.Stop(context.Background()) })
+	waitFor(t, "backlog delivered", 60*time.Second, func() bool { return n.Load() >= int64(total) })
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	if counted.maxLoad > p.MaxSpans {
+		t.Errorf("loaded %d spans at once, batch is %d", counted.maxLoad, p.MaxSpans)
+	}
+	if counted.maxClaimed > max(claimBatches*p.MaxSpans, rowSpans) {
+		t.Errorf("held %d span ids at once", counted.maxClaimed)
+	}
+	if n.Load() != int64(total) {
+		t.Errorf("exported %d spans, want %d", n.Load(), total)
+	}
+}
+
+// exportOnly counts without recording ids.
+type exportOnly struct{ f *fakeExporter }
+
+func (e exportOnly) Export(ctx context.Context, td ptrace.Traces) error { return e.f.behave(0, td) }
+func (e exportOnly) Close(context.Context) error                        { return nil }
+
+func manySpans(offset, n int) []model.Span {
+	now := model.FormatTime(time.Now())
+	out := make([]model.Span, n)
+	for i := range out {
+		k := offset + i
+		out[i] = model.Span{
+			SpanID: fmt.Sprintf("%016x", k+1), TraceID: fmt.Sprintf("%032x", k/10+1), Name: "s", SpanKind: "INTERNAL",
+			StatusCode: model.StatusOK, StartTime: now, EndTime: now, CreatedAt: now,
+			Attributes: []byte(`{"kern.span.type":"llm"}`),
+		}
+		if k%10 != 0 {
+			out[i].ParentSpanID = fmt.Sprintf("%016x", k/10*10+1)
+		}
+	}
+	return out
+}
+
+func TestBatchLimits(t *testing.T) {
+	s := openSQLite(t)
+	f := newFake(nil)
+	p := fastPolicy()
+	p.MaxSpans, p.MaxBytes = 100, 8<<10
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
+	time.Sleep(50 * time.Millisecond)
+	ids := write(t, s, 1000, 10, time.Now())
+	waitFor(t, "delivery", 10*time.Second, func() bool { return f.has(ids) })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxBytes > p.MaxBytes {
+		t.Errorf("largest export %d bytes, limit %d", f.maxBytes, p.MaxBytes)
+	}
+	for _, n := range f.batches {
+		if n > p.MaxSpans {
+			t.Errorf("export of %d spans, limit %d", n, p.MaxSpans)
+		}
+	}
+	if len(f.batches) < 1000/p.MaxSpans {
+		t.Errorf("%d exports for 1000 spans", len(f.batches))
+	}
+}
+
+func TestMaxDelayWaitsForFullerBatches(t *testing.T) {
+	s := openSQLite(t)
+	f := newFake(nil)
+	p := fastPolicy()
+	p.MaxSpans, p.MaxDelay = 100, 400*time.Millisecond
+	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	ids := write(t, s, 10, 5, start)
+	time.Sleep(100 * time.Millisecond)
+	ids = append(ids, write(t, s, 10, 5, time.Now())...)
+	waitFor(t, "delivery", 5*time.Second, func() bool { return f.has(ids) })
+	calls := f.callTimes()
+	if len(calls) != 1 {
+		t.Fatalf("%d exports; the 20 spans should wait for one batch", len(calls))
+	}
+	if d := calls[0].Sub(start); d < p.MaxDelay-50*time.Millisecond {
+		t.Fatalf("exported after %s, before max_delay %s", d, p.MaxDelay)
+	}
+	// A full batch goes at once.
+	start = time.Now()
+	more := write(t, s, 100, 5, time.Now())
+	waitFor(t, "full batch", 5*time.Second, func() bool { return f.has(more) })
+	if d := time.Since(start); d > p.MaxDelay {
+		t.Fatalf("a full batch waited %s", d)
+	}
+}
+
+func TestStopClosesPluginsAndReleasesClaims(t *testing.T) {
+	s := openSQLite(t)
+	block := make(chan struct{})
+	f := newFake(func(int, ptrace.Traces) error { <-block; return nil })
+	defer close(block)
+	p := fastPolicy()
+	d := New(s, []Destination{{Name: "d", Start: starter(exportCtx{f}), Policy: p}}, fastOptions(t))
+	d.Start(context.Background())
+	time.Sleep(50 * time.Millisecond)
+	write(t, s, 10, 5, time.Now())
+	waitFor(t, "export in flight", 5*time.Second, func() bool { return len(f.callTimes()) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !f.closed {
+		t.Fatal("plugin not closed")
+	}
+	// The claim was handed back: another owner takes it at once.
+	c, _, err := s.Claim(context.Background(), "d", store.ClaimRequest{Owner: "next", Lease: time.Minute, MaxSpans: 100})
+	if err != nil || c == nil || c.Attempts != 2 {
+		t.Fatalf("Claim after Stop = %+v, %v; want the released claim", c, err)
+	}
+}
+
+// exportCtx makes a blocking fake honour ctx, as the plugin host does.
+type exportCtx struct{ f *fakeExporter }
+
+func (e exportCtx) Export(ctx context.Context, td ptrace.Traces) error {
+	done := make(chan error, 1)
+	go func() { done <- e.f.Export(context.WithoutCancel(ctx), td) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return plugins.Retryable(ctx.Err(), 0)
+	}
+}
+func (e exportCtx) Close(ctx context.Context) error { return e.f.Close(ctx) }

@@ -1,0 +1,493 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/plugins"
+)
+
+const (
+	// claimBatches is how many export batches one claim holds at most, so a
+	// claim round trip is amortised over a few exports while memory stays
+	// bounded by the batch size.
+	claimBatches = 4
+	// maxRetryAfter caps the wait a destination may ask for.
+	maxRetryAfter = time.Hour
+	// maxReason bounds the reason stored with a dead letter.
+	maxReason = 2000
+	// releaseTimeout bounds handing a claim back at shutdown.
+	releaseTimeout = 5 * time.Second
+	// claimTimeout bounds one Claim call.
+	claimTimeout = 30 * time.Second
+)
+
+// exportDeadline is the worker's own bound on one Export. The plugin host
+// applies Timeout to each call itself and, when a plugin does not answer in
+// time, kills and restarts it; it only does so when its deadline fires
+// before the caller's, so the worker's is a little longer.
+func exportDeadline(timeout time.Duration) time.Duration {
+	return timeout + timeout/2 + time.Second
+}
+
+// cleanReason makes an error message storable: valid UTF-8 without NUL
+// (PostgreSQL refuses both in text), at most maxReason bytes.
+func cleanReason(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// worker delivers one destination's spans. It exports one batch at a time.
+type worker struct {
+	d     *Dispatcher
+	name  string
+	start StartFunc
+	p     Policy
+	log   *slog.Logger
+	obs   Observer
+	wake  chan struct{}
+
+	mu      sync.Mutex // guards exp and breaker against the stats reader
+	exp     Exporter
+	breaker breaker
+}
+
+func newWorker(d *Dispatcher, dest Destination) *worker {
+	p := dest.Policy.withDefaults()
+	return &worker{
+		d:       d,
+		name:    dest.Name,
+		start:   dest.Start,
+		p:       p,
+		log:     d.opts.Logger.With("destination", dest.Name),
+		obs:     d.opts.Observer,
+		wake:    make(chan struct{}, 1),
+		breaker: breaker{threshold: p.BreakerFailures, coolDown: p.BreakerCoolDown},
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		err := w.d.log.EnsureCursor(ctx, w.name)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := backoff(attempt, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
+		w.log.Warn("cannot set up the destination's delivery cursor; retrying", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+	if !w.startExporter(ctx) {
+		return
+	}
+	req := store.ClaimRequest{
+		Owner:    w.d.opts.Owner,
+		Lease:    w.p.Lease,
+		MaxSpans: claimBatches * w.p.MaxSpans,
+		MinSpans: w.p.MaxSpans,
+		MaxDelay: w.p.MaxDelay,
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		// A claim is made whole even when Stop comes meanwhile (process
+		// then hands it straight back): a commit cut off by cancellation
+		// could leave a claim nobody releases until its lease expires.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		c, wait, err := w.d.log.Claim(cctx, w.name, req)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			wait := backoff(failures, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
+			w.log.Warn("reading the delivery log failed; retrying", "err", err, "retry_in", wait)
+			sleep(ctx, wait)
+			continue
+		}
+		failures = 0
+		if c == nil {
+			w.idle(ctx, wait)
+			continue
+		}
+		w.process(ctx, c)
+	}
+}
+
+// idle waits for work: until pending rows are due (wait > 0, checked at
+// least every poll interval), else until Notify or the next poll.
+func (w *worker) idle(ctx context.Context, wait time.Duration) {
+	if wait > 0 {
+		sleep(ctx, min(wait, w.d.opts.PollInterval))
+		return
+	}
+	t := time.NewTimer(w.d.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-t.C:
+	}
+}
+
+// startExporter starts the plugin, retrying with backoff until it starts or
+// ctx ends. The first failure is logged as an error naming the
+// destination; repeats of the same failure only at debug level.
+func (w *worker) startExporter(ctx context.Context) bool {
+	var last string
+	for attempt := 1; ; attempt++ {
+		exp, err := w.start(ctx)
+		if err == nil {
+			w.mu.Lock()
+			w.exp = exp
+			w.mu.Unlock()
+			w.obs.PluginUp(w.name, true)
+			if attempt > 1 {
+				w.log.Info("destination plugin started", "attempts", attempt)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := backoff(attempt, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
+		switch {
+		case attempt == 1:
+			w.log.Error("destination plugin failed to start; its spans wait in the database while it is retried in the background",
+				"err", err, "retry_in", wait)
+		case err.Error() != last:
+			w.log.Warn("destination plugin still failing to start", "attempt", attempt, "err", err, "retry_in", wait)
+		default:
+			w.log.Debug("destination plugin still failing to start", "attempt", attempt, "retry_in", wait)
+		}
+		last = err.Error()
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// process delivers one claim. It returns when the claim is completed, handed
+// back (shutdown, database trouble) or lost to another replica.
+func (w *worker) process(ctx context.Context, c *store.Claim) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var done atomic.Int64
+	done.Store(int64(c.Done))
+	var keeper sync.WaitGroup
+	keeper.Go(func() { w.keepLease(cctx, cancel, c, &done) })
+	defer keeper.Wait()
+	defer cancel(nil) // stops the keeper before waiting for it
+
+	log := w.log.With("claim", c.ID)
+	if c.Attempts > 1 {
+		log.Info("resuming a claim another holder left", "attempt", c.Attempts, "spans", c.Spans, "done", c.Done)
+	}
+	ids, err := w.d.log.ClaimSpanIDs(cctx, c)
+	if err != nil {
+		w.giveBack(cctx, c, int(done.Load()), err)
+		return
+	}
+	for pos := c.Done; pos < len(ids); {
+		td, consumed, err := w.assemble(cctx, ids[pos:])
+		if err == nil && td.SpanCount() > 0 {
+			for _, part := range splitBytes(td, w.p.MaxBytes) {
+				if err = w.deliver(cctx, part); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			w.giveBack(cctx, c, int(done.Load()), err)
+			return
+		}
+		pos += consumed
+		done.Store(int64(pos))
+		if pos < len(ids) {
+			// Record progress, so a takeover does not resend what went.
+			if err := w.d.log.Renew(cctx, c, pos, w.p.Lease); err != nil {
+				w.giveBack(cctx, c, pos, err)
+				return
+			}
+		}
+	}
+	if err := w.d.log.Complete(cctx, c); err != nil {
+		w.giveBack(cctx, c, len(ids), err)
+		return
+	}
+	log.Debug("claim delivered", "spans", len(ids)-c.Done)
+}
+
+// giveBack ends work on a claim that could not be finished. After a lost
+// lease there is nothing to do (the new holder continues); otherwise the
+// claim is released so that this or another replica resumes it at done.
+func (w *worker) giveBack(ctx context.Context, c *store.Claim, done int, err error) {
+	if cause := context.Cause(ctx); errors.Is(cause, store.ErrLeaseLost) || errors.Is(err, store.ErrLeaseLost) {
+		w.log.Warn("another replica took over this claim after its lease expired; it will deliver the rest",
+			"claim", c.ID, "done", done)
+		return
+	}
+	if ctx.Err() == nil {
+		w.log.Warn("delivery interrupted; handing the claim back", "claim", c.ID, "err", err)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if rerr := w.d.log.Release(rctx, c, done); rerr != nil && !errors.Is(rerr, store.ErrLeaseLost) {
+		w.log.Warn("could not hand the claim back; it is resumed when its lease expires", "claim", c.ID, "err", rerr)
+	}
+	if ctx.Err() == nil {
+		sleep(ctx, w.d.opts.PollInterval) // do not spin on a failing database
+	}
+}
+
+// keepLease renews the claim's lease every third of its length until ctx
+// ends; when the lease is lost it cancels the claim's work.
+func (w *worker) keepLease(ctx context.Context, cancel context.CancelCauseFunc, c *store.Claim, done *atomic.Int64) {
+	t := time.NewTicker(w.p.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := w.d.log.Renew(ctx, c, int(done.Load()), w.p.Lease)
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			cancel(err)
+			return
+		case err != nil && ctx.Err() == nil:
+			w.log.Warn("renewing the claim's lease failed", "claim", c.ID, "err", err)
+		}
+	}
+}
+
+// assemble loads spans of ids (in order) and routes them until one export
+// batch is full or ids run out. It returns the batch and how many ids it
+// used. At most MaxSpans spans are held beside the batch at any time.
+func (w *worker) assemble(ctx context.Context, ids []string) (ptrace.Traces, int, error) {
+	acc := ptrace.NewTraces()
+	consumed, filtered := 0, 0
+	for consumed < len(ids) && acc.SpanCount() < w.p.MaxSpans {
+		n := min(w.p.MaxSpans-acc.SpanCount(), len(ids)-consumed)
+		rows, err := w.d.log.Spans(ctx, ids[consumed:consumed+n])
+		if err != nil {
+			return acc, 0, err
+		}
+		td, err := w.convert(ctx, rows)
+		if err != nil {
+			return acc, 0, err
+		}
+		in := td.SpanCount()
+		filtered += in - w.p.Route.Apply(td)
+		td.ResourceSpans().MoveAndAppendTo(acc.ResourceSpans())
+		consumed += n
+	}
+	if filtered > 0 {
+		w.obs.Filtered(w.name, filtered)
+	}
+	return acc, consumed, nil
+}
+
+// convert rebuilds OTLP data from stored rows. A row that cannot be
+// converted (corrupt attributes) can never be sent: it is dead-lettered and
+// the rest go on.
+func (w *worker) convert(ctx context.Context, rows []model.Span) (ptrace.Traces, error) {
+	td, err := convert.ToOTLP(rows)
+	if err == nil {
+		return td, nil
+	}
+	td = ptrace.NewTraces()
+	for i := range rows {
+		one, err := convert.ToOTLP(rows[i : i+1])
+		if err != nil {
+			if err := w.recordDeadLetter(ctx, []string{rows[i].SpanID}, "stored span cannot be converted to OTLP: "+err.Error()); err != nil {
+				return td, err
+			}
+			continue
+		}
+		one.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	}
+	return td, nil
+}
+
+// deliver exports td until the destination accepts it, refuses it for good
+// (dead letter), or retries run out (dead letter). It returns an error only
+// when ctx ends (shutdown, lost lease) or a dead letter cannot be recorded.
+func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
+	n := td.SpanCount()
+	first := time.Now()
+	for attempt := 0; ; {
+		if wait := w.breakerWait(); wait > 0 {
+			if !sleep(ctx, wait) {
+				return context.Cause(ctx)
+			}
+			continue
+		}
+		w.mu.Lock()
+		exp := w.exp
+		w.mu.Unlock()
+		ectx, cancel := context.WithTimeout(ctx, exportDeadline(w.p.Timeout))
+		err := exp.Export(ectx, td)
+		cancel()
+		if err == nil {
+			w.breakerSuccess()
+			w.obs.Exported(w.name, n)
+			if attempt > 0 {
+				w.log.Info("destination accepted the batch again", "attempts", attempt+1, "after", time.Since(first).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		permanent := plugins.IsPermanent(err)
+		w.obs.ExportFailed(w.name, permanent)
+		if permanent {
+			w.breakerSuccess() // it answered: the destination is up
+			return w.recordDeadLetter(ctx, spanIDs(td), err.Error())
+		}
+		attempt++
+		w.breakerFailure()
+		wait := backoff(attempt, w.p.RetryInitial, w.p.RetryMax)
+		if after, ok := plugins.RetryAfter(err); ok {
+			wait = min(after, maxRetryAfter)
+		}
+		if w.p.RetryMaxElapsed > 0 && time.Since(first)+wait > w.p.RetryMaxElapsed {
+			return w.recordDeadLetter(ctx, spanIDs(td), fmt.Sprintf("gave up after %d attempts in %s: %v",
+				attempt, time.Since(first).Round(time.Millisecond), err))
+		}
+		w.obs.Retried(w.name)
+		if attempt == 1 {
+			w.log.Warn("export failed; retrying", "spans", n, "err", err, "retry_in", wait)
+		} else {
+			w.log.Debug("export failed again", "spans", n, "attempt", attempt, "err", err, "retry_in", wait)
+		}
+		if !sleep(ctx, wait) {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// recordDeadLetter stores spans the destination will never take, retrying
+// while the database is unavailable: the claim must not move past spans
+// that are neither delivered nor recorded.
+func (w *worker) recordDeadLetter(ctx context.Context, ids []string, reason string) error {
+	reason = cleanReason(reason)
+	for attempt := 1; ; attempt++ {
+		id, err := w.d.log.AddDeadLetter(ctx, store.DeadLetter{Destination: w.name, SpanIDs: ids, Reason: reason})
+		if err == nil {
+			w.obs.DeadLettered(w.name, len(ids))
+			w.log.Error("destination refused spans for good; moved them to the dead letters (see `gateway deadletters list`)",
+				"spans", len(ids), "dead_letter", id, "reason", reason)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		wait := backoff(attempt, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
+		w.log.Warn("recording a dead letter failed; retrying", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (w *worker) breakerWait() time.Duration {
+	w.mu.Lock()
+	before := w.breaker.state
+	wait := w.breaker.wait(time.Now())
+	after := w.breaker.state
+	w.mu.Unlock()
+	if before != after {
+		w.obs.CircuitState(w.name, after)
+		w.log.Info("circuit breaker half-open: probing the destination with one batch")
+	}
+	return wait
+}
+
+func (w *worker) breakerSuccess() {
+	w.mu.Lock()
+	before := w.breaker.state
+	w.breaker.success()
+	w.mu.Unlock()
+	if before != Closed {
+		w.obs.CircuitState(w.name, Closed)
+		w.log.Info("circuit breaker closed: the destination answers again")
+	}
+}
+
+func (w *worker) breakerFailure() {
+	w.mu.Lock()
+	opened := w.breaker.failure(time.Now())
+	failures := w.breaker.failures
+	w.mu.Unlock()
+	if opened {
+		w.obs.CircuitState(w.name, Open)
+		w.log.Warn("circuit breaker open: pausing exports", "consecutive_failures", failures, "cool_down", w.p.BreakerCoolDown)
+	}
+}
+
+// reportStats refreshes the destination's backlog and plugin metrics.
+func (w *worker) reportStats(ctx context.Context) {
+	if b, err := w.d.log.Backlog(ctx, w.name); err == nil {
+		var lag time.Duration
+		if !b.Oldest.IsZero() {
+			lag = max(time.Since(b.Oldest), 0)
+		}
+		w.obs.Backlog(w.name, b.Spans, lag)
+	} else if ctx.Err() == nil {
+		w.log.Debug("reading the backlog failed", "err", err)
+	}
+	w.mu.Lock()
+	exp, state := w.exp, w.breaker.state
+	w.mu.Unlock()
+	w.obs.CircuitState(w.name, state)
+	up := exp != nil
+	if p, ok := exp.(interface{ Pid() int }); ok && up {
+		up = p.Pid() != 0
+	}
+	w.obs.PluginUp(w.name, up)
+	if r, ok := exp.(Restarter); ok {
+		w.obs.PluginRestarts(w.name, r.Restarts())
+	}
+}
+
+// close shuts the plugin down; the worker goroutine has ended.
+func (w *worker) close(ctx context.Context) error {
+	w.mu.Lock()
+	exp := w.exp
+	w.exp = nil
+	w.mu.Unlock()
+	w.obs.PluginUp(w.name, false)
+	if exp == nil {
+		return nil
+	}
+	if err := exp.Close(ctx); err != nil {
+		return fmt.Errorf("destination %q: %w", w.name, err)
+	}
+	return nil
+}
