@@ -16,6 +16,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/gateway"
 	"github.com/kern-agents/trace-gateway/internal/logging"
+	"github.com/kern-agents/trace-gateway/internal/redact"
 )
 
 // Set by the linker (see Makefile).
@@ -34,6 +35,7 @@ commands:
                             show spans destinations refused; make them deliverable again
   replay    --config FILE --destination NAME (--since 2h | --trace ID)
                             send stored spans to one destination again
+  config print --config FILE    print the effective configuration, secrets masked
   version                   print the version
 `
 
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "query":
 		return cmdQuery(args, stdout, stderr)
+	case "config":
+		return cmdConfig(args, stdout, stderr)
 	case "plugin":
 		return cmdPlugin(args, stderr)
 	case "deadletters":
@@ -85,6 +89,31 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 	return *path, true
 }
 
+// cmdConfig implements `gateway config print`: the configuration as the
+// gateway sees it (defaults filled in, ${ENV} expanded), secrets masked.
+func cmdConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "print" {
+		fmt.Fprintln(stderr, "usage: gateway config print --config FILE")
+		return 2
+	}
+	path, ok := configFlag("config print", args[1:], stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, redact.String(err.Error()))
+		return 1
+	}
+	out, err := redact.YAML(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway config print:", err)
+		return 1
+	}
+	_, _ = stdout.Write(out)
+	return 0
+}
+
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	path, ok := configFlag("validate", args, stderr)
 	if !ok {
@@ -111,8 +140,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logger := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads auth tokens, rate limits and TLS files (systemctl reload).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // one pending reload is enough
+			}
+		}
+	}()
 	logger.Info("starting kern trace gateway", "version", version, "config", path)
-	if err := gateway.Run(ctx, cfg, gateway.Options{Logger: logger, Version: version}); err != nil && !errors.Is(err, context.Canceled) {
+	opts := gateway.Options{Logger: logger, Version: version, Reload: reload,
+		LoadConfig: func() (*config.Config, error) { return config.Load(path) }}
+	if err := gateway.Run(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error("gateway stopped", "err", err)
 		return 1
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
@@ -35,6 +36,57 @@ type Server struct {
 	OTLPGRPC string `yaml:"otlp_grpc"`
 	OTLPHTTP string `yaml:"otlp_http"`
 	HTTP     string `yaml:"http"`
+	// Pprof serves net/http/pprof on its own listener; empty (the default)
+	// disables it. Keep it on loopback.
+	Pprof string `yaml:"pprof"`
+	// MaxConnections caps open connections per listener (0: no cap).
+	MaxConnections int      `yaml:"max_connections"`
+	Auth           Auth     `yaml:"auth"`
+	TLS            TLS      `yaml:"tls"`
+	GRPC           GRPCConn `yaml:"grpc"`
+}
+
+// Auth lists the tokens OTLP senders must present; none disables auth.
+type Auth struct {
+	Tokens []AuthToken `yaml:"tokens"`
+}
+
+// AuthToken is one accepted bearer token and the tenant it stands for.
+type AuthToken struct {
+	Token  string `yaml:"token"`
+	Tenant string `yaml:"tenant"`
+}
+
+// TLS serves the listeners over TLS from files re-read when they change.
+type TLS struct {
+	CertFile          string   `yaml:"cert_file"`
+	KeyFile           string   `yaml:"key_file"`
+	ClientCAFile      string   `yaml:"client_ca_file"`      // verify client certificates against these CAs
+	RequireClientCert bool     `yaml:"require_client_cert"` // mTLS on the OTLP listeners
+	ReloadInterval    Duration `yaml:"reload_interval"`
+}
+
+// GRPCConn bounds OTLP/gRPC connections.
+type GRPCConn struct {
+	MaxConcurrentStreams  int      `yaml:"max_concurrent_streams"`
+	MaxConnectionIdle     Duration `yaml:"max_connection_idle"`
+	MaxConnectionAge      Duration `yaml:"max_connection_age"`
+	MaxConnectionAgeGrace Duration `yaml:"max_connection_age_grace"`
+	KeepaliveTime         Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout      Duration `yaml:"keepalive_timeout"`
+}
+
+// RateLimit is a sustained spans-per-second rate with a burst (0: unlimited).
+type RateLimit struct {
+	SpansPerSecond float64 `yaml:"spans_per_second"`
+	Burst          int     `yaml:"burst"`
+}
+
+// TenantRateLimit overrides the rate limit for one tenant.
+type TenantRateLimit struct {
+	Tenant         string  `yaml:"tenant"`
+	SpansPerSecond float64 `yaml:"spans_per_second"`
+	Burst          int     `yaml:"burst"`
 }
 
 // Storage selects the trace database.
@@ -59,6 +111,10 @@ type Ingest struct {
 	Writers           int      `yaml:"writers"`              // concurrent write transactions
 	MaxAttrValueBytes ByteSize `yaml:"max_attr_value_bytes"` // longer values are truncated with a marker
 	MaxAttributes     int      `yaml:"max_attributes"`       // per span; extra ones are dropped and counted
+
+	MaxSpansPerRequest int               `yaml:"max_spans_per_request"` // beyond: 413 / RESOURCE_EXHAUSTED
+	RateLimit          RateLimit         `yaml:"rate_limit"`            // per tenant, unless overridden
+	TenantRateLimits   []TenantRateLimit `yaml:"tenant_rate_limits"`
 }
 
 // Log configures the gateway's own logs.
@@ -203,19 +259,31 @@ var SpanTypes = []string{
 // Defaults returns the configuration used for keys the file leaves out.
 func Defaults() Config {
 	return Config{
-		Server: Server{OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", HTTP: "127.0.0.1:7070"},
+		Server: Server{
+			OTLPGRPC: "127.0.0.1:4317", OTLPHTTP: "127.0.0.1:4318", HTTP: "127.0.0.1:7070",
+			TLS: TLS{ReloadInterval: Duration(10 * time.Second)},
+			GRPC: GRPCConn{
+				MaxConcurrentStreams:  100,
+				MaxConnectionIdle:     Duration(5 * time.Minute),
+				MaxConnectionAge:      Duration(10 * time.Minute),
+				MaxConnectionAgeGrace: Duration(30 * time.Second),
+				KeepaliveTime:         Duration(time.Minute),
+				KeepaliveTimeout:      Duration(20 * time.Second),
+			},
+		},
 		Storage: Storage{
 			Driver: "sqlite", DSN: "file:kern-traces.db", Schema: "agno",
 			TracesTable: "agno_traces", SpansTable: "agno_spans",
 		},
 		Ingest: Ingest{
-			MaxRequestBytes:   16 << 20,
-			MaxBatchSpans:     2000,
-			MaxBatchDelay:     Duration(20 * time.Millisecond),
-			MaxQueueSpans:     200_000,
-			Writers:           2,
-			MaxAttrValueBytes: 64 << 10,
-			MaxAttributes:     1024,
+			MaxRequestBytes:    16 << 20,
+			MaxBatchSpans:      2000,
+			MaxBatchDelay:      Duration(20 * time.Millisecond),
+			MaxQueueSpans:      200_000,
+			Writers:            2,
+			MaxAttrValueBytes:  64 << 10,
+			MaxAttributes:      1024,
+			MaxSpansPerRequest: 50_000,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -244,6 +312,44 @@ func (c *Config) Validate() error {
 	addr("server.http", c.Server.HTTP)
 	if c.Server.OTLPGRPC == "" && c.Server.OTLPHTTP == "" {
 		add("server", "at least one of otlp_grpc and otlp_http must be set")
+	}
+	addr("server.pprof", c.Server.Pprof)
+	if c.Server.MaxConnections < 0 {
+		add("server.max_connections", "must not be negative, got %d", c.Server.MaxConnections)
+	}
+	tokens := make([]auth.Token, len(c.Server.Auth.Tokens))
+	tenants := map[string]bool{}
+	for i, t := range c.Server.Auth.Tokens {
+		tokens[i] = auth.Token{Token: t.Token, Tenant: t.Tenant}
+		tenants[t.Tenant] = true
+	}
+	for _, e := range auth.Validate(tokens) {
+		add(fmt.Sprintf("server.auth.tokens[%d].%s", e.Index, e.Field), "%s", e.Msg)
+	}
+	tl := c.Server.TLS
+	switch {
+	case (tl.CertFile == "") != (tl.KeyFile == ""):
+		add("server.tls", "cert_file and key_file go together")
+	case tl.CertFile == "" && (tl.ClientCAFile != "" || tl.RequireClientCert):
+		add("server.tls", "client_ca_file and require_client_cert need cert_file and key_file")
+	case tl.RequireClientCert && tl.ClientCAFile == "":
+		add("server.tls.require_client_cert", "needs client_ca_file")
+	}
+	g := c.Server.GRPC
+	for _, f := range []struct {
+		field string
+		v     int64
+	}{
+		{"server.grpc.max_concurrent_streams", int64(g.MaxConcurrentStreams)},
+		{"server.grpc.max_connection_idle", int64(g.MaxConnectionIdle)},
+		{"server.grpc.max_connection_age", int64(g.MaxConnectionAge)},
+		{"server.grpc.max_connection_age_grace", int64(g.MaxConnectionAgeGrace)},
+		{"server.grpc.keepalive_time", int64(g.KeepaliveTime)},
+		{"server.grpc.keepalive_timeout", int64(g.KeepaliveTimeout)},
+	} {
+		if f.v < 0 {
+			add(f.field, "must not be negative")
+		}
 	}
 
 	switch c.Storage.Driver {
@@ -293,6 +399,26 @@ func (c *Config) Validate() error {
 	positive("ingest.max_attributes", int64(in.MaxAttributes))
 	if in.MaxQueueSpans > 0 && in.MaxBatchSpans > in.MaxQueueSpans {
 		add("ingest.max_batch_spans", "must not exceed max_queue_spans (%d)", in.MaxQueueSpans)
+	}
+	if in.MaxSpansPerRequest < 0 {
+		add("ingest.max_spans_per_request", "must not be negative (0 disables), got %d", in.MaxSpansPerRequest)
+	}
+	if in.RateLimit.SpansPerSecond < 0 || in.RateLimit.Burst < 0 {
+		add("ingest.rate_limit", "spans_per_second and burst must not be negative")
+	}
+	seenTenant := map[string]int{}
+	for i, r := range in.TenantRateLimits {
+		p := fmt.Sprintf("ingest.tenant_rate_limits[%d]", i)
+		switch j, dup := seenTenant[r.Tenant]; {
+		case !tenants[r.Tenant]:
+			add(p+".tenant", "%q is not the tenant of any server.auth.tokens entry", r.Tenant)
+		case dup:
+			add(p+".tenant", "%q already has a limit at tenant_rate_limits[%d]", r.Tenant, j)
+		}
+		seenTenant[r.Tenant] = i
+		if r.SpansPerSecond < 0 || r.Burst < 0 {
+			add(p, "spans_per_second and burst must not be negative")
+		}
 	}
 
 	switch c.Log.Level {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ type Metrics struct {
 	restarts     *prometheus.CounterVec
 	mu           sync.Mutex
 	lastRestarts map[string]uint64
+	authRejected *prometheus.CounterVec
 }
 
 // NewMetrics registers the ingest metrics on a fresh registry.
@@ -65,7 +67,10 @@ func NewMetrics() *Metrics {
 			Name: "kern_gateway_write_batch_errors_total", Help: "Write transactions that failed.",
 		}),
 	}
-	r.MustRegister(m.received, m.rejected, m.stored, m.batchSize, m.batchDuration, m.batchErrors)
+	m.authRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kern_gateway_auth_failures_total", Help: "Requests refused for a missing or unknown token, by transport and reason.",
+	}, []string{"transport", "reason"})
+	r.MustRegister(m.received, m.rejected, m.stored, m.batchSize, m.batchDuration, m.batchErrors, m.authRejected)
 
 	dest := []string{"destination"}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
@@ -148,6 +153,19 @@ func (m *Metrics) PluginRestarts(dest string, total uint64) {
 	case total > last:
 		m.restarts.WithLabelValues(dest).Add(float64(total - last))
 	}
+}
+
+// AuthRejected counts a request refused by authentication (auth.Observer).
+func (m *Metrics) AuthRejected(transport, reason string) {
+	m.authRejected.WithLabelValues(transport, reason).Inc()
+}
+
+// WatchCertificate exports the expiry of the served TLS certificate.
+func (m *Metrics) WatchCertificate(current func() *x509.Certificate) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kern_gateway_tls_certificate_expiry_timestamp_seconds",
+		Help: "NotAfter of the TLS certificate in service, as a Unix time.",
+	}, func() float64 { return float64(current().NotAfter.Unix()) }))
 }
 
 // SpansReceived counts spans decoded from a request.

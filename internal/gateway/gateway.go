@@ -4,27 +4,34 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/exec"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/kern-agents/trace-gateway/internal/api"
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/dispatch"
+	"github.com/kern-agents/trace-gateway/internal/limits"
 	"github.com/kern-agents/trace-gateway/internal/pluginhost"
+	"github.com/kern-agents/trace-gateway/internal/ratelimit"
 	"github.com/kern-agents/trace-gateway/internal/receiver"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
 	"github.com/kern-agents/trace-gateway/internal/store/sqlite"
+	"github.com/kern-agents/trace-gateway/internal/tlsreload"
 	"github.com/kern-agents/trace-gateway/internal/web"
 )
 
@@ -34,6 +41,11 @@ type Options struct {
 	Version string
 	// ShutdownTimeout bounds the graceful drain (default 30s).
 	ShutdownTimeout time.Duration
+	// Reload, when it delivers, makes Run re-read the config with
+	// LoadConfig and apply what can change live (auth tokens, rate limits,
+	// TLS files); other changes are logged as needing a restart.
+	Reload     <-chan struct{}
+	LoadConfig func() (*config.Config, error)
 	// PluginCommand, when set, builds the command serving a built-in
 	// exporter (default: this binary run as `gateway plugin NAME`).
 	PluginCommand func(name string) *exec.Cmd
@@ -49,16 +61,21 @@ type Gateway struct {
 	page    http.Handler // trace explorer page + API
 	fanout  *dispatch.Dispatcher
 
+	auth    *auth.Authenticator
+	limiter *ratelimit.Limiter
+	tls     *tlsreload.Reloader // nil without server.tls
+
 	grpcSrv  *grpc.Server
 	otlpHTTP *http.Server
 	httpSrv  *http.Server
+	pprofSrv *http.Server
 	addrs    Addrs
 	wg       sync.WaitGroup
 	serveErr chan error
 }
 
 // Addrs are the bound listen addresses (useful with port 0).
-type Addrs struct{ OTLPGRPC, OTLPHTTP, HTTP string }
+type Addrs struct{ OTLPGRPC, OTLPHTTP, HTTP, Pprof string }
 
 // OpenStore opens the configured trace database.
 func OpenStore(ctx context.Context, s config.Storage) (store.Store, error) {
@@ -85,8 +102,23 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	}
 	g := &Gateway{cfg: cfg, log: log, store: st, serveErr: make(chan error, 3)}
 	g.metrics = NewMetrics()
+	g.auth = auth.New(authTokens(cfg), auth.WithObserver(g.metrics.AuthRejected))
+	g.limiter = ratelimit.New(rateLimits(cfg))
+	if cfg.Server.TLS.CertFile != "" {
+		g.tls, err = tlsreload.New(tlsreload.Options{
+			CertFile: cfg.Server.TLS.CertFile, KeyFile: cfg.Server.TLS.KeyFile,
+			ClientCAFile: cfg.Server.TLS.ClientCAFile, RequireClientCert: cfg.Server.TLS.RequireClientCert,
+			Interval: cfg.Server.TLS.ReloadInterval.D(), Logger: log,
+		})
+		if err != nil {
+			_ = st.Close()
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		g.metrics.WatchCertificate(g.tls.Certificate)
+	}
 	var writeObserver batcher.Observer = g.metrics
 	if g.fanout, err = newFanout(st, cfg, opts, log, g.metrics); err != nil {
+		g.closeTLS()
 		_ = st.Close()
 		return nil, err
 	}
@@ -108,12 +140,15 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 			MaxAttrValueBytes: int(cfg.Ingest.MaxAttrValueBytes),
 			MaxAttributes:     cfg.Ingest.MaxAttributes,
 		},
-		Logger:   log,
-		Observer: g.metrics,
+		Logger:             log,
+		Observer:           g.metrics,
+		MaxSpansPerRequest: cfg.Ingest.MaxSpansPerRequest,
+		RateLimiter:        g.limiter,
 	}
 	page, err := web.New(api.New(st, api.Options{Logger: log}), web.Options{})
 	if err != nil {
 		_ = g.batcher.Close(ctx)
+		g.closeTLS()
 		_ = st.Close()
 		return nil, fmt.Errorf("trace explorer: %w", err)
 	}
@@ -126,6 +161,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if err := g.listen(cfg, ropts); err != nil {
 		g.closeListeners()
 		_ = g.batcher.Close(ctx)
+		g.closeTLS()
 		if g.fanout != nil {
 			_ = g.fanout.Stop(ctx)
 		}
@@ -133,28 +169,99 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		return nil, err
 	}
 	log.Info("gateway ready", "otlp_grpc", g.addrs.OTLPGRPC, "otlp_http", g.addrs.OTLPHTTP,
-		"http", g.addrs.HTTP, "storage", cfg.Storage.Driver)
+		"http", g.addrs.HTTP, "storage", cfg.Storage.Driver,
+		"auth", g.auth.Enabled(), "tls", g.tls != nil, "pprof", g.addrs.Pprof)
 	return g, nil
+}
+
+// closeTLS stops watching the TLS files.
+func (g *Gateway) closeTLS() {
+	if g.tls != nil {
+		_ = g.tls.Close()
+	}
+}
+
+// authTokens converts the configured tokens.
+func authTokens(cfg *config.Config) []auth.Token {
+	out := make([]auth.Token, len(cfg.Server.Auth.Tokens))
+	for i, t := range cfg.Server.Auth.Tokens {
+		out[i] = auth.Token{Token: t.Token, Tenant: t.Tenant}
+	}
+	return out
+}
+
+// rateLimits gives every tenant its own bucket: its override, or the default.
+func rateLimits(cfg *config.Config) (ratelimit.Limit, map[string]ratelimit.Limit) {
+	def := ratelimit.Limit{SpansPerSecond: cfg.Ingest.RateLimit.SpansPerSecond, Burst: cfg.Ingest.RateLimit.Burst}
+	tenants := map[string]ratelimit.Limit{}
+	for _, t := range cfg.Server.Auth.Tokens {
+		tenants[t.Tenant] = ratelimit.Limit{} // the default, in a bucket of its own
+	}
+	for _, o := range cfg.Ingest.TenantRateLimits {
+		tenants[o.Tenant] = ratelimit.Limit{SpansPerSecond: o.SpansPerSecond, Burst: o.Burst}
+	}
+	return def, tenants
+}
+
+func grpcLimits(c config.GRPCConn) limits.GRPC {
+	l := limits.DefaultGRPC()
+	l.MaxConcurrentStreams = uint32(c.MaxConcurrentStreams)
+	l.MaxConnectionIdle = c.MaxConnectionIdle.D()
+	l.MaxConnectionAge = c.MaxConnectionAge.D()
+	l.MaxConnectionAgeGrace = c.MaxConnectionAgeGrace.D()
+	l.KeepaliveTime = c.KeepaliveTime.D()
+	l.KeepaliveTimeout = c.KeepaliveTimeout.D()
+	return l
+}
+
+// Reload applies what can change without a restart: auth tokens, rate
+// limits and the TLS files (re-read now). Other settings keep their running
+// values until a restart. An error means the TLS files did not load; the
+// rest was applied.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	g.auth.Update(authTokens(cfg))
+	g.limiter.Update(rateLimits(cfg))
+	var err error
+	if g.tls != nil {
+		err = g.tls.Reload()
+	}
+	g.log.Info("configuration reloaded: auth tokens, rate limits, TLS files", "auth", g.auth.Enabled(),
+		"tokens", len(cfg.Server.Auth.Tokens))
+	return err
 }
 
 func (g *Gateway) listen(cfg *config.Config, ropts receiver.Options) error {
 	type server struct {
 		addr  string
 		slot  *string
+		tls   *tls.Config // wraps the listener (HTTP servers; gRPC has its own credentials)
 		serve func(net.Listener) error
+	}
+	var otlpTLS, adminTLS *tls.Config
+	if g.tls != nil {
+		otlpTLS, adminTLS = g.tls.TLSConfig(), g.tls.TLSConfigWithoutClientCerts()
 	}
 	var servers []server
 	if cfg.Server.OTLPGRPC != "" {
-		g.grpcSrv = receiver.NewGRPCServer(ropts, g.batcher)
-		servers = append(servers, server{cfg.Server.OTLPGRPC, &g.addrs.OTLPGRPC, g.grpcSrv.Serve})
+		gopts := append(g.auth.ServerOptions(), limits.GRPCServerOptions(grpcLimits(cfg.Server.GRPC))...)
+		if otlpTLS != nil {
+			gopts = append(gopts, grpc.Creds(credentials.NewTLS(otlpTLS)))
+		}
+		g.grpcSrv = receiver.NewGRPCServer(ropts, g.batcher, gopts...)
+		servers = append(servers, server{cfg.Server.OTLPGRPC, &g.addrs.OTLPGRPC, nil, g.grpcSrv.Serve})
 	}
 	if cfg.Server.OTLPHTTP != "" {
-		g.otlpHTTP = newHTTPServer(receiver.NewHTTPHandler(ropts, g.batcher))
-		servers = append(servers, server{cfg.Server.OTLPHTTP, &g.addrs.OTLPHTTP, g.otlpHTTP.Serve})
+		g.otlpHTTP = newHTTPServer(g.auth.HTTP(receiver.NewHTTPHandler(ropts, g.batcher)))
+		servers = append(servers, server{cfg.Server.OTLPHTTP, &g.addrs.OTLPHTTP, otlpTLS, g.otlpHTTP.Serve})
 	}
 	if cfg.Server.HTTP != "" {
 		g.httpSrv = newHTTPServer(g.adminHandler())
-		servers = append(servers, server{cfg.Server.HTTP, &g.addrs.HTTP, g.httpSrv.Serve})
+		servers = append(servers, server{cfg.Server.HTTP, &g.addrs.HTTP, adminTLS, g.httpSrv.Serve})
+	}
+	if cfg.Server.Pprof != "" {
+		g.pprofSrv = newHTTPServer(pprofHandler())
+		g.pprofSrv.WriteTimeout = 0 // profiles and traces stream for as long as asked
+		servers = append(servers, server{cfg.Server.Pprof, &g.addrs.Pprof, nil, g.pprofSrv.Serve})
 	}
 	lns := make([]net.Listener, 0, len(servers))
 	for _, s := range servers {
@@ -165,8 +272,12 @@ func (g *Gateway) listen(cfg *config.Config, ropts receiver.Options) error {
 			}
 			return fmt.Errorf("listen on %s: %w", s.addr, err)
 		}
-		lns = append(lns, ln)
 		*s.slot = ln.Addr().String()
+		ln = limits.Listener(ln, cfg.Server.MaxConnections)
+		if s.tls != nil {
+			ln = tls.NewListener(ln, s.tls)
+		}
+		lns = append(lns, ln)
 	}
 	for i, s := range servers {
 		ln, serve := lns[i], s.serve
@@ -179,6 +290,17 @@ func (g *Gateway) listen(cfg *config.Config, ropts receiver.Options) error {
 		}()
 	}
 	return nil
+}
+
+// pprofHandler serves net/http/pprof; it is only mounted on server.pprof.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // newHTTPServer returns a server with slowloris-safe timeouts.
@@ -206,7 +328,7 @@ func (g *Gateway) closeListeners() {
 	if g.grpcSrv != nil {
 		g.grpcSrv.Stop()
 	}
-	for _, s := range []*http.Server{g.otlpHTTP, g.httpSrv} {
+	for _, s := range []*http.Server{g.otlpHTTP, g.httpSrv, g.pprofSrv} {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -254,7 +376,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
 		}
 	}
+	if g.pprofSrv != nil {
+		_ = g.pprofSrv.Close() // a profile in progress need not finish
+	}
 	g.wg.Wait()
+	g.closeTLS()
 	if err := g.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))
 	}
@@ -268,11 +394,28 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	var runErr error
-	select {
-	case <-ctx.Done():
-		g.log.Info("shutting down: draining accepted spans")
-	case runErr = <-g.serveErr:
-		g.log.Error("listener failed, shutting down", "err", runErr)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			g.log.Info("shutting down: draining accepted spans")
+			break wait
+		case runErr = <-g.serveErr:
+			g.log.Error("listener failed, shutting down", "err", runErr)
+			break wait
+		case <-opts.Reload:
+			if opts.LoadConfig == nil {
+				continue
+			}
+			next, err := opts.LoadConfig()
+			if err != nil {
+				g.log.Error("configuration not reloaded; keeping the running one", "err", err)
+				continue
+			}
+			if err := g.Reload(next); err != nil {
+				g.log.Error("reload incomplete", "err", err)
+			}
+		}
 	}
 	timeout := opts.ShutdownTimeout
 	if timeout == 0 {
