@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
@@ -43,18 +46,18 @@ import (
 
 func main() {
 	var (
-		dsn       = flag.String("dsn", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL DSN")
-		gwBin     = flag.String("gateway", "bin/gateway", "gateway binary")
-		runs      = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
-		perReq    = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
-		senders   = flag.Int("senders", 4, "concurrent senders")
-		extraYAML = flag.String("destinations", "", "YAML file whose `destinations:` list is added to the gateway config")
-		writers   = flag.Int("writers", 2, "ingest.writers of the gateway")
-		batch     = flag.Int("batch", 2000, "ingest.max_batch_spans of the gateway")
+		dsn     = flag.String("dsn", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL DSN")
+		gwBin   = flag.String("gateway", "bin/gateway", "gateway binary")
+		runs    = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
+		perReq  = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
+		senders = flag.Int("senders", 4, "concurrent senders")
+		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
+		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
+		batch   = flag.Int("batch", 2000, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
 	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)
-	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *extraYAML); err != nil {
+	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *sinks); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -69,7 +72,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(dsn, gwBin string, runs, perReq, senders int, extra string) error {
+func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
 	ctx := context.Background()
 	fmt.Printf("generating %d agent runs with the OpenTelemetry SDK...\n", runs)
 	td, stats, err := sim.CaptureTraces(ctx, sim.Options{Count: runs, Seed: 7, ErrorRatio: 0.1, Concurrency: 2})
@@ -83,24 +86,74 @@ func run(dsn, gwBin string, runs, perReq, senders int, extra string) error {
 	fmt.Printf("%d spans in %d traces, %d requests of ~%d traces\n", stats.Spans, stats.Runs, len(reqs), perReq)
 
 	tag := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	rawSchema, gwSchema := "bench_raw_"+tag, "bench_gw_"+tag
+	schemas := []string{"bench_raw_" + tag}
+	defer func() { dropSchemas(ctx, dsn, schemas...) }()
+	schema := func(name string) string {
+		s := "bench_" + name + "_" + tag
+		schemas = append(schemas, s)
+		return s
+	}
+	want := int(stats.Spans)
 
-	rawRate, err := rawCopy(ctx, dsn, rawSchema, td)
+	rawRate, err := rawCopy(ctx, dsn, schemas[0], td)
 	if err != nil {
 		return fmt.Errorf("raw COPY: %w", err)
 	}
-	gw, err := endToEnd(ctx, dsn, gwSchema, gwBin, reqs, senders, int(stats.Spans), extra)
+	gw, err := endToEnd(ctx, dsn, schema("gw"), gwBin, reqs, senders, want, nil)
 	if err != nil {
 		return fmt.Errorf("end to end: %w", err)
 	}
 	fmt.Println()
-	fmt.Printf("raw pgx COPY (same rows, same tables):  %10.0f spans/s\n", rawRate)
+	fmt.Printf("raw pgx COPY (same rows, same tables):   %10.0f spans/s\n", rawRate)
 	fmt.Printf("gateway end to end (OTLP/HTTP → commit): %10.0f spans/s  (%d senders)\n", gw.rate, senders)
 	fmt.Printf("ratio gateway / raw COPY:                %10.2f\n", gw.rate/rawRate)
-	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", float64(gw.peakRSS)/(1<<20))
-	dropSchemas(ctx, dsn, rawSchema, gwSchema)
+	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", mib(gw.peakRSS))
+	if sinks == 0 {
+		return nil
+	}
+
+	fmt.Printf("\n== fan-out: %d healthy OTLP destinations vs none\n", sinks)
+	healthy := make([]*sink, sinks)
+	for i := range healthy {
+		if healthy[i], err = newSink(); err != nil {
+			return err
+		}
+		defer healthy[i].close()
+	}
+	fo, err := endToEnd(ctx, dsn, schema("fanout"), gwBin, reqs, senders, want, healthy)
+	if err != nil {
+		return fmt.Errorf("fan-out run: %w", err)
+	}
+	fmt.Printf("gateway end to end, no destinations:     %10.0f spans/s\n", gw.rate)
+	fmt.Printf("gateway end to end, %d destinations:      %10.0f spans/s\n", sinks, fo.rate)
+	fmt.Printf("ratio with / without destinations:       %10.2f\n", fo.rate/gw.rate)
+	fmt.Printf("delivery lag p50 / p99 (ack → received):  %8.0f / %.0f ms  (all %d destinations got all %d spans, %d duplicates)\n",
+		ms(fo.lagP50), ms(fo.lagP99), sinks, want, fo.duplicates)
+	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", mib(fo.peakRSS))
+
+	fmt.Printf("\n== one destination down for the whole run, one healthy\n")
+	down, err := newSink()
+	if err != nil {
+		return err
+	}
+	down.close() // a closed port: connection refused for the whole run
+	one, err := newSink()
+	if err != nil {
+		return err
+	}
+	defer one.close()
+	dn, err := endToEnd(ctx, dsn, schema("down"), gwBin, reqs, senders, want, []*sink{one, down})
+	if err != nil {
+		return fmt.Errorf("destination-down run: %w", err)
+	}
+	fmt.Printf("gateway end to end:                      %10.0f spans/s (ratio to no destinations %.2f)\n", dn.rate, dn.rate/gw.rate)
+	fmt.Printf("healthy destination lag p99:             %10.0f ms\n", ms(dn.lagP99))
+	fmt.Printf("gateway peak RSS with a dead destination: %9.1f MiB\n", mib(dn.peakRSS))
 	return nil
 }
+
+func mib(b int64) float64        { return float64(b) / (1 << 20) }
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // splitRequests cuts td into protobuf ExportTraceServiceRequests of perReq
 // traces each (a trace is never split, like an SDK batch of whole runs).
@@ -198,8 +251,10 @@ func nullable(s string) any {
 }
 
 type gwResult struct {
-	rate    float64
-	peakRSS int64
+	rate           float64
+	peakRSS        int64
+	lagP50, lagP99 time.Duration
+	duplicates     int
 }
 
 func freeAddr() (string, error) {
@@ -211,7 +266,89 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, senders, wantSpans int, extra string) (gwResult, error) {
+// sink is a fake OTLP/HTTP destination that records when it first received
+// each span.
+type sink struct {
+	srv  *http.Server
+	url  string
+	mu   sync.Mutex
+	got  map[pcommon.SpanID]time.Time
+	dups int
+}
+
+func newSink() (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{url: "http://" + ln.Addr().String() + "/v1/traces", got: map[pcommon.SpanID]time.Time{}}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		body = zr
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	now := time.Now()
+	ids := spanIDs(req.Traces())
+	s.mu.Lock()
+	for _, id := range ids {
+		if _, dup := s.got[id]; dup {
+			s.dups++
+			continue
+		}
+		s.got[id] = now
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
+	_, _ = w.Write(out)
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
+
+func (s *sink) close() { _ = s.srv.Close() }
+
+func spanIDs(td ptrace.Traces) []pcommon.SpanID {
+	var out []pcommon.SpanID
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		ss := td.ResourceSpans().At(i).ScopeSpans()
+		for j := 0; j < ss.Len(); j++ {
+			sp := ss.At(j).Spans()
+			for k := 0; k < sp.Len(); k++ {
+				out = append(out, sp.At(k).SpanID())
+			}
+		}
+	}
+	return out
+}
+
+// endToEnd starts a gateway with one `otlp` destination per sink, sends
+// every request, and when sinks are given waits until each open sink has
+// every span, measuring delivery lag from each request's 200 to receipt.
+func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, senders, wantSpans int, sinks []*sink) (gwResult, error) {
 	otlpAddr, err := freeAddr()
 	if err != nil {
 		return gwResult{}, err
@@ -226,24 +363,24 @@ func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, sen
 	}
 	defer os.RemoveAll(dir)
 	dests := "destinations: []\n"
-	if extra != "" {
-		b, err := os.ReadFile(extra)
-		if err != nil {
-			return gwResult{}, err
+	if len(sinks) > 0 {
+		dests = "destinations:\n"
+		for i, sk := range sinks {
+			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n", i, sk.url)
 		}
-		dests = string(b)
 	}
 	cfg := fmt.Sprintf(`server:
   otlp_grpc: ""
   otlp_http: %s
   http: %s
+  pprof: %s
 storage:
   driver: postgres
   dsn: %q
   schema: %s
 log:
   level: warn
-%s%s`, otlpAddr, httpAddr, dsn, schema, ingest, dests)
+%s%s`, otlpAddr, httpAddr, os.Getenv("GATEWAYBENCH_PPROF"), dsn, schema, ingest, dests)
 	cfgPath := filepath.Join(dir, "gw.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return gwResult{}, err
@@ -257,6 +394,17 @@ log:
 	if err := waitReady("http://" + httpAddr + "/readyz"); err != nil {
 		return gwResult{}, err
 	}
+
+	// Which spans each request carries, to measure delivery lag.
+	reqSpans := make([][]pcommon.SpanID, len(reqs))
+	for i, b := range reqs {
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(b); err != nil {
+			return gwResult{}, err
+		}
+		reqSpans[i] = spanIDs(req.Traces())
+	}
+	acked := make([]time.Time, len(reqs))
 
 	url := "http://" + otlpAddr + "/v1/traces"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
@@ -277,6 +425,7 @@ log:
 					errc <- err
 					return
 				}
+				acked[i] = time.Now()
 			}
 		}()
 	}
@@ -286,7 +435,6 @@ log:
 	if err := <-errc; err != nil {
 		return gwResult{}, err
 	}
-	rss := peakRSS(cmd.Process.Pid)
 
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
@@ -300,7 +448,52 @@ log:
 	if n != wantSpans {
 		return gwResult{}, fmt.Errorf("stored %d spans, sent %d", n, wantSpans)
 	}
-	return gwResult{rate: float64(n) / elapsed.Seconds(), peakRSS: rss}, nil
+	res := gwResult{rate: float64(n) / elapsed.Seconds()}
+
+	// Wait for every open sink to hold every span.
+	var open []*sink
+	for _, sk := range sinks {
+		if !isClosed(sk) {
+			open = append(open, sk)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for _, sk := range open {
+		for sk.count() < wantSpans {
+			if time.Now().After(deadline) {
+				return gwResult{}, fmt.Errorf("%s received %d of %d spans after 3 minutes", sk.url, sk.count(), wantSpans)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var lags []time.Duration
+	for _, sk := range open {
+		sk.mu.Lock()
+		for i, ids := range reqSpans {
+			for _, id := range ids {
+				lags = append(lags, sk.got[id].Sub(acked[i]))
+			}
+		}
+		res.duplicates += sk.dups
+		sk.mu.Unlock()
+	}
+	if len(lags) > 0 {
+		sort.Slice(lags, func(a, b int) bool { return lags[a] < lags[b] })
+		res.lagP50 = lags[len(lags)/2]
+		res.lagP99 = lags[len(lags)*99/100]
+	}
+	res.peakRSS = peakRSS(cmd.Process.Pid)
+	return res, nil
+}
+
+// isClosed reports a sink that was closed on purpose (a dead destination).
+func isClosed(sk *sink) bool {
+	resp, err := http.Get(strings.TrimSuffix(sk.url, "/v1/traces") + "/")
+	if err != nil {
+		return true
+	}
+	resp.Body.Close()
+	return false
 }
 
 // send posts one request, retrying on 429/503 as an OTLP exporter would.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
@@ -91,9 +93,84 @@ func (r *reader) str() (string, error) {
 	if !esc {
 		return string(r.data[start+1 : i]), nil
 	}
-	var s string
-	err := json.Unmarshal(r.data[start:i+1], &s)
-	return s, err
+	return unescape(r.data[start+1 : i])
+}
+
+// unescape decodes the body of a JSON string with escapes. The document was
+// checked with json.Valid already, so only the escapes need decoding; this
+// is the hot path of fan-out (encoding/json would validate every string
+// again).
+func unescape(b []byte) (string, error) {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(b) {
+			return "", errSyntax
+		}
+		switch b[i] {
+		case '"', '\\', '/':
+			out = append(out, b[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, n, ok := hex4(b[i+1:])
+			if !ok {
+				return "", errSyntax
+			}
+			i += n
+			if utf16.IsSurrogate(r) {
+				// A pair \uD83D\uDE00; a lone surrogate becomes U+FFFD.
+				if len(b) > i+2 && b[i+1] == '\\' && b[i+2] == 'u' {
+					if r2, n2, ok := hex4(b[i+3:]); ok {
+						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+							out = utf8.AppendRune(out, dec)
+							i += 2 + n2
+							continue
+						}
+					}
+				}
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return "", errSyntax
+		}
+	}
+	return string(out), nil
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(b []byte) (rune, int, bool) {
+	if len(b) < 4 {
+		return 0, 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, 0, false
+		}
+	}
+	return r, 4, true
 }
 
 // skip passes over one value and returns its JSON text.
