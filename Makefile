@@ -7,7 +7,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG  ?= config.example.yaml
 
-.PHONY: build run test bench proto fmt vet clean
+.PHONY: build run test bench proto release fmt vet clean
 
 build:
 	@mkdir -p bin
@@ -25,6 +25,9 @@ bench:
 
 proto:
 	./scripts/gen-proto.sh
+
+release:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) ./scripts/release.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
