@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: end-to-end gateway vs raw PostgreSQL COPY (same run, same
-# tables), then the Go micro-benchmarks of the hot path.
+# tables), then the Go micro-benchmarks of the hot path; with SOAK=1 also
+# the ten-minute soak run (cmd/soak).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -15,3 +16,11 @@ echo "== end to end: OTLP/HTTP protobuf → PostgreSQL, vs raw COPY"
 
 echo "== Go benchmarks"
 $GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/
+
+# The soak test takes ten minutes: only with SOAK=1. SOAK_DURATION,
+# SOAK_RATE (agent runs/s) and SOAK_FLAGS (e.g. "-storage postgres -dsn ...")
+# tune it; `bin/soak -h` lists the flags.
+if [ "${SOAK:-0}" = 1 ]; then
+  echo "== soak: steady load for ${SOAK_DURATION:-10m}; memory and goroutines should stay flat"
+  ./bin/soak -gateway bin/gateway -duration "${SOAK_DURATION:-10m}" -rate "${SOAK_RATE:-200}" ${SOAK_FLAGS:-}
+fi

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -143,15 +144,26 @@ func replicaID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// Dispatcher runs one worker per destination plus the housekeeping (stats,
-// log trimming, retention).
-type Dispatcher struct {
-	log     Log
-	opts    Options
-	workers []*worker
+// DestinationRemover is implemented by observers that keep per-destination
+// state (gauges, counters of plugin restarts): the dispatcher calls it when
+// a destination's worker stops for good or is restarted with new settings.
+type DestinationRemover interface{ DestinationRemoved(dest string) }
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+// Dispatcher runs one worker per destination plus the housekeeping (stats,
+// log trimming, retention). Destinations can be added, removed and
+// restarted while it runs (Update).
+type Dispatcher struct {
+	log  Log
+	opts Options
+
+	update  sync.Mutex // serialises Update and Stop
+	mu      sync.Mutex // guards workers, ctx and stopped
+	workers []*worker
+	ctx     context.Context // parent of the workers' contexts, set by Start
+	stopped bool
+
+	cancel    context.CancelFunc
+	housework sync.WaitGroup
 }
 
 // New prepares a dispatcher; Start runs it.
@@ -162,6 +174,13 @@ func New(log Log, dests []Destination, opts Options) *Dispatcher {
 		d.workers = append(d.workers, newWorker(d, dest))
 	}
 	return d
+}
+
+// snapshot returns the running workers.
+func (d *Dispatcher) snapshot() []*worker {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.workers)
 }
 
 // Owner is the replica id this dispatcher claims work under.
@@ -176,6 +195,11 @@ const cursorSetupTimeout = 5 * time.Second
 // point. Plugins start in the background: a destination that cannot start
 // never delays ingest or the others.
 func (d *Dispatcher) Start(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx != nil || d.stopped {
+		return
+	}
 	setup, cancel := context.WithTimeout(ctx, cursorSetupTimeout)
 	for _, w := range d.workers {
 		if err := d.log.EnsureCursor(setup, w.name); err != nil {
@@ -183,30 +207,43 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		}
 	}
 	cancel()
-	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, w := range d.workers {
-		d.wg.Go(func() { w.run(ctx) })
+		w.launch(d.ctx)
 	}
-	d.wg.Go(func() { d.housekeeping(ctx) })
+	d.housework.Go(func() { d.housekeeping(d.ctx) })
 }
 
 // Stop stops the workers, hands their claims back (so a restart or another
 // replica resumes at once) and closes the plugins. It returns when all is
 // done or ctx ends.
 func (d *Dispatcher) Stop(ctx context.Context) error {
-	if d.cancel == nil {
+	d.update.Lock() // an Update in progress finishes first (bounded by its grace)
+	defer d.update.Unlock()
+	d.mu.Lock()
+	d.stopped = true
+	workers := slices.Clone(d.workers)
+	started := d.cancel != nil
+	d.mu.Unlock()
+	if !started {
 		return nil
 	}
 	d.cancel()
 	done := make(chan struct{})
-	go func() { d.wg.Wait(); close(done) }()
+	go func() {
+		d.housework.Wait()
+		for _, w := range workers {
+			<-w.done
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		return fmt.Errorf("stop fan-out: %w", ctx.Err())
 	}
 	var errs []error
-	for _, w := range d.workers {
+	for _, w := range workers {
 		if err := w.close(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -214,9 +251,97 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Update changes the running destinations: the workers named in remove stop
+// (see below), then the destinations in add start. A name in both is
+// restarted with its new settings and resumes from its cursor, so it neither
+// skips nor repeats spans beyond the batch that was in flight. A name only in
+// add that has no cursor yet starts with the spans stored from now on (as at
+// Start); one that had a cursor (a destination removed earlier and added
+// back) resumes from it.
+//
+// A stopping worker finishes the claim it is exporting when the destination
+// accepts it within a grace period (min(1.5×timeout+1s, 10s), or until ctx
+// ends), otherwise it hands the claim back where it got to; then its plugin
+// is closed. Cursors, claims handed back and dead letters stay in the
+// database.
+//
+// Update refuses, changing nothing, when a name in remove is not running, a
+// name in add would run twice, or the new destinations' cursors cannot be set
+// up. Before Start it only edits the list Start will run.
+func (d *Dispatcher) Update(ctx context.Context, remove []string, add []Destination) error {
+	d.update.Lock()
+	defer d.update.Unlock()
+	d.mu.Lock()
+	stopped, running, started := d.stopped, map[string]bool{}, d.ctx != nil
+	for _, w := range d.workers {
+		running[w.name] = true
+	}
+	d.mu.Unlock()
+	if stopped {
+		return errors.New("fan-out stopped")
+	}
+	for _, name := range remove {
+		if !running[name] {
+			return fmt.Errorf("destination %q is not running", name)
+		}
+		delete(running, name)
+	}
+	for _, dest := range add {
+		if dest.Name == "" || dest.Start == nil {
+			return fmt.Errorf("destination %q: a name and a start function are required", dest.Name)
+		}
+		if running[dest.Name] {
+			return fmt.Errorf("destination %q would run twice", dest.Name)
+		}
+		running[dest.Name] = true
+	}
+	// Cursors first: when one cannot be set up nothing has changed yet.
+	if started {
+		for _, dest := range add {
+			if err := d.log.EnsureCursor(ctx, dest.Name); err != nil {
+				return fmt.Errorf("set up the delivery cursor of destination %q: %w", dest.Name, err)
+			}
+		}
+	}
+	// The list is edited under mu, but workers stop outside it: Notify
+	// (on the ingest path) must never wait for a stopping worker.
+	var stopping []*worker
+	d.mu.Lock()
+	d.workers = slices.DeleteFunc(d.workers, func(w *worker) bool {
+		if slices.Contains(remove, w.name) {
+			stopping = append(stopping, w)
+			return true
+		}
+		return false
+	})
+	d.mu.Unlock()
+	if started {
+		var wg sync.WaitGroup
+		for _, w := range stopping {
+			wg.Go(func() { w.stop(ctx) })
+		}
+		wg.Wait()
+	}
+	if r, ok := d.opts.Observer.(DestinationRemover); ok {
+		for _, w := range stopping {
+			r.DestinationRemoved(w.name)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dest := range add {
+		w := newWorker(d, dest)
+		d.workers = append(d.workers, w)
+		if d.ctx != nil {
+			w.launch(d.ctx)
+		}
+	}
+	return nil
+}
+
 // Notify tells idle workers that new spans were committed.
 func (d *Dispatcher) Notify() {
-	for _, w := range d.workers {
+	for _, w := range d.snapshot() {
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -232,8 +357,10 @@ func (d *Dispatcher) BatchWritten(_ int, _ time.Duration, err error) {
 	}
 }
 
-// Destinations lists the configured destination names.
+// Destinations lists the running destinations' names.
 func (d *Dispatcher) Destinations() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	names := make([]string, len(d.workers))
 	for i, w := range d.workers {
 		names[i] = w.name
@@ -269,7 +396,7 @@ func (d *Dispatcher) housekeeping(ctx context.Context) {
 }
 
 func (d *Dispatcher) refreshStats(ctx context.Context) {
-	for _, w := range d.workers {
+	for _, w := range d.snapshot() {
 		w.reportStats(ctx)
 	}
 }

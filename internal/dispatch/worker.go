@@ -32,7 +32,13 @@ const (
 	releaseTimeout = 5 * time.Second
 	// claimTimeout bounds one Claim call.
 	claimTimeout = 30 * time.Second
+	// maxDrain bounds how long a destination being removed or restarted
+	// may take to finish its claim before it is cut off.
+	maxDrain = 10 * time.Second
 )
+
+// errDraining ends delivery when the worker is asked to stop.
+var errDraining = errors.New("destination stopping")
 
 // exportDeadline is the worker's own bound on one Export. The plugin host
 // applies Timeout to each call itself and, when a plugin does not answer in
@@ -66,6 +72,12 @@ type worker struct {
 	obs   Observer
 	wake  chan struct{}
 
+	// drain is closed to ask the worker to finish its claim and return;
+	// cancel cuts it off; done is closed when run has returned.
+	drain  chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+
 	mu      sync.Mutex // guards exp and breaker against the stats reader
 	exp     Exporter
 	breaker breaker
@@ -81,8 +93,97 @@ func newWorker(d *Dispatcher, dest Destination) *worker {
 		log:     d.opts.Logger.With("destination", dest.Name),
 		obs:     d.opts.Observer,
 		wake:    make(chan struct{}, 1),
+		drain:   make(chan struct{}),
+		done:    make(chan struct{}),
 		breaker: breaker{threshold: p.BreakerFailures, coolDown: p.BreakerCoolDown},
 	}
+}
+
+// launch runs the worker in its own goroutine under a child of ctx.
+func (w *worker) launch(ctx context.Context) {
+	ctx, w.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(w.done)
+		defer w.cancel()
+		w.run(ctx)
+	}()
+}
+
+// stop ends a running worker for good (destination removed or restarted
+// with new settings): it finishes the claim in hand if the destination takes
+// it within the grace period, else hands it back where it got to, then the
+// plugin is closed. A failure to close is only logged: nothing is lost.
+func (w *worker) stop(ctx context.Context) {
+	close(w.drain)
+	grace := time.NewTimer(min(exportDeadline(w.p.Timeout), maxDrain))
+	defer grace.Stop()
+	select {
+	case <-w.done:
+	case <-grace.C:
+		w.log.Warn("destination did not finish its batch in time; handing the rest of its claim back")
+		w.cancel()
+	case <-ctx.Done():
+		w.cancel()
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		// Still reading the database; close the plugin once it is done,
+		// without reporting on a destination that is gone.
+		go func() {
+			<-w.done
+			w.mu.Lock()
+			exp := w.exp
+			w.exp = nil
+			w.mu.Unlock()
+			if exp != nil {
+				cctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+				defer cancel()
+				_ = exp.Close(cctx)
+			}
+		}()
+		return
+	}
+	if err := w.close(ctx); err != nil {
+		w.log.Warn("closing the destination's plugin failed", "err", err)
+	}
+	w.log.Info("destination stopped")
+}
+
+// draining reports whether the worker was asked to stop.
+func (w *worker) draining() bool {
+	select {
+	case <-w.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// pause waits d; it reports false, early, when ctx ends or the worker is
+// asked to stop.
+func (w *worker) pause(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil && !w.draining()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.drain:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// interrupted is the error that ends a wait cut short by pause.
+func (w *worker) interrupted(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return errDraining
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -96,7 +197,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		wait := backoff(attempt, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
 		w.log.Warn("cannot set up the destination's delivery cursor; retrying", "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !w.pause(ctx, wait) {
 			return
 		}
 	}
@@ -111,7 +212,7 @@ func (w *worker) run(ctx context.Context) {
 		MaxDelay: w.p.MaxDelay,
 	}
 	failures := 0
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !w.draining() {
 		// A claim is made whole even when Stop comes meanwhile (process
 		// then hands it straight back): a commit cut off by cancellation
 		// could leave a claim nobody releases until its lease expires.
@@ -125,7 +226,7 @@ func (w *worker) run(ctx context.Context) {
 			failures++
 			wait := backoff(failures, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
 			w.log.Warn("reading the delivery log failed; retrying", "err", err, "retry_in", wait)
-			sleep(ctx, wait)
+			w.pause(ctx, wait)
 			continue
 		}
 		failures = 0
@@ -141,13 +242,14 @@ func (w *worker) run(ctx context.Context) {
 // least every poll interval), else until Notify or the next poll.
 func (w *worker) idle(ctx context.Context, wait time.Duration) {
 	if wait > 0 {
-		sleep(ctx, min(wait, w.d.opts.PollInterval))
+		w.pause(ctx, min(wait, w.d.opts.PollInterval))
 		return
 	}
 	t := time.NewTimer(w.d.opts.PollInterval)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+	case <-w.drain:
 	case <-w.wake:
 	case <-t.C:
 	}
@@ -184,7 +286,7 @@ func (w *worker) startExporter(ctx context.Context) bool {
 			w.log.Debug("destination plugin still failing to start", "attempt", attempt, "retry_in", wait)
 		}
 		last = err.Error()
-		if !sleep(ctx, wait) {
+		if !w.pause(ctx, wait) {
 			return false
 		}
 	}
@@ -250,7 +352,10 @@ func (w *worker) giveBack(ctx context.Context, c *store.Claim, done int, err err
 			"claim", c.ID, "done", done)
 		return
 	}
-	if ctx.Err() == nil {
+	switch {
+	case errors.Is(err, errDraining):
+		w.log.Info("destination stopping; handing the rest of its claim back", "claim", c.ID, "done", done)
+	case ctx.Err() == nil:
 		w.log.Warn("delivery interrupted; handing the claim back", "claim", c.ID, "err", err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
@@ -258,9 +363,7 @@ func (w *worker) giveBack(ctx context.Context, c *store.Claim, done int, err err
 	if rerr := w.d.log.Release(rctx, c, done); rerr != nil && !errors.Is(rerr, store.ErrLeaseLost) {
 		w.log.Warn("could not hand the claim back; it is resumed when its lease expires", "claim", c.ID, "err", rerr)
 	}
-	if ctx.Err() == nil {
-		sleep(ctx, w.d.opts.PollInterval) // do not spin on a failing database
-	}
+	w.pause(ctx, w.d.opts.PollInterval) // do not spin on a failing database
 }
 
 // keepLease renews the claim's lease every third of its length until ctx
@@ -342,8 +445,8 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 	first := time.Now()
 	for attempt := 0; ; {
 		if wait := w.breakerWait(); wait > 0 {
-			if !sleep(ctx, wait) {
-				return context.Cause(ctx)
+			if !w.pause(ctx, wait) {
+				return w.interrupted(ctx)
 			}
 			continue
 		}
@@ -386,8 +489,8 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 		} else {
 			w.log.Debug("export failed again", "spans", n, "attempt", attempt, "err", err, "retry_in", wait)
 		}
-		if !sleep(ctx, wait) {
-			return context.Cause(ctx)
+		if !w.pause(ctx, wait) {
+			return w.interrupted(ctx)
 		}
 	}
 }
@@ -453,6 +556,9 @@ func (w *worker) breakerFailure() {
 
 // reportStats refreshes the destination's backlog and plugin metrics.
 func (w *worker) reportStats(ctx context.Context) {
+	if w.draining() {
+		return // removed or being restarted: its series are dropped
+	}
 	if b, err := w.d.log.Backlog(ctx, w.name); err == nil {
 		var lag time.Duration
 		if !b.Oldest.IsZero() {

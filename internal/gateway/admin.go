@@ -155,6 +155,20 @@ func (m *Metrics) PluginRestarts(dest string, total uint64) {
 	}
 }
 
+// DestinationRemoved implements dispatch.DestinationRemover: a removed
+// destination's gauges go (its counters stay, as counters do), and a
+// restarted one counts plugin restarts afresh.
+func (m *Metrics) DestinationRemoved(dest string) {
+	for _, g := range []*prometheus.GaugeVec{m.backlog, m.lag, m.circuit, m.pluginUp} {
+		g.DeleteLabelValues(dest)
+	}
+	m.mu.Lock()
+	delete(m.lastRestarts, dest)
+	m.mu.Unlock()
+}
+
+var _ dispatch.DestinationRemover = (*Metrics)(nil)
+
 // AuthRejected counts a request refused by authentication (auth.Observer).
 func (m *Metrics) AuthRejected(transport, reason string) {
 	m.authRejected.WithLabelValues(transport, reason).Inc()
@@ -189,8 +203,8 @@ func (m *Metrics) BatchWritten(n int, d time.Duration, err error) {
 	m.stored.Add(float64(n))
 }
 
-// adminHandler serves /metrics, /healthz, /readyz, the trace API and the
-// trace explorer page.
+// adminHandler serves /metrics, /healthz, /readyz, POST /-/reload, the
+// trace API and the trace explorer page.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))
@@ -209,7 +223,15 @@ func (g *Gateway) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	// The trace API under /api/ and the explorer page at /.
+	// Reloads the config file like SIGHUP; behind the OTLP tokens when
+	// there are any.
+	mux.Handle("POST /-/reload", g.auth.HTTP(http.HandlerFunc(g.serveReload)))
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+	})
+	// The trace API under /api/ (behind the same tokens) and the explorer
+	// page at / (which asks for a token when the API wants one).
 	mux.Handle("/", g.page)
 	return mux
 }

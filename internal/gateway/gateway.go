@@ -13,12 +13,12 @@ import (
 	"net/http/pprof"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/config"
@@ -43,7 +43,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Reload, when it delivers, makes Run re-read the config with
 	// LoadConfig and apply what can change live (auth tokens, rate limits,
-	// TLS files); other changes are logged as needing a restart.
+	// TLS files, destinations); other changes are logged as needing a
+	// restart. LoadConfig also serves POST /-/reload on server.http.
 	Reload     <-chan struct{}
 	LoadConfig func() (*config.Config, error)
 	// PluginCommand, when set, builds the command serving a built-in
@@ -53,13 +54,18 @@ type Options struct {
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg     *config.Config
+	cfg     *config.Config // as started: what cannot change live
+	opts    Options
 	log     *slog.Logger
 	store   store.Store
 	batcher *batcher.Batcher
 	metrics *Metrics
 	page    http.Handler // trace explorer page + API
+	api     swapHandler  // the API, rebuilt when its tokens change
 	fanout  *dispatch.Dispatcher
+
+	reloadMu sync.Mutex           // one reload at a time
+	dests    []config.Destination // the destinations running now
 
 	auth    *auth.Authenticator
 	limiter *ratelimit.Limiter
@@ -100,7 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if err != nil {
 		return nil, fmt.Errorf("open %s trace database: %w", cfg.Storage.Driver, err)
 	}
-	g := &Gateway{cfg: cfg, log: log, store: st, serveErr: make(chan error, 3)}
+	g := &Gateway{cfg: cfg, opts: opts, log: log, store: st, serveErr: make(chan error, 3), dests: cfg.Destinations}
 	g.metrics = NewMetrics()
 	g.auth = auth.New(authTokens(cfg), auth.WithObserver(g.metrics.AuthRejected))
 	g.limiter = ratelimit.New(rateLimits(cfg))
@@ -145,7 +151,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		MaxSpansPerRequest: cfg.Ingest.MaxSpansPerRequest,
 		RateLimiter:        g.limiter,
 	}
-	page, err := web.New(api.New(st, api.Options{Logger: log}), web.Options{})
+	g.setAPITokens(cfg)
+	page, err := web.New(&g.api, web.Options{})
 	if err != nil {
 		_ = g.batcher.Close(ctx)
 		g.closeTLS()
@@ -212,22 +219,6 @@ func grpcLimits(c config.GRPCConn) limits.GRPC {
 	l.KeepaliveTime = c.KeepaliveTime.D()
 	l.KeepaliveTimeout = c.KeepaliveTimeout.D()
 	return l
-}
-
-// Reload applies what can change without a restart: auth tokens, rate
-// limits and the TLS files (re-read now). Other settings keep their running
-// values until a restart. An error means the TLS files did not load; the
-// rest was applied.
-func (g *Gateway) Reload(cfg *config.Config) error {
-	g.auth.Update(authTokens(cfg))
-	g.limiter.Update(rateLimits(cfg))
-	var err error
-	if g.tls != nil {
-		err = g.tls.Reload()
-	}
-	g.log.Info("configuration reloaded: auth tokens, rate limits, TLS files", "auth", g.auth.Enabled(),
-		"tokens", len(cfg.Server.Auth.Tokens))
-	return err
 }
 
 func (g *Gateway) listen(cfg *config.Config, ropts receiver.Options) error {
@@ -404,16 +395,8 @@ wait:
 			g.log.Error("listener failed, shutting down", "err", runErr)
 			break wait
 		case <-opts.Reload:
-			if opts.LoadConfig == nil {
-				continue
-			}
-			next, err := opts.LoadConfig()
-			if err != nil {
-				g.log.Error("configuration not reloaded; keeping the running one", "err", err)
-				continue
-			}
-			if err := g.Reload(next); err != nil {
-				g.log.Error("reload incomplete", "err", err)
+			if opts.LoadConfig != nil {
+				_, _ = g.reloadFromFile(ctx) // the outcome is logged
 			}
 		}
 	}
@@ -442,27 +425,7 @@ func newFanout(st store.Store, cfg *config.Config, opts Options, log *slog.Logge
 	}
 	dests := make([]dispatch.Destination, 0, len(cfg.Destinations))
 	for _, d := range cfg.Destinations {
-		policy := dispatch.PolicyFromConfig(d)
-		spec := pluginhost.Spec{
-			Name:           d.Name,
-			Plugin:         d.Plugin,
-			SHA256:         d.SHA256,
-			Config:         d.Config,
-			Logger:         log,
-			ExportTimeout:  policy.Timeout,
-			BuiltinCommand: opts.PluginCommand,
-		}
-		dests = append(dests, dispatch.Destination{
-			Name:   d.Name,
-			Policy: policy,
-			Start: func(ctx context.Context) (dispatch.Exporter, error) {
-				p, err := pluginhost.Start(ctx, spec)
-				if err != nil {
-					return nil, err
-				}
-				return p, nil
-			},
-		})
+		dests = append(dests, fanoutDestination(d, opts, log, nil))
 	}
 	pruner, _ := st.(store.Pruner)
 	return dispatch.New(dl, dests, dispatch.Options{
@@ -471,6 +434,42 @@ func newFanout(st store.Store, cfg *config.Config, opts Options, log *slog.Logge
 		Retention: cfg.Storage.Retention.D(),
 		Pruner:    pruner,
 	}), nil
+}
+
+// pluginSpec is how destination d's plugin is started.
+func pluginSpec(d config.Destination, opts Options, log *slog.Logger) pluginhost.Spec {
+	return pluginhost.Spec{
+		Name:           d.Name,
+		Plugin:         d.Plugin,
+		SHA256:         d.SHA256,
+		Config:         d.Config,
+		Logger:         log,
+		ExportTimeout:  dispatch.PolicyFromConfig(d).Timeout,
+		BuiltinCommand: opts.PluginCommand,
+	}
+}
+
+// fanoutDestination is d as the dispatcher runs it. started, when not nil,
+// is a plugin already running for d (a reload starts plugins before it
+// changes anything); the first start hands it over.
+func fanoutDestination(d config.Destination, opts Options, log *slog.Logger, started *pluginhost.Destination) dispatch.Destination {
+	spec := pluginSpec(d, opts, log)
+	var handed atomic.Pointer[pluginhost.Destination]
+	handed.Store(started)
+	return dispatch.Destination{
+		Name:   d.Name,
+		Policy: dispatch.PolicyFromConfig(d),
+		Start: func(ctx context.Context) (dispatch.Exporter, error) {
+			if p := handed.Swap(nil); p != nil {
+				return p, nil
+			}
+			p, err := pluginhost.Start(ctx, spec)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	}
 }
 
 // batchObservers fans one batcher observation out to several observers.

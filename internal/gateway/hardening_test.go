@@ -119,7 +119,7 @@ func TestHardenedGateway(t *testing.T) {
 				runErr <- g.Shutdown(context.Background())
 				return
 			case <-reload:
-				_ = g.Reload(&next)
+				_, _ = g.Reload(context.Background(), &next)
 			}
 		}
 	}()
