@@ -140,7 +140,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logger := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP reloads auth tokens, rate limits and TLS files (systemctl reload).
+	// SIGHUP re-reads the config: tokens, rate limits, TLS files and destinations change live (systemctl reload).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
