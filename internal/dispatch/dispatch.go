@@ -164,12 +164,16 @@ type Dispatcher struct {
 
 	cancel    context.CancelFunc
 	housework sync.WaitGroup
+
+	shared *sharedBatches // chunks converted for one destination, reused by the others
 }
 
 // New prepares a dispatcher; Start runs it.
 func New(log Log, dests []Destination, opts Options) *Dispatcher {
 	opts.withDefaults()
 	d := &Dispatcher{log: log, opts: opts}
+	// Bounded: a few chunks of at most a batch each.
+	d.shared = newSharedBatches(sharedChunks)
 	for _, dest := range dests {
 		d.workers = append(d.workers, newWorker(d, dest))
 	}

@@ -396,13 +396,19 @@ func (w *worker) assemble(ctx context.Context, ids []string) (ptrace.Traces, int
 	consumed, filtered := 0, 0
 	for consumed < len(ids) && acc.SpanCount() < w.p.MaxSpans {
 		n := min(w.p.MaxSpans-acc.SpanCount(), len(ids)-consumed)
-		rows, err := w.d.log.Spans(ctx, ids[consumed:consumed+n])
-		if err != nil {
-			return acc, 0, err
-		}
-		td, err := w.convert(ctx, rows)
-		if err != nil {
-			return acc, 0, err
+		chunk := ids[consumed : consumed+n]
+		td, ok := w.d.shared.get(chunk)
+		if !ok {
+			rows, err := w.d.log.Spans(ctx, chunk)
+			if err != nil {
+				return acc, 0, err
+			}
+			if td, err = w.convert(ctx, rows); err != nil {
+				return acc, 0, err
+			}
+			if td.SpanCount() == len(rows) {
+				w.d.shared.put(chunk, td) // only clean conversions are shared
+			}
 		}
 		in := td.SpanCount()
 		filtered += in - w.p.Route.Apply(td)
