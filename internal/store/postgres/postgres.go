@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -47,11 +48,20 @@ var _ store.Store = (*Store)(nil)
 // Open connects to opts.DSN and creates the schema, the tables and their
 // indexes when they do not exist yet. Errors that mean the server cannot be
 // reached wrap store.ErrUnavailable.
+// defaultMaxConns bounds the pool when the DSN does not.
+const defaultMaxConns = 20
+
 func Open(ctx context.Context, opts store.Options) (*Store, error) {
 	opts = opts.WithDefaults()
 	cfg, err := pgxpool.ParseConfig(opts.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: parse DSN: %w", err)
+	}
+	if !strings.Contains(opts.DSN, "pool_max_conns") {
+		// pgx's default (max(4, CPUs)) is shared by the write transactions,
+		// every destination's fan-out worker and the API; too few and the
+		// writers queue behind fan-out reads. pool_max_conns in the DSN wins.
+		cfg.MaxConns = defaultMaxConns
 	}
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, stageDDL)
