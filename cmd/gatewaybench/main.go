@@ -53,7 +53,7 @@ func main() {
 		senders = flag.Int("senders", 4, "concurrent senders")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
 		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
-		batch   = flag.Int("batch", 2000, "ingest.max_batch_spans of the gateway")
+		batch   = flag.Int("batch", 512, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
 	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)

@@ -45,7 +45,7 @@ type Observer interface {
 
 // Defaults for Options.
 const (
-	DefaultMaxBatchSpans = 2000
+	DefaultMaxBatchSpans = 512
 	DefaultMaxDelay      = 20 * time.Millisecond
 	DefaultWriters       = 2
 	DefaultMaxQueueSpans = 100_000

@@ -277,7 +277,7 @@ func Defaults() Config {
 		},
 		Ingest: Ingest{
 			MaxRequestBytes:    16 << 20,
-			MaxBatchSpans:      2000,
+			MaxBatchSpans:      512,
 			MaxBatchDelay:      Duration(20 * time.Millisecond),
 			MaxQueueSpans:      200_000,
 			Writers:            2,

@@ -47,7 +47,7 @@ destinations:
 		{"size", int64(cfg.Ingest.MaxRequestBytes), int64(8 << 20)},
 		{"duration", cfg.Ingest.MaxBatchDelay.D(), 5 * time.Millisecond},
 		{"int from env default", cfg.Ingest.Writers, 3},
-		{"default kept", cfg.Ingest.MaxBatchSpans, 2000},
+		{"default kept", cfg.Ingest.MaxBatchSpans, 512},
 		{"secret into plugin config", cfg.Destinations[0].Config["public_key"], "pk-1"},
 		{"numeric secret stays a string", cfg.Destinations[0].Config["experiment"], "42"},
 		{"line of field", cfg.Line("storage.dsn"), 8},
