@@ -51,11 +51,14 @@ func main() {
 		runs    = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
 		perReq  = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
 		senders = flag.Int("senders", 4, "concurrent senders")
+		dBatch  = flag.Int("dest-batch", 512, "batch.max_spans of each destination")
+		dDelay  = flag.String("dest-delay", "500ms", "batch.max_delay of each destination")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
 		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
 		batch   = flag.Int("batch", 512, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
+	destBatch, destDelay = *dBatch, *dDelay
 	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)
 	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *sinks); err != nil {
 		log.Fatal(err)
@@ -64,6 +67,12 @@ func main() {
 
 // ingest is the gateway config's ingest section.
 var ingest string
+
+// Batch settings of the fan-out destinations.
+var (
+	destBatch = 512
+	destDelay = "500ms"
+)
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
@@ -366,7 +375,7 @@ func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, sen
 	if len(sinks) > 0 {
 		dests = "destinations:\n"
 		for i, sk := range sinks {
-			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n", i, sk.url)
+			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n    batch: {max_spans: %d, max_delay: %s}\n", i, sk.url, destBatch, destDelay)
 		}
 	}
 	cfg := fmt.Sprintf(`server:
