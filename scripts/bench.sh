@@ -17,6 +17,9 @@ echo "== end to end: OTLP/HTTP protobuf → PostgreSQL, vs raw COPY"
 echo "== Go benchmarks"
 $GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/
 
+echo "== trace API: list over 1,000,000 traces (index plans asserted) and a 2,000-span tree"
+$GO test -run '^$' -bench 'ListTraces1M|TraceTree2000' -benchtime 1x ./internal/api/
+
 # The soak test takes ten minutes: only with SOAK=1. SOAK_DURATION,
 # SOAK_RATE (agent runs/s) and SOAK_FLAGS (e.g. "-storage postgres -dsn ...")
 # tune it; `bin/soak -h` lists the flags.

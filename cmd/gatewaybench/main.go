@@ -48,7 +48,7 @@ func main() {
 	var (
 		dsn     = flag.String("dsn", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL DSN")
 		gwBin   = flag.String("gateway", "bin/gateway", "gateway binary")
-		runs    = flag.Int("runs", 20000, "agent runs (11-span traces) to send")
+		runs    = flag.Int("runs", 6000, "agent runs (11-span traces) to send")
 		perReq  = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
 		senders = flag.Int("senders", 4, "concurrent senders")
 		dBatch  = flag.Int("dest-batch", 512, "batch.max_spans of each destination")
