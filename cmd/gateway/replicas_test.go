@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/testdb"
 )
 
@@ -184,55 +183,23 @@ func delivered(t *testing.T, path string, tolerant bool, into map[string]int) in
 	return n
 }
 
-// otlpSink is a slow OTLP/HTTP endpoint that counts the span ids it gets.
-type otlpSink struct {
-	mu  sync.Mutex
-	got map[string]int
+// newSlowSink starts an OTLP/HTTP endpoint that takes a while to answer,
+// so exports are in flight for a while.
+func newSlowSink(t *testing.T) *otlpsink.Sink {
+	t.Helper()
+	s, err := otlpsink.New(otlpsink.WithHook(func(*http.Request, ptrace.Traces) { time.Sleep(100 * time.Millisecond) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }
 
-func (s *otlpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	data, err := io.ReadAll(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(data)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	time.Sleep(100 * time.Millisecond) // a slow vendor: exports are in flight for a while
-	s.mu.Lock()
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				s.got[spans.At(k).SpanID().String()]++
-			}
-		}
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(http.StatusOK)
-}
-
-func (s *otlpSink) snapshot() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.got))
-	for k, v := range s.got {
-		out[k] = v
+// vendorCounts is how often the sink got each span, by hex span id.
+func vendorCounts(s *otlpsink.Sink) map[string]int {
+	out := map[string]int{}
+	for id, n := range s.Deliveries() {
+		out[id.String()] = n
 	}
 	return out
 }
@@ -251,9 +218,7 @@ func TestReplicasShareFanoutAndSurviveSIGKILL(t *testing.T) {
 	dsn, schema := testdb.Postgres(t)
 	dir := t.TempDir()
 	gatewayBin, jsonlBin := buildBinaries(t, dir)
-	sink := &otlpSink{got: map[string]int{}}
-	srv := httptest.NewServer(sink)
-	t.Cleanup(srv.Close)
+	sink := newSlowSink(t)
 
 	var replicas []*replica
 	for i := range 3 {
@@ -282,11 +247,11 @@ destinations:
   - name: vendor
     plugin: otlp
     config:
-      endpoint: %s/v1/traces
+      endpoint: %s
     batch: {max_spans: 50, max_delay: 20ms}
     retry: {initial: 50ms, max: 500ms}
     lease: 2s
-`, dsn, schema, jsonlBin, out, srv.URL)
+`, dsn, schema, jsonlBin, out, sink.URL())
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -306,7 +271,7 @@ destinations:
 		deadline := time.Now().Add(within)
 		for {
 			m, per := union()
-			vendor := sink.snapshot()
+			vendor := vendorCounts(sink)
 			missing := 0
 			for _, id := range ids {
 				if vendor[id] == 0 {
@@ -339,7 +304,7 @@ destinations:
 			t.Fatalf("span %s delivered %d times in normal operation (per replica %v)", id, n, per)
 		}
 	}
-	for id, n := range sink.snapshot() {
+	for id, n := range vendorCounts(sink) {
 		if n != 1 {
 			t.Fatalf("the vendor got span %s %d times in normal operation", id, n)
 		}
@@ -416,7 +381,7 @@ destinations:
 		dups += n - 1
 	}
 	vendorDups := 0
-	for _, n := range sink.snapshot() {
+	for _, n := range vendorCounts(sink) {
 		vendorDups += n - 1
 	}
 	// Only the claims the killed replica held can go twice: one per

@@ -11,7 +11,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -38,6 +37,7 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
@@ -122,12 +122,12 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
 	}
 
 	fmt.Printf("\n== fan-out: %d healthy OTLP destinations vs none\n", sinks)
-	healthy := make([]*sink, sinks)
+	healthy := make([]*otlpsink.Sink, sinks)
 	for i := range healthy {
-		if healthy[i], err = newSink(); err != nil {
+		if healthy[i], err = otlpsink.New(); err != nil {
 			return err
 		}
-		defer healthy[i].close()
+		defer healthy[i].Close()
 	}
 	fo, err := endToEnd(ctx, dsn, schema("fanout"), gwBin, reqs, senders, want, healthy)
 	if err != nil {
@@ -141,17 +141,17 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
 	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", mib(fo.peakRSS))
 
 	fmt.Printf("\n== one destination down for the whole run, one healthy\n")
-	down, err := newSink()
+	down, err := otlpsink.New()
 	if err != nil {
 		return err
 	}
-	down.close() // a closed port: connection refused for the whole run
-	one, err := newSink()
+	down.Close() // a closed port: connection refused for the whole run
+	one, err := otlpsink.New()
 	if err != nil {
 		return err
 	}
-	defer one.close()
-	dn, err := endToEnd(ctx, dsn, schema("down"), gwBin, reqs, senders, want, []*sink{one, down})
+	defer one.Close()
+	dn, err := endToEnd(ctx, dsn, schema("down"), gwBin, reqs, senders, want, []*otlpsink.Sink{one, down})
 	if err != nil {
 		return fmt.Errorf("destination-down run: %w", err)
 	}
@@ -275,89 +275,10 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// sink is a fake OTLP/HTTP destination that records when it first received
-// each span.
-type sink struct {
-	srv  *http.Server
-	url  string
-	mu   sync.Mutex
-	got  map[pcommon.SpanID]time.Time
-	dups int
-}
-
-func newSink() (*sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &sink{url: "http://" + ln.Addr().String() + "/v1/traces", got: map[pcommon.SpanID]time.Time{}}
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
-}
-
-func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
-	if err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	req := ptraceotlp.NewExportRequest()
-	if err := req.UnmarshalProto(b); err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	now := time.Now()
-	ids := spanIDs(req.Traces())
-	s.mu.Lock()
-	for _, id := range ids {
-		if _, dup := s.got[id]; dup {
-			s.dups++
-			continue
-		}
-		s.got[id] = now
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
-	_, _ = w.Write(out)
-}
-
-func (s *sink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.got)
-}
-
-func (s *sink) close() { _ = s.srv.Close() }
-
-func spanIDs(td ptrace.Traces) []pcommon.SpanID {
-	var out []pcommon.SpanID
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		ss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < ss.Len(); j++ {
-			sp := ss.At(j).Spans()
-			for k := 0; k < sp.Len(); k++ {
-				out = append(out, sp.At(k).SpanID())
-			}
-		}
-	}
-	return out
-}
-
 // endToEnd starts a gateway with one `otlp` destination per sink, sends
 // every request, and when sinks are given waits until each open sink has
 // every span, measuring delivery lag from each request's 200 to receipt.
-func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, senders, wantSpans int, sinks []*sink) (gwResult, error) {
+func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, senders, wantSpans int, sinks []*otlpsink.Sink) (gwResult, error) {
 	otlpAddr, err := freeAddr()
 	if err != nil {
 		return gwResult{}, err
@@ -375,7 +296,7 @@ func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, sen
 	if len(sinks) > 0 {
 		dests = "destinations:\n"
 		for i, sk := range sinks {
-			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n    batch: {max_spans: %d, max_delay: %s}\n", i, sk.url, destBatch, destDelay)
+			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n    batch: {max_spans: %d, max_delay: %s}\n", i, sk.URL(), destBatch, destDelay)
 		}
 	}
 	cfg := fmt.Sprintf(`server:
@@ -411,7 +332,7 @@ log:
 		if err := req.UnmarshalProto(b); err != nil {
 			return gwResult{}, err
 		}
-		reqSpans[i] = spanIDs(req.Traces())
+		reqSpans[i] = otlpsink.SpanIDs(req.Traces())
 	}
 	acked := make([]time.Time, len(reqs))
 
@@ -460,7 +381,7 @@ log:
 	res := gwResult{rate: float64(n) / elapsed.Seconds()}
 
 	// Wait for every open sink to hold every span.
-	var open []*sink
+	var open []*otlpsink.Sink
 	for _, sk := range sinks {
 		if !isClosed(sk) {
 			open = append(open, sk)
@@ -468,23 +389,22 @@ log:
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for _, sk := range open {
-		for sk.count() < wantSpans {
+		for sk.Count() < wantSpans {
 			if time.Now().After(deadline) {
-				return gwResult{}, fmt.Errorf("%s received %d of %d spans after 3 minutes", sk.url, sk.count(), wantSpans)
+				return gwResult{}, fmt.Errorf("%s received %d of %d spans after 3 minutes", sk.URL(), sk.Count(), wantSpans)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	var lags []time.Duration
 	for _, sk := range open {
-		sk.mu.Lock()
 		for i, ids := range reqSpans {
 			for _, id := range ids {
-				lags = append(lags, sk.got[id].Sub(acked[i]))
+				at, _ := sk.Received(id)
+				lags = append(lags, at.Sub(acked[i]))
 			}
 		}
-		res.duplicates += sk.dups
-		sk.mu.Unlock()
+		res.duplicates += sk.Duplicates()
 	}
 	if len(lags) > 0 {
 		sort.Slice(lags, func(a, b int) bool { return lags[a] < lags[b] })
@@ -496,8 +416,8 @@ log:
 }
 
 // isClosed reports a sink that was closed on purpose (a dead destination).
-func isClosed(sk *sink) bool {
-	resp, err := http.Get(strings.TrimSuffix(sk.url, "/v1/traces") + "/")
+func isClosed(sk *otlpsink.Sink) bool {
+	resp, err := http.Get(sk.BaseURL() + "/")
 	if err != nil {
 		return true
 	}

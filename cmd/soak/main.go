@@ -18,8 +18,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -35,13 +33,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-
+	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 )
 
@@ -119,12 +114,12 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		defer s.close()
+		defer s.Close()
 		sinks = append(sinks, s)
 	}
 	dests := make([]destination, 0, len(sinks)+1)
 	for _, s := range sinks {
-		dests = append(dests, destination{name: s.name, url: s.url})
+		dests = append(dests, destination{name: s.name, url: s.URL()})
 	}
 	if o.down {
 		addr, err := closedPort()
@@ -225,7 +220,7 @@ load:
 	for time.Now().Before(deadline) {
 		caughtUp := true
 		for _, s := range sinks {
-			if int64(s.count()) < final.acked {
+			if int64(s.Count()) < final.acked {
 				caughtUp = false
 			}
 		}
@@ -265,7 +260,7 @@ func report(out io.Writer, o options, stats sim.Stats, failed int64, sent time.D
 		for _, s := range sinks {
 			if s.name == d.name {
 				healthy = true
-				n, dups := s.counts()
+				n, dups := s.Count(), s.Duplicates()
 				line += fmt.Sprintf(", received %d distinct (%d duplicates)", n, dups)
 				if int64(n) < final.acked {
 					line += fmt.Sprintf("  MISSING %d", final.acked-int64(n))
@@ -567,85 +562,17 @@ func parseMetrics(r io.Reader) []metric {
 	return out
 }
 
-// sink is a fake OTLP/HTTP destination counting the distinct spans it got.
+// sink is a healthy destination: a fake OTLP/HTTP endpoint named as in the
+// gateway's config.
 type sink struct {
 	name string
-	url  string
-	srv  *http.Server
-	mu   sync.Mutex
-	got  map[[8]byte]struct{}
-	dups int
+	*otlpsink.Sink
 }
 
 func newSink(name string) (*sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := otlpsink.New()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sink %s: %w", name, err)
 	}
-	s := &sink{name: name, url: "http://" + ln.Addr().String() + "/v1/traces", got: map[[8]byte]struct{}{}}
-	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = s.srv.Serve(ln) }()
-	return s, nil
-}
-
-func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	req := ptraceotlp.NewExportRequest()
-	if err := req.UnmarshalProto(b); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	ids := spanIDs(req.Traces())
-	s.mu.Lock()
-	for _, id := range ids {
-		if _, dup := s.got[id]; dup {
-			s.dups++
-			continue
-		}
-		s.got[id] = struct{}{}
-	}
-	s.mu.Unlock()
-	resp, _ := ptraceotlp.NewExportResponse().MarshalProto()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = io.Copy(w, bytes.NewReader(resp))
-}
-
-func (s *sink) count() int {
-	n, _ := s.counts()
-	return n
-}
-
-func (s *sink) counts() (distinct, dups int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.got), s.dups
-}
-
-func (s *sink) close() { _ = s.srv.Close() }
-
-func spanIDs(td ptrace.Traces) [][8]byte {
-	var out [][8]byte
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		ss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < ss.Len(); j++ {
-			sp := ss.At(j).Spans()
-			for k := 0; k < sp.Len(); k++ {
-				out = append(out, sp.At(k).SpanID())
-			}
-		}
-	}
-	return out
+	return &sink{name: name, Sink: s}, nil
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,14 +23,14 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/kern-agents/trace-gateway/internal/config"
+	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 )
 
-// otlpSink is a fake OTLP/HTTP destination. It records, per span id, how
-// often it arrived and the X-Generation header of each delivery (the
-// header is set in the destination's config, so it shows which settings
-// delivered a span).
+// otlpSink is a fake OTLP/HTTP destination. It records, per span id, the
+// X-Generation header of each delivery (the header is set in the
+// destination's config, so it shows which settings delivered a span).
 type otlpSink struct {
-	srv *httptest.Server
+	*otlpsink.Sink
 	mu  sync.Mutex
 	got map[string][]string // span id -> generation of each delivery
 }
@@ -40,50 +38,20 @@ type otlpSink struct {
 func newOTLPSink(t *testing.T) *otlpSink {
 	t.Helper()
 	s := &otlpSink{got: map[string][]string{}}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *otlpSink) url() string { return s.srv.URL + "/v1/traces" }
-
-func (s *otlpSink) serve(w http.ResponseWriter, r *http.Request) {
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+	sk, err := otlpsink.New(otlpsink.WithHook(func(r *http.Request, td ptrace.Traces) {
+		gen := r.Header.Get("X-Generation")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, id := range otlpsink.SpanIDs(td) {
+			s.got[id.String()] = append(s.got[id.String()], gen)
 		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
+	}))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		t.Fatal(err)
 	}
-	req := ptraceotlp.NewExportRequest()
-	if err := req.UnmarshalProto(b); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	gen := r.Header.Get("X-Generation")
-	s.mu.Lock()
-	rss := req.Traces().ResourceSpans()
-	for i := range rss.Len() {
-		sss := rss.At(i).ScopeSpans()
-		for j := range sss.Len() {
-			spans := sss.At(j).Spans()
-			for k := range spans.Len() {
-				id := spans.At(k).SpanID().String()
-				s.got[id] = append(s.got[id], gen)
-			}
-		}
-	}
-	s.mu.Unlock()
-	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
+	t.Cleanup(sk.Close)
+	s.Sink = sk
+	return s
 }
 
 // deliveries returns a copy of what arrived.
@@ -214,7 +182,7 @@ func sinkDest(name string, sink *otlpSink, generation string) config.Destination
 	return config.Destination{
 		Name:   name,
 		Plugin: "otlp",
-		Config: map[string]any{"endpoint": sink.url(), "compression": "none",
+		Config: map[string]any{"endpoint": sink.URL(), "compression": "none",
 			"headers": map[string]any{"X-Generation": generation}},
 		Batch: config.Batch{MaxDelay: config.Duration(20 * time.Millisecond)},
 		Retry: config.Retry{Initial: config.Duration(50 * time.Millisecond), Max: config.Duration(500 * time.Millisecond)},
@@ -668,7 +636,7 @@ func TestRunReloadsFromFile(t *testing.T) {
 		t.Helper()
 		var dests strings.Builder
 		for i, s := range sinks {
-			fmt.Fprintf(&dests, "  - {name: d%d, plugin: otlp, config: {endpoint: %q}, batch: {max_delay: 20ms}}\n", i, s.url())
+			fmt.Fprintf(&dests, "  - {name: d%d, plugin: otlp, config: {endpoint: %q}, batch: {max_delay: 20ms}}\n", i, s.URL())
 		}
 		src := fmt.Sprintf("server: {otlp_grpc: \"\", otlp_http: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\nstorage: {driver: sqlite, dsn: %q}\ndestinations:\n%s",
 			"file:"+filepath.Join(dir, "traces.db"), dests.String())

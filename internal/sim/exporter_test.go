@@ -1,21 +1,22 @@
 package sim
 
 import (
-	"compress/gzip"
 	"context"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip"
+
+	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 )
 
 // countingGzip wraps gRPC's gzip codec to count messages the server
@@ -36,7 +37,8 @@ var grpcGzip = func() *countingGzip {
 	return c
 }()
 
-// otlpSink is a minimal OTLP receiver counting spans.
+// otlpSink is a minimal OTLP/gRPC receiver counting spans; over HTTP it
+// hears from an otlpsink.Sink's hook.
 type otlpSink struct {
 	ptraceotlp.UnimplementedGRPCServer
 	spans   atomic.Int64
@@ -47,8 +49,7 @@ type otlpSink struct {
 
 func newSink() *otlpSink { return &otlpSink{encs: map[string]bool{}, service: map[string]bool{}} }
 
-func (s *otlpSink) record(req ptraceotlp.ExportRequest, enc string) {
-	td := req.Traces()
+func (s *otlpSink) record(td ptrace.Traces, enc string) {
 	s.spans.Add(int64(td.SpanCount()))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -61,39 +62,8 @@ func (s *otlpSink) record(req ptraceotlp.ExportRequest, enc string) {
 }
 
 func (s *otlpSink) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
-	s.record(req, "grpc")
+	s.record(req.Traces(), "grpc")
 	return ptraceotlp.NewExportResponse(), nil
-}
-
-func (s *otlpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/v1/traces" || r.Method != http.MethodPost {
-		http.NotFound(w, r)
-		return
-	}
-	var body io.Reader = r.Body
-	enc := r.Header.Get("Content-Encoding")
-	if enc == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	req := ptraceotlp.NewExportRequest()
-	if err := req.UnmarshalProto(b); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	s.record(req, enc)
-	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
 }
 
 func TestExportOverGRPCAndHTTP(t *testing.T) {
@@ -122,9 +92,14 @@ func TestExportOverGRPCAndHTTP(t *testing.T) {
 				t.Cleanup(srv.Stop)
 				addr = lis.Addr().String()
 			case ProtocolHTTP:
-				srv := httptest.NewServer(sink)
+				srv, err := otlpsink.New(otlpsink.WithHook(func(r *http.Request, td ptrace.Traces) {
+					sink.record(td, r.Header.Get("Content-Encoding"))
+				}))
+				if err != nil {
+					t.Fatal(err)
+				}
 				t.Cleanup(srv.Close)
-				addr = srv.URL
+				addr = srv.BaseURL()
 			}
 
 			gzipBefore := grpcGzip.decompressed.Load()
