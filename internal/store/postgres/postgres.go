@@ -98,48 +98,11 @@ const stageDDL = `CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
 // advisory lock keeps replicas that start together from racing on the catalog.
 func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	id := func(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
-	index := func(table, column string) string {
-		return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
-			id("ix_"+table+"_"+column), id(opts.Schema, table), id(column))
-	}
-	stmts := []string{
-		"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema),
-		`CREATE TABLE IF NOT EXISTS ` + s.traces + ` (
-			trace_id VARCHAR NOT NULL PRIMARY KEY,
-			name VARCHAR NOT NULL,
-			status VARCHAR NOT NULL,
-			start_time VARCHAR NOT NULL,
-			end_time VARCHAR NOT NULL,
-			duration_ms BIGINT NOT NULL,
-			run_id VARCHAR,
-			session_id VARCHAR,
-			user_id VARCHAR,
-			agent_id VARCHAR,
-			team_id VARCHAR,
-			workflow_id VARCHAR,
-			created_at VARCHAR NOT NULL
-		)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.spans + ` (
-			span_id VARCHAR NOT NULL PRIMARY KEY,
-			trace_id VARCHAR NOT NULL REFERENCES ` + s.traces + ` (trace_id),
-			parent_span_id VARCHAR,
-			name VARCHAR NOT NULL,
-			span_kind VARCHAR NOT NULL,
-			status_code VARCHAR NOT NULL,
-			status_message TEXT,
-			start_time VARCHAR NOT NULL,
-			end_time VARCHAR NOT NULL,
-			duration_ms BIGINT NOT NULL,
-			attributes JSONB,
-			created_at VARCHAR NOT NULL
-		)`,
-	}
-	for _, c := range []string{"status", "start_time", "run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at"} {
-		stmts = append(stmts, index(opts.TracesTable, c))
-	}
-	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
-		stmts = append(stmts, index(opts.SpansTable, c))
-	}
+	stmts := append([]string{"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema)},
+		store.TablesDDL(s.traces, s.spans, "JSONB")...)
+	stmts = append(stmts, store.IndexesDDL(opts.TracesTable, opts.SpansTable,
+		func(c string) string { return id(c) },
+		func(table string) string { return id(opts.Schema, table) })...)
 	stmts = append(stmts, s.dq.ddl(opts.Schema)...)
 
 	tx, err := s.pool.Begin(ctx)

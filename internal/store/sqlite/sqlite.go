@@ -129,46 +129,8 @@ func withParams(dsn string, writer bool) (string, error) {
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
 func (s *Store) migrate(ctx context.Context, opts store.Options) error {
-	index := func(table, column string) string {
-		return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", quote("ix_"+table+"_"+column), quote(table), quote(column))
-	}
-	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS ` + s.traces + ` (
-			trace_id VARCHAR NOT NULL PRIMARY KEY,
-			name VARCHAR NOT NULL,
-			status VARCHAR NOT NULL,
-			start_time VARCHAR NOT NULL,
-			end_time VARCHAR NOT NULL,
-			duration_ms BIGINT NOT NULL,
-			run_id VARCHAR,
-			session_id VARCHAR,
-			user_id VARCHAR,
-			agent_id VARCHAR,
-			team_id VARCHAR,
-			workflow_id VARCHAR,
-			created_at VARCHAR NOT NULL
-		)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.spans + ` (
-			span_id VARCHAR NOT NULL PRIMARY KEY,
-			trace_id VARCHAR NOT NULL REFERENCES ` + s.traces + ` (trace_id),
-			parent_span_id VARCHAR,
-			name VARCHAR NOT NULL,
-			span_kind VARCHAR NOT NULL,
-			status_code VARCHAR NOT NULL,
-			status_message TEXT,
-			start_time VARCHAR NOT NULL,
-			end_time VARCHAR NOT NULL,
-			duration_ms BIGINT NOT NULL,
-			attributes TEXT,
-			created_at VARCHAR NOT NULL
-		)`,
-	}
-	for _, c := range []string{"status", "start_time", "run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at"} {
-		stmts = append(stmts, index(opts.TracesTable, c))
-	}
-	for _, c := range []string{"trace_id", "parent_span_id", "start_time", "created_at"} {
-		stmts = append(stmts, index(opts.SpansTable, c))
-	}
+	stmts := store.TablesDDL(s.traces, s.spans, "TEXT")
+	stmts = append(stmts, store.IndexesDDL(opts.TracesTable, opts.SpansTable, quote, quote)...)
 	stmts = append(stmts, deliveryDDL...)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
