@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
 	"github.com/kern-agents/trace-gateway/internal/store/sqlite"
+	"github.com/kern-agents/trace-gateway/internal/store/storetest"
 	"github.com/kern-agents/trace-gateway/internal/testdb"
 )
 
@@ -131,44 +130,16 @@ func storedIDs(ctx context.Context, st store.Store) (map[string]bool, error) {
 	return out, rows.Err()
 }
 
-// expectTrace is what a trace row must say given its stored spans: the name
-// of its root (the earliest one; the earliest span while no root is
-// stored), ERROR if any span errored else OK once a root is stored (UNSET
-// before), the earliest start, the latest end and the whole milliseconds
-// between them.
+// expectTrace is what a trace row must say given its stored spans, by the
+// stores' own reference rule (storetest.ExpectedTrace).
 func expectTrace(spans []storedSpan) storedTrace {
-	slices.SortFunc(spans, func(a, b storedSpan) int {
-		if ra, rb := a.Parent == "", b.Parent == ""; ra != rb {
-			if ra {
-				return -1
-			}
-			return 1
-		}
-		if c := strings.Compare(a.Start, b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.SpanID, b.SpanID)
-	})
-	want := storedTrace{TraceID: spans[0].TraceID, Name: spans[0].Name, Status: model.StatusUnset, Start: spans[0].Start, End: spans[0].End}
-	root, failed := false, false
-	for _, s := range spans {
-		root = root || s.Parent == ""
-		failed = failed || s.Status == model.StatusError
-		want.Start = min(want.Start, s.Start)
-		want.End = max(want.End, s.End)
+	rows := make([]model.Span, len(spans))
+	for i, s := range spans {
+		rows[i] = model.Span{SpanID: s.SpanID, TraceID: s.TraceID, ParentSpanID: s.Parent, Name: s.Name,
+			StatusCode: s.Status, StartTime: s.Start, EndTime: s.End}
 	}
-	switch {
-	case failed:
-		want.Status = model.StatusError
-	case root:
-		want.Status = model.StatusOK
-	}
-	start, err1 := model.ParseTime(want.Start)
-	end, err2 := model.ParseTime(want.End)
-	if err1 == nil && err2 == nil && end.After(start) {
-		want.DurationMS = end.Sub(start).Milliseconds()
-	}
-	return want
+	r := storetest.ExpectedTrace(rows)
+	return storedTrace{TraceID: r.TraceID, Name: r.Name, Status: r.Status, Start: r.StartTime, End: r.EndTime, DurationMS: r.DurationMS}
 }
 
 // reporter is the part of *testing.T the checks use.
