@@ -180,6 +180,14 @@ func New(log Log, dests []Destination, opts Options) *Dispatcher {
 	return d
 }
 
+// sharing reports whether converted chunks are worth keeping for other
+// destinations: with one destination the copy into the cache is pure cost.
+func (d *Dispatcher) sharing() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.workers) > 1
+}
+
 // snapshot returns the running workers.
 func (d *Dispatcher) snapshot() []*worker {
 	d.mu.Lock()

@@ -406,7 +406,7 @@ func (w *worker) assemble(ctx context.Context, ids []string) (ptrace.Traces, int
 			if td, err = w.convert(ctx, rows); err != nil {
 				return acc, 0, err
 			}
-			if td.SpanCount() == len(rows) {
+			if td.SpanCount() == len(rows) && w.d.sharing() {
 				w.d.shared.put(chunk, td) // only clean conversions are shared
 			}
 		}
