@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kern-agents/trace-gateway/internal/gwbuild"
 )
 
 // dbTarget names a trace database the way the gateway's config does.
@@ -252,45 +254,10 @@ func (g *gatewayProc) wait(timeout time.Duration) error {
 // childPids lists the processes whose parent is pid (from /proc).
 func childPids(pid int) []int {
 	var out []int
-	for _, p := range procs() {
-		if p.ppid == pid {
-			out = append(out, p.pid)
+	for _, p := range gwbuild.Procs() {
+		if p.PPid == pid {
+			out = append(out, p.Pid)
 		}
-	}
-	return out
-}
-
-type procInfo struct {
-	pid, ppid int
-	cmdline   []string
-}
-
-// procs reads every process's pid, parent and command line from /proc.
-func procs() []procInfo {
-	ents, _ := os.ReadDir("/proc")
-	var out []procInfo
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name is in parentheses and may hold spaces: the
-		// fields after the last ')' are state, ppid, ...
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, procInfo{pid: pid, ppid: ppid, cmdline: strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")})
 	}
 	return out
 }
@@ -298,14 +265,7 @@ func procs() []procInfo {
 // pluginPids returns the gateway's children serving built-in adapter name
 // (`gateway plugin NAME`).
 func (g *gatewayProc) pluginPids(name string) []int {
-	pid := g.Pid()
-	var out []int
-	for _, p := range procs() {
-		if p.ppid == pid && len(p.cmdline) >= 3 && p.cmdline[len(p.cmdline)-2] == "plugin" && p.cmdline[len(p.cmdline)-1] == name {
-			out = append(out, p.pid)
-		}
-	}
-	return out
+	return gwbuild.PluginChildren(g.Pid())[name]
 }
 
 // metric reads the sum of every sample of a counter or gauge from /metrics

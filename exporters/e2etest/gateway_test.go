@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kern-agents/trace-gateway/internal/gwbuild"
 )
 
 // gatewayProc is one gateway process started from a generated config. It
@@ -154,30 +156,8 @@ func (g *gatewayProc) groupGone(timeout time.Duration) bool {
 // they serve (`gateway plugin NAME`), from /proc.
 func (g *gatewayProc) pluginProcs() map[string]int {
 	out := map[string]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name is in parentheses and may hold spaces: the
-		// fields after the last ')' are state, ppid, ...
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(g.cmd.Process.Pid) {
-			continue
-		}
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		args := strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")
-		if n := len(args); n >= 2 && args[n-2] == "plugin" {
-			out[args[n-1]]++
-		}
+	for name, pids := range gwbuild.PluginChildren(g.cmd.Process.Pid) {
+		out[name] = len(pids)
 	}
 	return out
 }

@@ -1,0 +1,57 @@
+package gwbuild
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Proc is one process as /proc shows it.
+type Proc struct {
+	Pid, PPid int
+	Args      []string
+}
+
+// Procs lists every process with its parent and command line, from /proc
+// (Linux only; processes that vanish while being read are skipped).
+func Procs() []Proc {
+	ents, _ := os.ReadDir("/proc")
+	var out []Proc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The command name is in parentheses and may hold spaces: the
+		// fields after the last ')' are state, ppid, ...
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		out = append(out, Proc{Pid: pid, PPid: ppid, Args: strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")})
+	}
+	return out
+}
+
+// PluginChildren returns, per built-in adapter name, the pids of parent's
+// children serving it (`gateway plugin NAME`).
+func PluginChildren(parent int) map[string][]int {
+	out := map[string][]int{}
+	for _, p := range Procs() {
+		if n := len(p.Args); p.PPid == parent && n >= 3 && p.Args[n-2] == "plugin" {
+			out[p.Args[n-1]] = append(out[p.Args[n-1]], p.Pid)
+		}
+	}
+	return out
+}
