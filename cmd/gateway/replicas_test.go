@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/kern-agents/trace-gateway/internal/gwbuild"
 	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/testdb"
 )
@@ -37,8 +37,6 @@ type replica struct {
 	logs     []string
 	exited   chan struct{}
 }
-
-var readyRe = regexp.MustCompile(`gateway ready.* otlp_http=(\S+) http=(\S+)`)
 
 // buildBinaries builds the gateway and the example jsonl plugin into dir.
 func buildBinaries(t *testing.T, dir string) (gatewayBin, jsonlBin string) {
@@ -68,8 +66,8 @@ func startReplica(t *testing.T, bin, cfgPath, out string) *replica {
 			line := sc.Text()
 			r.mu.Lock()
 			r.logs = append(r.logs, line)
-			if m := readyRe.FindStringSubmatch(line); m != nil && r.otlpHTTP == "" {
-				r.otlpHTTP, r.http = m[1], m[2]
+			if o, h, ok := gwbuild.ReadyAddrs(line); ok && r.otlpHTTP == "" {
+				r.otlpHTTP, r.http = o, h
 				close(ready)
 			}
 			r.mu.Unlock()

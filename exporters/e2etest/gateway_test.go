@@ -34,10 +34,6 @@ type gatewayProc struct {
 	exit   error
 }
 
-// readyRe finds the addresses in the gateway's "ready" log line (the
-// listeners are on port 0, so only the log says where they are).
-var readyRe = regexp.MustCompile(`gateway ready.* otlp_http=(\S+) http=(\S+)`)
-
 // startGateway writes config to a file and runs `gateway run` on it with env
 // added to the environment, waiting until it logs that it is ready. It is
 // stopped when the test ends; its logs are shown if the test failed.
@@ -63,8 +59,8 @@ func startGateway(t *testing.T, config []byte, env []string) *gatewayProc {
 			line := sc.Text()
 			g.mu.Lock()
 			g.logs = append(g.logs, line)
-			if m := readyRe.FindStringSubmatch(line); m != nil && g.otlpHTTP == "" {
-				g.otlpHTTP, g.http = m[1], m[2]
+			if o, h, ok := gwbuild.ReadyAddrs(line); ok && g.otlpHTTP == "" {
+				g.otlpHTTP, g.http = o, h
 				close(ready)
 			}
 			g.mu.Unlock()

@@ -1,5 +1,7 @@
 // Package gwbuild builds a command of this module into a temporary
-// directory, for end-to-end tests that run the real binary.
+// directory for end-to-end tests that run the real binary, and reads what
+// such tests need back from the running gateway (its ready line, its plugin
+// child processes).
 package gwbuild
 
 import (
