@@ -74,7 +74,7 @@ func claimIDs(t *testing.T, s *sqlite.Store, dest string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, got...)
+		ids = append(ids, slices.Concat(got...)...)
 		if err := s.Complete(ctx, c); err != nil {
 			t.Fatal(err)
 		}

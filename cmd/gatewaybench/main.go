@@ -383,7 +383,7 @@ log:
 	// Wait for every open sink to hold every span.
 	var open []*otlpsink.Sink
 	for _, sk := range sinks {
-		if !isClosed(sk) {
+		if !sk.Closed() {
 			open = append(open, sk)
 		}
 	}
@@ -413,16 +413,6 @@ log:
 	}
 	res.peakRSS = peakRSS(cmd.Process.Pid)
 	return res, nil
-}
-
-// isClosed reports a sink that was closed on purpose (a dead destination).
-func isClosed(sk *otlpsink.Sink) bool {
-	resp, err := http.Get(sk.BaseURL() + "/")
-	if err != nil {
-		return true
-	}
-	resp.Body.Close()
-	return false
 }
 
 // send posts one request, retrying on 429/503 as an OTLP exporter would.

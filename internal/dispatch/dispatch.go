@@ -48,6 +48,13 @@ type Exporter interface {
 	Close(ctx context.Context) error
 }
 
+// EncodedExporter is implemented by exporters that can take a batch already
+// encoded as a protobuf OTLP ExportTraceServiceRequest: spans every
+// destination sends unchanged are encoded once for all of them.
+type EncodedExporter interface {
+	ExportEncoded(ctx context.Context, payload []byte) error
+}
+
 // Restarter is implemented by exporters that restart a plugin process; the
 // count is reported as a metric.
 type Restarter interface{ Restarts() uint64 }
@@ -165,23 +172,22 @@ type Dispatcher struct {
 	cancel    context.CancelFunc
 	housework sync.WaitGroup
 
-	shared *sharedBatches // chunks converted for one destination, reused by the others
+	shared *sharedChunks // chunks built for one destination, reused by the others
 }
 
 // New prepares a dispatcher; Start runs it.
 func New(log Log, dests []Destination, opts Options) *Dispatcher {
 	opts.withDefaults()
 	d := &Dispatcher{log: log, opts: opts}
-	// Bounded: a few chunks of at most a batch each.
-	d.shared = newSharedBatches(sharedChunks)
+	d.shared = newSharedChunks(sharedChunkBytes)
 	for _, dest := range dests {
 		d.workers = append(d.workers, newWorker(d, dest))
 	}
 	return d
 }
 
-// sharing reports whether converted chunks are worth keeping for other
-// destinations: with one destination the copy into the cache is pure cost.
+// sharing reports whether built chunks are worth keeping for other
+// destinations: with one there is nobody to share with.
 func (d *Dispatcher) sharing() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

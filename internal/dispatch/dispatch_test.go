@@ -484,19 +484,21 @@ type countingLog struct {
 	Log
 	mu                  sync.Mutex
 	maxLoad, maxClaimed int
+	loaded              int // span ids loaded in all
 }
 
 func (c *countingLog) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	c.mu.Lock()
 	c.maxLoad = max(c.maxLoad, len(ids))
+	c.loaded += len(ids)
 	c.mu.Unlock()
 	return c.Log.Spans(ctx, ids)
 }
 
-func (c *countingLog) ClaimSpanIDs(ctx context.Context, cl *store.Claim) ([]string, error) {
+func (c *countingLog) ClaimSpanIDs(ctx context.Context, cl *store.Claim) ([][]string, error) {
 	ids, err := c.Log.ClaimSpanIDs(ctx, cl)
 	c.mu.Lock()
-	c.maxClaimed = max(c.maxClaimed, len(ids))
+	c.maxClaimed = max(c.maxClaimed, len(slices.Concat(ids...)))
 	c.mu.Unlock()
 	return ids, err
 }
@@ -664,3 +666,80 @@ func (e exportCtx) Export(ctx context.Context, td ptrace.Traces) error {
 	}
 }
 func (e exportCtx) Close(ctx context.Context) error { return e.f.Close(ctx) }
+
+// encodedFake is a fakeExporter that also takes encoded batches, as the
+// plugin host does.
+type encodedFake struct {
+	*fakeExporter
+	encoded, decoded atomic.Int64 // spans received each way
+}
+
+func (e *encodedFake) ExportEncoded(ctx context.Context, payload []byte) error {
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(payload)
+	if err != nil {
+		return err
+	}
+	e.encoded.Add(int64(td.SpanCount()))
+	return e.fakeExporter.Export(ctx, td)
+}
+
+func (e *encodedFake) Export(ctx context.Context, td ptrace.Traces) error {
+	e.decoded.Add(int64(td.SpanCount()))
+	return e.fakeExporter.Export(ctx, td)
+}
+
+// TestChunksBuiltOnceForAllDestinations: destinations that take spans as
+// stored get them encoded once for all; one that redacts gets its own
+// changed copy; every stored span is loaded from the database once.
+func TestChunksBuiltOnceForAllDestinations(t *testing.T) {
+	eachStore(t, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		for _, name := range []string{"a", "b", "redacted"} {
+			if err := s.EnsureCursor(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids := write(t, s, 2000, 5, time.Now()) // four log rows of 500
+		a, b := &encodedFake{fakeExporter: newFake(nil)}, &encodedFake{fakeExporter: newFake(nil)}
+		red := newFake(nil)
+		p := fastPolicy()
+		rp := p
+		rp.Route.Redact = []config.Redaction{{Key: "kern.span.type", Action: config.RedactMask}}
+		counted := &countingLog{Log: s}
+		d := New(counted, []Destination{
+			{Name: "a", Start: starter(a), Policy: p},
+			{Name: "b", Start: starter(b), Policy: p},
+			{Name: "redacted", Start: starter(red), Policy: rp},
+		}, fastOptions(t))
+		d.Start(ctx)
+		t.Cleanup(func() { _ = d.Stop(context.Background()) })
+		waitFor(t, "every destination has every span", 30*time.Second, func() bool {
+			return a.has(ids) && b.has(ids) && red.has(ids)
+		})
+		for name, e := range map[string]*encodedFake{"a": a, "b": b} {
+			if e.encoded.Load() != int64(len(ids)) || e.decoded.Load() != 0 {
+				t.Errorf("%s got %d spans encoded and %d as pdata; want all %d encoded", name, e.encoded.Load(), e.decoded.Load(), len(ids))
+			}
+		}
+		red.mu.Lock()
+		v, _ := red.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("kern.span.type")
+		red.mu.Unlock()
+		if v.AsString() != Masked {
+			t.Errorf("redacted destination got kern.span.type = %q", v.AsString())
+		}
+		a.mu.Lock()
+		v, _ = a.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("kern.span.type")
+		a.mu.Unlock()
+		if v.AsString() != "llm" {
+			t.Errorf("the redaction of one destination reached another: kern.span.type = %q", v.AsString())
+		}
+		counted.mu.Lock()
+		defer counted.mu.Unlock()
+		if counted.loaded != len(ids) {
+			t.Errorf("loaded %d spans from the database for 3 destinations of %d spans; want each once", counted.loaded, len(ids))
+		}
+		if hits, misses := d.shared.stats(); hits != 2*misses {
+			t.Errorf("chunk cache: %d hits, %d misses; want two hits per build", hits, misses)
+		}
+	})
+}

@@ -24,6 +24,11 @@ type Route struct {
 	Redact   []config.Redaction
 }
 
+// PassesAll reports whether the route sends every span unchanged.
+func (r *Route) PassesAll() bool {
+	return r.Include.IsZero() && r.Exclude.IsZero() && r.Sampling >= 1 && len(r.Redact) == 0
+}
+
 // Masked is what the mask action writes in place of a value.
 const Masked = "***"
 

@@ -2,41 +2,68 @@ package dispatch
 
 import (
 	"container/list"
+	"context"
 	"hash/maphash"
 	"slices"
 	"sync"
-
-	"go.opentelemetry.io/collector/pdata/ptrace"
+	"sync/atomic"
 )
 
-// sharedBatches keeps the last few converted chunks of stored spans so that
-// destinations reading the same delivery-log rows at about the same time
-// (the usual case: they all follow the newest writes) load and convert them
-// once instead of once each. Converting rows back to OTLP is most of a
-// destination's CPU; a hit costs a deep copy. Entries are immutable masters:
-// callers always get their own copy, because routing changes it.
-// sharedChunks is how many converted chunks are kept.
-const sharedChunks = 16
+// chunk is a run of stored spans made ready for export: one delivery-log
+// row (or a MaxSpans piece of one) loaded, converted back to OTLP and
+// encoded. Chunks are immutable once built, so destinations share them.
+type chunk struct {
+	// payload is a protobuf OTLP ExportTraceServiceRequest. Requests
+	// concatenate: the bytes of several chunks in a row are one valid
+	// request holding all their spans.
+	payload []byte
+	ids     []string // hex ids of the spans in payload, for dead letters
+}
 
-type sharedBatches struct {
-	mu    sync.Mutex
-	seed  maphash.Seed
-	max   int
-	order *list.List // front = most recent; values are *sharedEntry
-	byKey map[uint64]*list.Element
+// sharedChunkBytes bounds the encoded chunks kept for other destinations.
+// Destinations that keep up read the same rows within moments of each
+// other, so a few batches' worth is enough.
+const sharedChunkBytes = 32 << 20
+
+// sharedChunks keeps recently built chunks so that destinations reading the
+// same delivery-log rows load, convert and encode them once instead of once
+// each: that work is most of a destination's CPU. Keys are the claimed span
+// ids of the chunk; every destination claims whole log rows and cuts chunks
+// at row boundaries, so they ask for the same keys.
+type sharedChunks struct {
+	mu       sync.Mutex
+	seed     maphash.Seed
+	maxBytes int
+	bytes    int
+	order    *list.List // front = most recent; values are *sharedEntry
+	byKey    map[uint64]*list.Element
+	// building holds chunks being built: destinations woken by the same
+	// commit ask for the same chunk at the same moment, and all but one wait
+	// for it instead of building it again.
+	building map[uint64]*flight
+
+	hits, misses atomic.Uint64
+}
+
+// flight is a chunk under construction.
+type flight struct {
+	ids  []string
+	done chan struct{} // closed when the build ended
+	c    chunk
+	ok   bool // the build succeeded and may be shared
 }
 
 type sharedEntry struct {
 	key uint64
-	ids []string
-	td  ptrace.Traces
+	ids []string // the claimed ids the chunk was built for
+	c   chunk
 }
 
-func newSharedBatches(max int) *sharedBatches {
-	return &sharedBatches{seed: maphash.MakeSeed(), max: max, order: list.New(), byKey: map[uint64]*list.Element{}}
+func newSharedChunks(maxBytes int) *sharedChunks {
+	return &sharedChunks{seed: maphash.MakeSeed(), maxBytes: maxBytes, order: list.New(), byKey: map[uint64]*list.Element{}, building: map[uint64]*flight{}}
 }
 
-func (c *sharedBatches) key(ids []string) uint64 {
+func (c *sharedChunks) key(ids []string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	for _, id := range ids {
@@ -46,41 +73,73 @@ func (c *sharedBatches) key(ids []string) uint64 {
 	return h.Sum64()
 }
 
-// get returns a private copy of the chunk converted for exactly ids.
-func (c *sharedBatches) get(ids []string) (ptrace.Traces, bool) {
-	if c == nil {
-		return ptrace.Traces{}, false
-	}
+// do returns the chunk of ids: kept from an earlier build, awaited from a
+// build under way, or made by build here (built is then true). build
+// reports whether its chunk may be shared; when a build this call waited
+// for fails or may not be shared, build runs here too.
+func (c *sharedChunks) do(ctx context.Context, ids []string, build func() (chunk, bool, error)) (ch chunk, built bool, err error) {
 	k := c.key(ids)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.byKey[k]
-	if !ok || !slices.Equal(el.Value.(*sharedEntry).ids, ids) {
-		return ptrace.Traces{}, false
+	if el, ok := c.byKey[k]; ok && slices.Equal(el.Value.(*sharedEntry).ids, ids) {
+		c.order.MoveToFront(el)
+		c.mu.Unlock()
+		c.hits.Add(1)
+		return el.Value.(*sharedEntry).c, false, nil
 	}
-	c.order.MoveToFront(el)
-	out := ptrace.NewTraces()
-	el.Value.(*sharedEntry).td.CopyTo(out)
-	return out, true
+	if f, ok := c.building[k]; ok && slices.Equal(f.ids, ids) {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return chunk{}, false, context.Cause(ctx)
+		}
+		if f.ok {
+			c.hits.Add(1)
+			return f.c, false, nil
+		}
+		c.misses.Add(1)
+		ch, _, err := build()
+		return ch, true, err
+	}
+	f := &flight{ids: ids, done: make(chan struct{})}
+	c.building[k] = f
+	c.mu.Unlock()
+	c.misses.Add(1)
+
+	ch, share, err := build()
+	c.mu.Lock()
+	if c.building[k] == f {
+		delete(c.building, k)
+	}
+	if err == nil && share {
+		f.c, f.ok = ch, true
+		c.put(k, ids, ch)
+	}
+	c.mu.Unlock()
+	close(f.done)
+	return ch, true, err
 }
 
-// put remembers a copy of td as the conversion of ids.
-func (c *sharedBatches) put(ids []string, td ptrace.Traces) {
-	if c == nil || c.max <= 0 {
+// put remembers ch as the chunk of ids; c.mu is held.
+func (c *sharedChunks) put(k uint64, ids []string, ch chunk) {
+	if len(ch.payload) > c.maxBytes {
 		return
 	}
-	master := ptrace.NewTraces()
-	td.CopyTo(master)
-	k := c.key(ids)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if el, ok := c.byKey[k]; ok {
-		c.order.Remove(el)
+		c.remove(el)
 	}
-	c.byKey[k] = c.order.PushFront(&sharedEntry{key: k, ids: slices.Clone(ids), td: master})
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.byKey, last.Value.(*sharedEntry).key)
+	c.byKey[k] = c.order.PushFront(&sharedEntry{key: k, ids: slices.Clone(ids), c: ch})
+	c.bytes += len(ch.payload)
+	for c.bytes > c.maxBytes {
+		c.remove(c.order.Back())
 	}
 }
+
+func (c *sharedChunks) remove(el *list.Element) {
+	e := c.order.Remove(el).(*sharedEntry)
+	delete(c.byKey, e.key)
+	c.bytes -= len(e.c.payload)
+}
+
+// stats reports lookups that found a chunk and lookups that did not.
+func (c *sharedChunks) stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }

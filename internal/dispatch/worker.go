@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -308,27 +309,25 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 	if c.Attempts > 1 {
 		log.Info("resuming a claim another holder left", "attempt", c.Attempts, "spans", c.Spans, "done", c.Done)
 	}
-	ids, err := w.d.log.ClaimSpanIDs(cctx, c)
+	rows, err := w.d.log.ClaimSpanIDs(cctx, c)
 	if err != nil {
 		w.giveBack(cctx, c, int(done.Load()), err)
 		return
 	}
-	for pos := c.Done; pos < len(ids); {
-		td, consumed, err := w.assemble(cctx, ids[pos:])
-		if err == nil && td.SpanCount() > 0 {
-			for _, part := range splitBytes(td, w.p.MaxBytes) {
-				if err = w.deliver(cctx, part); err != nil {
-					break
-				}
-			}
+	ids, pieces := layout(rows, c.Done, w.p.MaxSpans)
+	for len(pieces) > 0 {
+		b, used, err := w.assemble(cctx, ids, pieces)
+		if err == nil {
+			err = w.send(cctx, b)
 		}
 		if err != nil {
 			w.giveBack(cctx, c, int(done.Load()), err)
 			return
 		}
-		pos += consumed
+		pos := pieces[used-1].to
+		pieces = pieces[used:]
 		done.Store(int64(pos))
-		if pos < len(ids) {
+		if len(pieces) > 0 {
 			// Record progress, so a takeover does not resend what went.
 			if err := w.d.log.Renew(cctx, c, pos, w.p.Lease); err != nil {
 				w.giveBack(cctx, c, pos, err)
@@ -388,37 +387,160 @@ func (w *worker) keepLease(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 }
 
-// assemble loads spans of ids (in order) and routes them until one export
-// batch is full or ids run out. It returns the batch and how many ids it
-// used. At most MaxSpans spans are held beside the batch at any time.
-func (w *worker) assemble(ctx context.Context, ids []string) (ptrace.Traces, int, error) {
-	acc := ptrace.NewTraces()
-	consumed, filtered := 0, 0
-	for consumed < len(ids) && acc.SpanCount() < w.p.MaxSpans {
-		n := min(w.p.MaxSpans-acc.SpanCount(), len(ids)-consumed)
-		chunk := ids[consumed : consumed+n]
-		td, ok := w.d.shared.get(chunk)
-		if !ok {
-			rows, err := w.d.log.Spans(ctx, chunk)
-			if err != nil {
-				return acc, 0, err
-			}
-			if td, err = w.convert(ctx, rows); err != nil {
-				return acc, 0, err
-			}
-			if td.SpanCount() == len(rows) && w.d.sharing() {
-				w.d.shared.put(chunk, td) // only clean conversions are shared
+// piece is a run [from, to) of a claim's span ids that makes one chunk.
+type piece struct{ from, to int }
+
+// layout joins a claim's rows and cuts them into pieces of at most size ids
+// along row boundaries, skipping the first done ids (already delivered).
+// Every destination claims whole rows, so pieces of the same rows are
+// alike across destinations and their chunks are built once.
+func layout(rows [][]string, done, size int) ([]string, []piece) {
+	var ids []string
+	var pieces []piece
+	for _, row := range rows {
+		start := len(ids)
+		ids = append(ids, row...)
+		for from := start; from < len(ids); from += size {
+			if to := min(from+size, len(ids)); to > done {
+				pieces = append(pieces, piece{from: max(from, done), to: to})
 			}
 		}
-		in := td.SpanCount()
-		filtered += in - w.p.Route.Apply(td)
-		td.ResourceSpans().MoveAndAppendTo(acc.ResourceSpans())
-		consumed += n
+	}
+	return ids, pieces
+}
+
+// batch is one export. Spans the route passes unchanged travel as the
+// chunks' encoded bytes, joined; spans the route filtered or redacted as
+// pdata.
+type batch struct {
+	encoded bool
+	payload []byte   // when encoded
+	ids     []string // when encoded: the span ids in payload
+	td      ptrace.Traces
+}
+
+func (b batch) spans() int {
+	if b.encoded {
+		return len(b.ids)
+	}
+	return b.td.SpanCount()
+}
+
+// spanIDs lists the batch's span ids, for dead letters.
+func (b batch) spanIDs() []string {
+	if b.encoded {
+		return b.ids
+	}
+	return spanIDs(b.td)
+}
+
+// assemble builds pieces into one export batch of at most MaxSpans claimed
+// ids (always at least one piece) and returns it with how many pieces it
+// used.
+func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (batch, int, error) {
+	b := batch{encoded: w.p.Route.PassesAll()}
+	if !b.encoded {
+		b.td = ptrace.NewTraces()
+	}
+	var payloads [][]byte
+	used, claimed, filtered := 0, 0, 0
+	for used < len(pieces) {
+		p := pieces[used]
+		if used > 0 && claimed+p.to-p.from > w.p.MaxSpans {
+			break
+		}
+		ch, td, err := w.chunk(ctx, ids[p.from:p.to], b.encoded)
+		if err != nil {
+			return b, 0, err
+		}
+		if b.encoded {
+			payloads = append(payloads, ch.payload)
+			b.ids = append(b.ids, ch.ids...)
+		} else {
+			in := td.SpanCount()
+			filtered += in - w.p.Route.Apply(td)
+			td.ResourceSpans().MoveAndAppendTo(b.td.ResourceSpans())
+		}
+		claimed += p.to - p.from
+		used++
+	}
+	if len(payloads) == 1 {
+		b.payload = payloads[0] // shared and read-only, as is the joined copy
+	} else {
+		b.payload = bytes.Join(payloads, nil)
 	}
 	if filtered > 0 {
 		w.obs.Filtered(w.name, filtered)
 	}
-	return acc, consumed, nil
+	return b, used, nil
+}
+
+// chunk returns the chunk of ids, built here or by another destination
+// moments ago. td is the chunk as pdata, a private copy the caller may
+// change; when encoded is set only the chunk's bytes are needed and td may
+// be empty.
+func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, ptrace.Traces, error) {
+	if !w.d.sharing() {
+		ch, td, _, err := w.build(ctx, ids, encoded)
+		return ch, td, err
+	}
+	var td ptrace.Traces
+	ch, built, err := w.d.shared.do(ctx, ids, func() (chunk, bool, error) {
+		ch, fresh, clean, err := w.build(ctx, ids, true)
+		td = fresh
+		// Only clean conversions are shared: a row that failed to convert
+		// is dead-lettered by each destination for itself.
+		return ch, clean, err
+	})
+	if err != nil || encoded || built {
+		return ch, td, err
+	}
+	td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+	return ch, td, err
+}
+
+// build loads and converts the spans of ids, and encodes them when encode
+// is set. clean reports that every loaded row converted.
+func (w *worker) build(ctx context.Context, ids []string, encode bool) (ch chunk, td ptrace.Traces, clean bool, err error) {
+	rows, err := w.d.log.Spans(ctx, ids)
+	if err != nil {
+		return chunk{}, td, false, err
+	}
+	if td, err = w.convert(ctx, rows); err != nil {
+		return chunk{}, td, false, err
+	}
+	clean = td.SpanCount() == len(rows)
+	if !encode {
+		return chunk{}, td, clean, nil
+	}
+	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		return chunk{}, td, false, fmt.Errorf("encoding stored spans: %w", err)
+	}
+	return chunk{payload: payload, ids: spanIDs(td)}, td, clean, nil
+}
+
+// send delivers b, in parts of at most MaxBytes each.
+func (w *worker) send(ctx context.Context, b batch) error {
+	if b.spans() == 0 {
+		return nil
+	}
+	if b.encoded {
+		if len(b.payload) <= w.p.MaxBytes {
+			return w.deliver(ctx, b)
+		}
+		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b.payload)
+		if err != nil {
+			return fmt.Errorf("decoding a batch this gateway encoded: %w", err)
+		}
+		b = batch{td: td}
+	}
+	for _, part := range splitBytes(b.td, w.p.MaxBytes) {
+		if err := w.deliver(ctx, batch{td: part}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // convert rebuilds OTLP data from stored rows. A row that cannot be
@@ -443,11 +565,11 @@ func (w *worker) convert(ctx context.Context, rows []model.Span) (ptrace.Traces,
 	return td, nil
 }
 
-// deliver exports td until the destination accepts it, refuses it for good
+// deliver exports b until the destination accepts it, refuses it for good
 // (dead letter), or retries run out (dead letter). It returns an error only
 // when ctx ends (shutdown, lost lease) or a dead letter cannot be recorded.
-func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
-	n := td.SpanCount()
+func (w *worker) deliver(ctx context.Context, b batch) error {
+	n := b.spans()
 	first := time.Now()
 	for attempt := 0; ; {
 		if wait := w.breakerWait(); wait > 0 {
@@ -460,7 +582,7 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 		exp := w.exp
 		w.mu.Unlock()
 		ectx, cancel := context.WithTimeout(ctx, exportDeadline(w.p.Timeout))
-		err := exp.Export(ectx, td)
+		err := export(ectx, exp, b)
 		cancel()
 		if err == nil {
 			w.breakerSuccess()
@@ -477,7 +599,7 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 		w.obs.ExportFailed(w.name, permanent)
 		if permanent {
 			w.breakerSuccess() // it answered: the destination is up
-			return w.recordDeadLetter(ctx, spanIDs(td), err.Error())
+			return w.recordDeadLetter(ctx, b.spanIDs(), err.Error())
 		}
 		attempt++
 		w.breakerFailure()
@@ -486,7 +608,7 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 			wait = min(after, maxRetryAfter)
 		}
 		if w.p.RetryMaxElapsed > 0 && time.Since(first)+wait > w.p.RetryMaxElapsed {
-			return w.recordDeadLetter(ctx, spanIDs(td), fmt.Sprintf("gave up after %d attempts in %s: %v",
+			return w.recordDeadLetter(ctx, b.spanIDs(), fmt.Sprintf("gave up after %d attempts in %s: %v",
 				attempt, time.Since(first).Round(time.Millisecond), err))
 		}
 		w.obs.Retried(w.name)
@@ -499,6 +621,21 @@ func (w *worker) deliver(ctx context.Context, td ptrace.Traces) error {
 			return w.interrupted(ctx)
 		}
 	}
+}
+
+// export makes one Export call with b.
+func export(ctx context.Context, exp Exporter, b batch) error {
+	if !b.encoded {
+		return exp.Export(ctx, b.td)
+	}
+	if ee, ok := exp.(EncodedExporter); ok {
+		return ee.ExportEncoded(ctx, b.payload)
+	}
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b.payload)
+	if err != nil {
+		return plugins.Permanent(fmt.Errorf("decoding a batch this gateway encoded: %w", err))
+	}
+	return exp.Export(ctx, td)
 }
 
 // recordDeadLetter stores spans the destination will never take, retrying

@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Path is where the sink accepts export requests, the OTLP/HTTP default.
@@ -35,9 +37,10 @@ func WithHook(h Hook) Option { return func(s *Sink) { s.hook = h } }
 // Sink is a running fake OTLP/HTTP destination. Its methods are safe for
 // concurrent use.
 type Sink struct {
-	srv  *http.Server
-	addr string
-	hook Hook
+	srv    *http.Server
+	addr   string
+	hook   Hook
+	closed atomic.Bool
 
 	mu   sync.Mutex
 	got  map[pcommon.SpanID]*arrival
@@ -76,7 +79,13 @@ func (s *Sink) URL() string { return s.BaseURL() + Path }
 
 // Close stops the server; later requests are refused, so a closed sink
 // stands for a destination that is down.
-func (s *Sink) Close() { _ = s.srv.Close() }
+func (s *Sink) Close() {
+	s.closed.Store(true)
+	_ = s.srv.Close()
+}
+
+// Closed reports whether Close was called.
+func (s *Sink) Closed() bool { return s.closed.Load() }
 
 func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 	var body io.Reader = r.Body
@@ -93,17 +102,12 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	req := ptraceotlp.NewExportRequest()
-	if err := req.UnmarshalProto(b); err != nil {
+	ids, err := s.decode(r, b)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	td := req.Traces()
-	if s.hook != nil {
-		s.hook(r, td)
-	}
 	now := time.Now()
-	ids := SpanIDs(td)
 	s.mu.Lock()
 	for _, id := range ids {
 		if a, dup := s.got[id]; dup {
@@ -117,6 +121,85 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
+}
+
+// decode returns the span ids of an export request. Without a hook they are
+// read straight off the wire: building the whole request would make the
+// fake vendor, not the sender, what a load test measures.
+func (s *Sink) decode(r *http.Request, b []byte) ([]pcommon.SpanID, error) {
+	if s.hook == nil {
+		return WireSpanIDs(b)
+	}
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b); err != nil {
+		return nil, err
+	}
+	s.hook(r, req.Traces())
+	return SpanIDs(req.Traces()), nil
+}
+
+// Field numbers on the path from an ExportTraceServiceRequest to its span
+// ids (opentelemetry-proto trace/v1 and collector/trace/v1).
+const (
+	fieldResourceSpans protowire.Number = 1 // ExportTraceServiceRequest.resource_spans
+	fieldScopeSpans    protowire.Number = 2 // ResourceSpans.scope_spans
+	fieldSpans         protowire.Number = 2 // ScopeSpans.spans
+	fieldSpanID        protowire.Number = 2 // Span.span_id
+)
+
+// WireSpanIDs lists the span ids of a protobuf ExportTraceServiceRequest in
+// order, checking the wire format of every message on the way but decoding
+// nothing else. A span without an id counts as the zero id, as in pdata.
+func WireSpanIDs(b []byte) ([]pcommon.SpanID, error) {
+	var ids []pcommon.SpanID
+	err := eachBytes(b, fieldResourceSpans, func(rs []byte) error {
+		return eachBytes(rs, fieldScopeSpans, func(ss []byte) error {
+			return eachBytes(ss, fieldSpans, func(sp []byte) error {
+				var id pcommon.SpanID
+				err := eachBytes(sp, fieldSpanID, func(v []byte) error {
+					if len(v) != len(id) && len(v) != 0 {
+						return fmt.Errorf("span id of %d bytes", len(v))
+					}
+					copy(id[:], v) // empty: the zero id
+					return nil
+				})
+				ids = append(ids, id)
+				return err
+			})
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode export request: %w", err)
+	}
+	return ids, nil
+}
+
+// eachBytes calls fn with every length-delimited field num of message b and
+// skips the other fields.
+func eachBytes(b []byte, num protowire.Number, fn func([]byte) error) error {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return protowire.ParseError(l)
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+			b = b[l:]
+			continue
+		}
+		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+	}
+	return nil
 }
 
 // Count is the number of distinct spans received.

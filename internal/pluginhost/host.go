@@ -268,11 +268,35 @@ func (d *Destination) Export(ctx context.Context, td ptrace.Traces) error {
 	}
 }
 
+// ExportEncoded is Export for a batch already encoded as a protobuf OTLP
+// ExportTraceServiceRequest (the dispatcher encodes a chunk once for every
+// destination that takes it unchanged). A payload over the message limit is
+// decoded and split as Export would.
+func (d *Destination) ExportEncoded(ctx context.Context, payload []byte) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	if requestSize(len(payload)) <= d.split.limit {
+		return d.exportPayload(ctx, payload)
+	}
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(payload)
+	if err != nil {
+		return plugins.Permanent(fmt.Errorf("destination %q: decoding batch: %w", d.spec.Name, err))
+	}
+	return d.Export(ctx, td)
+}
+
 func (d *Destination) exportPart(ctx context.Context, td ptrace.Traces) error {
 	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
 	if err != nil {
 		return plugins.Permanent(fmt.Errorf("destination %q: encoding batch: %w", d.spec.Name, err))
 	}
+	return d.exportPayload(ctx, payload)
+}
+
+// exportPayload makes one Export call with an encoded batch that fits the
+// message limit.
+func (d *Destination) exportPayload(ctx context.Context, payload []byte) error {
 	inst, err := d.running(ctx)
 	if err != nil {
 		return err

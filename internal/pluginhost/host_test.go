@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
 	"github.com/kern-agents/trace-gateway/plugins"
 )
 
@@ -425,6 +427,53 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	want := numbered("split", 200)
 	if got := readLines(t, out); !slices.Equal(got, want) {
 		t.Fatalf("plugin got %d spans, want the %d that fit", len(got), len(want))
+	}
+}
+
+// TestExportEncoded: an encoded batch that fits goes as it is; one over the
+// message limit is decoded and split like any other; bytes that are not a
+// request are refused for good.
+func TestExportEncoded(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		spans     int
+		payload   []byte // when set, sent instead of the spans
+		permanent bool
+	}{
+		{"fits", 3, nil, false},
+		{"over the limit", 200, nil, false},
+		{"not a request", 0, []byte{0xff, 0xff, 0xff}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(t.TempDir(), "out")
+			spec, _ := testSpec(t, "encoded", bin("testplugin"), map[string]any{"out": out})
+			spec.MaxMessageBytes = 2048
+			d := start(t, spec)
+			want := numbered("enc", tc.spans)
+			payload := tc.payload
+			if payload == nil {
+				var err error
+				if payload, err = (&ptrace.ProtoMarshaler{}).MarshalTraces(makeTraces(want...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := d.ExportEncoded(context.Background(), payload)
+			if tc.permanent {
+				if !plugins.IsPermanent(err) {
+					t.Fatalf("ExportEncoded = %v, want a permanent error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ExportEncoded: %v", err)
+			}
+			if got := readLines(t, out); !slices.Equal(got, want) {
+				t.Fatalf("plugin got %d spans, want %d", len(got), len(want))
+			}
+		})
 	}
 }
 

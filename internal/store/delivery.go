@@ -108,8 +108,10 @@ type DeliveryLog interface {
 	// long the caller may wait before rows become due (0 when none wait).
 	Claim(ctx context.Context, dest string, req ClaimRequest) (*Claim, time.Duration, error)
 	// ClaimSpanIDs lists the span ids of the claim's rows addressed to its
-	// destination, in log order (the same order every time).
-	ClaimSpanIDs(ctx context.Context, c *Claim) ([]string, error)
+	// destination, one slice per log row, in log order (the same order
+	// every time). Rows are kept apart because every destination claims
+	// whole rows: a row is the unit destinations can share work on.
+	ClaimSpanIDs(ctx context.Context, c *Claim) ([][]string, error)
 	// Spans loads the stored spans with these ids; ids no longer stored
 	// (retention) are left out.
 	Spans(ctx context.Context, ids []string) ([]model.Span, error)

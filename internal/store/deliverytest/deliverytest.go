@@ -169,7 +169,7 @@ func drain(t *testing.T, s Store, dest string, maxSpans int) []string {
 		if c == nil {
 			return got
 		}
-		spanIDs, err := s.ClaimSpanIDs(ctx, c)
+		spanIDs, err := claimedIDs(ctx, s, c)
 		if err != nil {
 			t.Fatalf("ClaimSpanIDs: %v", err)
 		}
@@ -208,10 +208,14 @@ func testLogListsNewSpansOnly(t *testing.T, s Store) {
 		t.Fatalf("got %d log rows, want 2 (the all-duplicate write adds none)", len(claims))
 	}
 	for i, want := range [][]model.Span{a, b} {
-		got, err := s.ClaimSpanIDs(ctx, claims[i])
+		rows, err := s.ClaimSpanIDs(ctx, claims[i])
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(rows) != 1 {
+			t.Errorf("claim of one log row lists %d rows", len(rows))
+		}
+		got := slices.Concat(rows...)
 		if !slices.Equal(sorted(got), sorted(ids(want))) {
 			t.Errorf("row %d lists %d ids, want the %d new ones", i, len(got), len(want))
 		}
@@ -275,7 +279,7 @@ func testClaimsCoverEverySpanOnce(t *testing.T, s Store) {
 	if err := s.Complete(ctx, c); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("second Complete = %v, want ErrLeaseLost", err)
 	}
-	first, _ := s.ClaimSpanIDs(ctx, c)
+	first, _ := claimedIDs(ctx, s, c)
 	gotA := append(first, drain(t, s, "a", 60)...)
 	if !slices.Equal(sorted(gotA), sorted(want)) {
 		t.Fatalf("destination a got %d spans, want %d each once", len(gotA), len(want))
@@ -352,7 +356,7 @@ func testExpiredLeaseIsTakenOver(t *testing.T, s Store) {
 	if err := s.Complete(ctx, c); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("old holder's Complete = %v, want ErrLeaseLost", err)
 	}
-	got, err := s.ClaimSpanIDs(ctx, o)
+	got, err := claimedIDs(ctx, s, o)
 	if err != nil || !slices.Equal(sorted(got), sorted(ids(spans))) {
 		t.Fatalf("taken-over claim lists %d ids (%v), want %d", len(got), err, len(spans))
 	}
@@ -701,7 +705,7 @@ func testConcurrentWritersAndClaimers(t *testing.T, s Store) {
 					}
 					continue
 				}
-				spanIDs, err := s.ClaimSpanIDs(ctx, c)
+				spanIDs, err := claimedIDs(ctx, s, c)
 				if err != nil {
 					t.Errorf("ClaimSpanIDs: %v", err)
 					return
@@ -729,4 +733,10 @@ func testConcurrentWritersAndClaimers(t *testing.T, s Store) {
 	if !slices.Equal(sorted(got), sorted(want)) {
 		t.Fatal("claimed span ids differ from the written ones")
 	}
+}
+
+// claimedIDs is ClaimSpanIDs with the rows joined.
+func claimedIDs(ctx context.Context, s Store, c *store.Claim) ([]string, error) {
+	rows, err := s.ClaimSpanIDs(ctx, c)
+	return slices.Concat(rows...), err
 }

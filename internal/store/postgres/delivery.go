@@ -236,7 +236,7 @@ func (s *Store) claimNew(ctx context.Context, tx pgx.Tx, dest string, req store.
 }
 
 // ClaimSpanIDs implements store.DeliveryLog.
-func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([]string, error) {
+func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([][]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT span_ids FROM `+s.dq.log+`
 		WHERE (tx_id, id) > ($1`+toXid+`, $2) AND (tx_id, id) <= ($3`+toXid+`, $4)
 		AND (destination IS NULL OR destination = $5)
@@ -244,10 +244,11 @@ func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([]string, err
 	if err != nil {
 		return nil, s.wrap("span ids of claim", err)
 	}
-	ids := make([]string, 0, c.Spans)
+	var ids [][]string
 	var part []string
 	_, err = pgx.ForEachRow(rows, []any{&part}, func() error {
-		ids = append(ids, part...)
+		ids = append(ids, part)
+		part = nil // the next row scans into a new slice
 		return nil
 	})
 	return ids, s.wrap("span ids of claim", err)

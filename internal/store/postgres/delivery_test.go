@@ -60,7 +60,7 @@ func claimAll(t *testing.T, s *Store, dest string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, ids...)
+		got = append(got, slices.Concat(ids...)...)
 		if err := s.Complete(ctx, c); err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,8 @@ func TestReplicasShareClaims(t *testing.T) {
 						continue
 					}
 				}
-				spanIDs, err := s.ClaimSpanIDs(ctx, c)
+				rows, err := s.ClaimSpanIDs(ctx, c)
+				spanIDs := slices.Concat(rows...)
 				if err == nil {
 					err = s.Complete(ctx, c)
 				}

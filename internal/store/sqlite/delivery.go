@@ -172,14 +172,14 @@ func (s *Store) claim(ctx context.Context, dest string, req store.ClaimRequest) 
 }
 
 // ClaimSpanIDs implements store.DeliveryLog.
-func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([]string, error) {
+func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([][]string, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT span_ids FROM gateway_delivery_log
 		WHERE id > ? AND id <= ? AND (destination IS NULL OR destination = ?) ORDER BY id`, c.From.ID, c.To.ID, c.Destination)
 	if err != nil {
 		return nil, wrap("span ids of claim", err)
 	}
 	defer rows.Close()
-	ids := make([]string, 0, c.Spans)
+	var ids [][]string
 	for rows.Next() {
 		var raw string
 		if err := rows.Scan(&raw); err != nil {
@@ -189,7 +189,7 @@ func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([]string, err
 		if err := json.Unmarshal([]byte(raw), &part); err != nil {
 			return nil, fmt.Errorf("sqlite store: span ids of claim %d: %w", c.ID, err)
 		}
-		ids = append(ids, part...)
+		ids = append(ids, part)
 	}
 	return ids, wrap("span ids of claim", rows.Err())
 }
