@@ -30,6 +30,20 @@ type Exporter interface {
 	Shutdown(ctx context.Context) error
 }
 
+// EncodedExporter is implemented by an Exporter that can take a batch as the
+// host encoded it: a protobuf OTLP ExportTraceServiceRequest
+// (go.opentelemetry.io/proto/otlp/collector/trace/v1). Serve then calls
+// ExportEncoded instead of Export, sparing the decode into ptrace.Traces, e.g.
+// for a pass-through to an OTLP endpoint.
+type EncodedExporter interface {
+	// ExportEncoded sends one batch and answers as Export does. Serve does
+	// not check request: bytes that do not decode must be answered with
+	// Permanent(...). request is a fresh copy made for this call, which Serve
+	// neither reuses nor reads after the call returns, so the exporter may
+	// keep it.
+	ExportEncoded(ctx context.Context, request []byte) error
+}
+
 // FieldError is one invalid configuration field.
 type FieldError struct {
 	Field   string // dotted path inside the config block, e.g. "tls.ca_file"

@@ -65,7 +65,8 @@ const hostWatchInterval = 500 * time.Millisecond
 // too. Do not print to stdout before calling Serve: the first line of stdout
 // is the handshake.
 //
-// Calls into exp are serialised: Export is never called concurrently.
+// Calls into exp are serialised: Export is never called concurrently. When
+// exp is also an EncodedExporter, Serve calls ExportEncoded instead of Export.
 func Serve(exp Exporter) {
 	if os.Getenv(MagicCookieKey) != MagicCookieValue {
 		fmt.Fprintf(os.Stderr, "%s is a kern trace gateway exporter plugin: the gateway runs it.\n"+
@@ -168,6 +169,11 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 }
 
 func (s *server) Export(ctx context.Context, req *pluginpb.ExportRequest) (*pluginpb.ExportResponse, error) {
+	if enc, ok := s.exp.(EncodedExporter); ok {
+		return s.exportLocked(ctx, "ExportEncoded", func() error { return enc.ExportEncoded(ctx, req.GetTraces()) })
+	}
+	// Decoded before waiting for the exporter: a batch that cannot be read
+	// is answered at once.
 	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(req.GetTraces())
 	if err != nil {
 		return &pluginpb.ExportResponse{
@@ -175,11 +181,17 @@ func (s *server) Export(ctx context.Context, req *pluginpb.ExportRequest) (*plug
 			Message: fmt.Sprintf("decoding batch: %v", err),
 		}, nil
 	}
+	return s.exportLocked(ctx, "Export", func() error { return s.exp.Export(ctx, td) })
+}
+
+// exportLocked runs one export call (method names it in panic reports) with
+// exclusive use of the exporter and maps its outcome to the response.
+func (s *server) exportLocked(ctx context.Context, method string, export func() error) (*pluginpb.ExportResponse, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
 	defer s.unlock()
-	return exportResponse(guard("Export", func() error { return s.exp.Export(ctx, td) })), nil
+	return exportResponse(guard(method, export)), nil
 }
 
 // exportResponse maps an Exporter's error to a result code. Unmarked errors

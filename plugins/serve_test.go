@@ -27,7 +27,8 @@ type fakeExporter struct {
 	panicMsg     string
 	gotConfig    map[string]any
 	gotSpans     int
-	block        chan struct{} // Export waits on it when non-nil
+	calls        []string      // the export methods called, in order
+	block        chan struct{} // exports wait on it when non-nil
 	shutdowns    int
 }
 
@@ -37,14 +38,46 @@ func (f *fakeExporter) Configure(_ context.Context, cfg map[string]any) error {
 }
 
 func (f *fakeExporter) Export(_ context.Context, td ptrace.Traces) error {
+	f.enter("Export")
+	f.gotSpans += td.SpanCount()
+	return f.exportErr
+}
+
+// enter records a call to method, then blocks or panics as preset.
+func (f *fakeExporter) enter(method string) {
+	f.calls = append(f.calls, method)
 	if f.block != nil {
 		<-f.block
 	}
 	if f.panicMsg != "" {
 		panic(f.panicMsg)
 	}
-	f.gotSpans += td.SpanCount()
+}
+
+// fakeEncoded is a fakeExporter that also takes batches as encoded.
+type fakeEncoded struct {
+	*fakeExporter
+	gotRequests [][]byte
+}
+
+func (f *fakeEncoded) ExportEncoded(_ context.Context, request []byte) error {
+	f.enter("ExportEncoded")
+	f.gotRequests = append(f.gotRequests, request)
+	if td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(request); err == nil {
+		f.gotSpans += td.SpanCount()
+	}
 	return f.exportErr
+}
+
+// exporterKinds are the two ways Serve hands a batch over: decoded to an
+// Exporter, or as sent to an EncodedExporter. wrap returns the exporter to
+// serve around the fake that records the calls.
+var exporterKinds = []struct {
+	method string
+	wrap   func(*fakeExporter) Exporter
+}{
+	{"Export", func(f *fakeExporter) Exporter { return f }},
+	{"ExportEncoded", func(f *fakeExporter) Exporter { return &fakeEncoded{fakeExporter: f} }},
 }
 
 func (f *fakeExporter) Shutdown(context.Context) error {
@@ -81,39 +114,90 @@ func TestServerExportResults(t *testing.T) {
 		{"permanent", Permanent(errors.New("401 bad key")), "", pluginpb.Result_RESULT_PERMANENT, 0, "401 bad key"},
 		{"wrapped permanent", errWrap(Permanent(errors.New("400"))), "", pluginpb.Result_RESULT_PERMANENT, 0, "400"},
 		{"unmarked is retryable", errors.New("connection reset"), "", pluginpb.Result_RESULT_RETRYABLE, 0, "connection reset"},
-		{"panic is permanent", nil, "nil map write", pluginpb.Result_RESULT_PERMANENT, 0, "Export panicked: nil map write"},
+		{"panic is permanent", nil, "nil map write", pluginpb.Result_RESULT_PERMANENT, 0, " panicked: nil map write"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			exp := &fakeExporter{exportErr: tc.err, panicMsg: tc.panic}
-			s := newServer(exp)
-			resp, err := s.Export(context.Background(), &pluginpb.ExportRequest{Traces: encode(t, 3)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.Result != tc.result || resp.RetryAfterMs != tc.afterMs || !strings.Contains(resp.Message, tc.msg) {
-				t.Fatalf("got %v %dms %q, want %v %dms containing %q", resp.Result, resp.RetryAfterMs, resp.Message, tc.result, tc.afterMs, tc.msg)
-			}
-			if tc.panic == "" && exp.gotSpans != 3 {
-				t.Fatalf("exporter saw %d spans, want 3", exp.gotSpans)
-			}
-		})
+	for _, kind := range exporterKinds {
+		for _, tc := range cases {
+			t.Run(kind.method+"/"+tc.name, func(t *testing.T) {
+				exp := &fakeExporter{exportErr: tc.err, panicMsg: tc.panic}
+				s := newServer(kind.wrap(exp))
+				resp, err := s.Export(context.Background(), &pluginpb.ExportRequest{Traces: encode(t, 3)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := tc.msg
+				if tc.panic != "" {
+					msg = kind.method + msg // the report names the method that panicked
+				}
+				if resp.Result != tc.result || resp.RetryAfterMs != tc.afterMs || !strings.Contains(resp.Message, msg) {
+					t.Fatalf("got %v %dms %q, want %v %dms containing %q", resp.Result, resp.RetryAfterMs, resp.Message, tc.result, tc.afterMs, msg)
+				}
+				if len(exp.calls) != 1 || exp.calls[0] != kind.method {
+					t.Fatalf("calls %v, want one %s", exp.calls, kind.method)
+				}
+				if tc.panic == "" && exp.gotSpans != 3 {
+					t.Fatalf("exporter saw %d spans, want 3", exp.gotSpans)
+				}
+			})
+		}
 	}
 }
 
 func errWrap(err error) error { return errors.Join(errors.New("context"), err) }
 
-func TestServerExportRejectsGarbage(t *testing.T) {
-	exp := &fakeExporter{}
-	resp, err := newServer(exp).Export(context.Background(), &pluginpb.ExportRequest{Traces: []byte{0xff, 0xff, 0xff}})
-	if err != nil {
-		t.Fatal(err)
+func TestServerExportGarbage(t *testing.T) {
+	garbage := []byte{0xff, 0xff, 0xff}
+	cases := []struct {
+		name   string
+		kind   int // index into exporterKinds
+		err    error
+		result pluginpb.Result
+		msg    string
+		calls  int
+	}{
+		{"Export: Serve refuses it", 0, nil, pluginpb.Result_RESULT_PERMANENT, "decoding batch", 0},
+		{"ExportEncoded: the exporter judges it", 1, Permanent(errors.New("not OTLP")), pluginpb.Result_RESULT_PERMANENT, "not OTLP", 1},
+		{"ExportEncoded: Serve does not check it", 1, nil, pluginpb.Result_RESULT_ACCEPTED, "", 1},
 	}
-	if resp.Result != pluginpb.Result_RESULT_PERMANENT || !strings.Contains(resp.Message, "decoding batch") {
-		t.Fatalf("got %v %q", resp.Result, resp.Message)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			exp := &fakeExporter{exportErr: tc.err}
+			wrapped := exporterKinds[tc.kind].wrap(exp)
+			resp, err := newServer(wrapped).Export(context.Background(), &pluginpb.ExportRequest{Traces: garbage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Result != tc.result || !strings.Contains(resp.Message, tc.msg) {
+				t.Fatalf("got %v %q, want %v containing %q", resp.Result, resp.Message, tc.result, tc.msg)
+			}
+			if len(exp.calls) != tc.calls {
+				t.Fatalf("exporter called %d times (%v), want %d", len(exp.calls), exp.calls, tc.calls)
+			}
+			if enc, ok := wrapped.(*fakeEncoded); ok && !bytes.Equal(enc.gotRequests[0], garbage) {
+				t.Fatalf("ExportEncoded got %x, want the bytes as sent %x", enc.gotRequests[0], garbage)
+			}
+		})
 	}
-	if exp.gotSpans != 0 {
-		t.Fatal("exporter called with an undecodable batch")
+}
+
+func TestServerHandsTheRequestBytesOver(t *testing.T) {
+	exp := &fakeEncoded{fakeExporter: &fakeExporter{}}
+	reqs := [][]byte{encode(t, 1), encode(t, 4)}
+	for _, r := range reqs {
+		if _, err := newServer(exp).Export(context.Background(), &pluginpb.ExportRequest{Traces: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(exp.gotRequests) != len(reqs) {
+		t.Fatalf("ExportEncoded called %d times, want %d", len(exp.gotRequests), len(reqs))
+	}
+	for i, r := range reqs {
+		if !bytes.Equal(exp.gotRequests[i], r) {
+			t.Fatalf("request %d arrived changed", i)
+		}
+	}
+	if exp.gotSpans != 5 {
+		t.Fatalf("exporter saw %d spans, want 5", exp.gotSpans)
 	}
 }
 
@@ -170,12 +254,19 @@ func TestServerConfigure(t *testing.T) {
 }
 
 func TestServerSerialisesAndShutsDownOnce(t *testing.T) {
+	for _, kind := range exporterKinds {
+		t.Run(kind.method, func(t *testing.T) { testSerialisesAndShutsDownOnce(t, kind.wrap) })
+	}
+}
+
+func testSerialisesAndShutsDownOnce(t *testing.T, wrap func(*fakeExporter) Exporter) {
 	exp := &fakeExporter{block: make(chan struct{})}
-	s := newServer(exp)
+	s := newServer(wrap(exp))
+	first := &pluginpb.ExportRequest{Traces: encode(t, 1)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = s.Export(context.Background(), &pluginpb.ExportRequest{Traces: encode(t, 1)})
+		_, _ = s.Export(context.Background(), first)
 	}()
 	// Wait until the Export holds the exporter.
 	for len(s.sem) == 0 {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
 	"github.com/kern-agents/trace-gateway/plugins"
@@ -62,6 +64,52 @@ func TestExportGRPC(t *testing.T) {
 	}
 	if !otlptest.Same(r.Traces, fixture.AgentRun()) {
 		t.Fatal("received spans differ from the stored ones")
+	}
+}
+
+// TestExportEncoded checks that the otlp exporter takes batches as the host
+// encodes them (Serve then skips the decode into pdata) and delivers them
+// unchanged over every protocol.
+func TestExportEncoded(t *testing.T) {
+	request, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(fixture.AgentRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, protocol := range []string{ProtocolHTTPProtobuf, ProtocolHTTPJSON, ProtocolGRPC} {
+		t.Run(protocol, func(t *testing.T) {
+			var config map[string]any
+			var received func() []ptrace.Traces
+			if protocol == ProtocolGRPC {
+				srv := otlptest.NewGRPC(t)
+				config = map[string]any{"endpoint": srv.Addr, "protocol": protocol, "tls": map[string]any{"insecure": true}}
+				received = func() (out []ptrace.Traces) {
+					for _, r := range srv.Requests() {
+						out = append(out, r.Traces)
+					}
+					return out
+				}
+			} else {
+				srv := otlptest.NewHTTP(t)
+				config = map[string]any{"endpoint": srv.URL, "protocol": protocol}
+				received = func() (out []ptrace.Traces) {
+					for _, r := range srv.Requests() {
+						out = append(out, r.Traces)
+					}
+					return out
+				}
+			}
+			exp, ok := otlptest.Configure(t, New(), config).(plugins.EncodedExporter)
+			if !ok {
+				t.Fatal("the otlp exporter does not take encoded batches")
+			}
+			if err := exp.ExportEncoded(context.Background(), request); err != nil {
+				t.Fatalf("ExportEncoded: %v", err)
+			}
+			got := received()
+			if len(got) != 1 || !otlptest.Same(got[0], fixture.AgentRun()) {
+				t.Fatalf("want the stored spans in one request, got %d requests", len(got))
+			}
+		})
 	}
 }
 

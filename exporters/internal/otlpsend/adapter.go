@@ -31,7 +31,10 @@ type Adapter struct {
 	mapper Mapper
 }
 
-var _ plugins.Exporter = (*Adapter)(nil)
+var (
+	_ plugins.Exporter        = (*Adapter)(nil)
+	_ plugins.EncodedExporter = (*Adapter)(nil)
+)
 
 // NewAdapter returns an unconfigured exporter.
 func NewAdapter(build BuildFunc) *Adapter { return &Adapter{build: build} }
@@ -55,13 +58,44 @@ func (a *Adapter) Configure(ctx context.Context, config map[string]any) error {
 
 // Export implements plugins.Exporter.
 func (a *Adapter) Export(ctx context.Context, td ptrace.Traces) error {
-	a.mu.RLock()
-	sender, mapper := a.sender, a.mapper
-	a.mu.RUnlock()
-	if sender == nil {
-		// A host bug, not a property of the batch: keep it for a later try.
-		return plugins.Retryable(errors.New("exporter used before Configure"), 0)
+	sender, mapper, err := a.current()
+	if err != nil {
+		return err
 	}
+	return send(ctx, sender, mapper, td)
+}
+
+// ExportEncoded implements plugins.EncodedExporter. Without a mapper, a
+// sender that can (an EncodedSender) gets the request as the host encoded
+// it; a vendor mapping needs pdata, so the request is decoded into it first.
+func (a *Adapter) ExportEncoded(ctx context.Context, request []byte) error {
+	sender, mapper, err := a.current()
+	if err != nil {
+		return err
+	}
+	if es, ok := sender.(EncodedSender); ok && mapper == nil {
+		return es.SendEncoded(ctx, request)
+	}
+	td, err := decodeTraces(request)
+	if err != nil {
+		return err
+	}
+	return send(ctx, sender, mapper, td)
+}
+
+// current returns the configured sender and mapper.
+func (a *Adapter) current() (Sender, Mapper, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.sender == nil {
+		// A host bug, not a property of the batch: keep it for a later try.
+		return nil, nil, plugins.Retryable(errors.New("exporter used before Configure"), 0)
+	}
+	return a.sender, a.mapper, nil
+}
+
+// send maps td (when there is a mapper) and sends it.
+func send(ctx context.Context, sender Sender, mapper Mapper, td ptrace.Traces) error {
 	if mapper != nil {
 		td = mapper(td)
 	}

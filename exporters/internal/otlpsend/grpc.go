@@ -45,6 +45,8 @@ type GRPCSender struct {
 	client   otlptrace.Client
 }
 
+var _ EncodedSender = (*GRPCSender)(nil)
+
 // NewGRPC builds a sender. The connection is made lazily by the first call.
 func NewGRPC(opts GRPCOptions) (*GRPCSender, error) {
 	if opts.Endpoint == "" {
@@ -104,6 +106,11 @@ func recordStatus(ctx context.Context, method string, req, reply any, cc *grpc.C
 // Send implements Sender.
 func (s *GRPCSender) Send(ctx context.Context, td ptrace.Traces) error {
 	return sendSplitting(ctx, s.host, td, s.maxBytes, s.upload)
+}
+
+// SendEncoded implements EncodedSender.
+func (s *GRPCSender) SendEncoded(ctx context.Context, request []byte) error {
+	return sendEncoded(ctx, s.host, request, s.maxBytes, s.upload)
 }
 
 func (s *GRPCSender) upload(ctx context.Context, rs []*tracepb.ResourceSpans) error {

@@ -44,6 +44,8 @@ type HTTPSender struct {
 	transport *http.Transport
 }
 
+var _ EncodedSender = (*HTTPSender)(nil)
+
 // NewHTTP builds a sender. It does not contact the destination.
 func NewHTTP(opts HTTPOptions) (*HTTPSender, error) {
 	u, err := url.Parse(opts.URL)
@@ -96,6 +98,11 @@ func NewHTTP(opts HTTPOptions) (*HTTPSender, error) {
 // Send implements Sender.
 func (s *HTTPSender) Send(ctx context.Context, td ptrace.Traces) error {
 	return sendSplitting(ctx, s.host, td, s.maxBytes, s.upload)
+}
+
+// SendEncoded implements EncodedSender.
+func (s *HTTPSender) SendEncoded(ctx context.Context, request []byte) error {
+	return sendEncoded(ctx, s.host, request, s.maxBytes, s.upload)
 }
 
 func (s *HTTPSender) upload(ctx context.Context, rs []*tracepb.ResourceSpans) error {

@@ -20,6 +20,16 @@ type Sender interface {
 	Shutdown(ctx context.Context) error
 }
 
+// EncodedSender is a Sender that can also deliver a batch as the host
+// encoded it (a protobuf OTLP ExportTraceServiceRequest), without the
+// round trip through pdata.
+type EncodedSender interface {
+	Sender
+	// SendEncoded delivers request and answers as Send does; bytes that are
+	// not an OTLP request yield a plugins.Permanent error.
+	SendEncoded(ctx context.Context, request []byte) error
+}
+
 // uploadFunc makes one attempt and classifies it (nil, plugins error or
 // *errTooLarge).
 type uploadFunc func(ctx context.Context, rs []*tracepb.ResourceSpans) error
@@ -47,11 +57,55 @@ func sendSplitting(ctx context.Context, host string, td ptrace.Traces, maxBytes 
 		}
 	}
 	err = up(ctx, rs)
-	var tooLarge *errTooLarge
-	if !errors.As(err, &tooLarge) {
+	if tooLarge, ok := asTooLarge(err); ok {
+		return halveRefused(ctx, host, td, tooLarge, maxBytes, up)
+	}
+	return err
+}
+
+// sendEncoded is sendSplitting for a batch as the host encoded it: the
+// request is decoded once, into the structs the client uploads, and its
+// encoded length stands for its size. Only a batch that must be split is
+// decoded into pdata, which splitting works on.
+func sendEncoded(ctx context.Context, host string, request []byte, maxBytes int, up uploadFunc) error {
+	if maxBytes > 0 && len(request) > maxBytes {
+		td, err := decodeTraces(request)
+		if err != nil {
+			return err
+		}
+		return sendSplitting(ctx, host, td, maxBytes, up)
+	}
+	rs, err := decodeRequest(request)
+	if err != nil {
 		return err
 	}
-	if n == 1 {
+	if spanCount(rs) == 0 {
+		return nil
+	}
+	err = up(ctx, rs)
+	tooLarge, ok := asTooLarge(err)
+	if !ok {
+		return err
+	}
+	td, err := decodeTraces(request)
+	if err != nil {
+		return err
+	}
+	return halveRefused(ctx, host, td, tooLarge, maxBytes, up)
+}
+
+// asTooLarge reports whether err is the destination refusing a request for
+// its size.
+func asTooLarge(err error) (*errTooLarge, bool) {
+	var tooLarge *errTooLarge
+	ok := errors.As(err, &tooLarge)
+	return tooLarge, ok
+}
+
+// halveRefused sends the halves of td after the destination refused it as
+// too large; a single span cannot be split, so that is final.
+func halveRefused(ctx context.Context, host string, td ptrace.Traces, tooLarge *errTooLarge, maxBytes int, up uploadFunc) error {
+	if td.SpanCount() == 1 {
 		return plugins.Permanent(fmt.Errorf("a single span is too large for the destination (%s)", tooLarge.detail))
 	}
 	return sendHalves(ctx, host, td, maxBytes, up)
