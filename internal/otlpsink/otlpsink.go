@@ -17,7 +17,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/kern-agents/trace-gateway/internal/otlpwire"
 )
 
 // Path is where the sink accepts export requests, the OTLP/HTTP default.
@@ -128,7 +129,7 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 // fake vendor, not the sender, what a load test measures.
 func (s *Sink) decode(r *http.Request, b []byte) ([]pcommon.SpanID, error) {
 	if s.hook == nil {
-		return WireSpanIDs(b)
+		return otlpwire.SpanIDs(b)
 	}
 	req := ptraceotlp.NewExportRequest()
 	if err := req.UnmarshalProto(b); err != nil {
@@ -136,70 +137,6 @@ func (s *Sink) decode(r *http.Request, b []byte) ([]pcommon.SpanID, error) {
 	}
 	s.hook(r, req.Traces())
 	return SpanIDs(req.Traces()), nil
-}
-
-// Field numbers on the path from an ExportTraceServiceRequest to its span
-// ids (opentelemetry-proto trace/v1 and collector/trace/v1).
-const (
-	fieldResourceSpans protowire.Number = 1 // ExportTraceServiceRequest.resource_spans
-	fieldScopeSpans    protowire.Number = 2 // ResourceSpans.scope_spans
-	fieldSpans         protowire.Number = 2 // ScopeSpans.spans
-	fieldSpanID        protowire.Number = 2 // Span.span_id
-)
-
-// WireSpanIDs lists the span ids of a protobuf ExportTraceServiceRequest in
-// order, checking the wire format of every message on the way but decoding
-// nothing else. A span without an id counts as the zero id, as in pdata.
-func WireSpanIDs(b []byte) ([]pcommon.SpanID, error) {
-	var ids []pcommon.SpanID
-	err := eachBytes(b, fieldResourceSpans, func(rs []byte) error {
-		return eachBytes(rs, fieldScopeSpans, func(ss []byte) error {
-			return eachBytes(ss, fieldSpans, func(sp []byte) error {
-				var id pcommon.SpanID
-				err := eachBytes(sp, fieldSpanID, func(v []byte) error {
-					if len(v) != len(id) && len(v) != 0 {
-						return fmt.Errorf("span id of %d bytes", len(v))
-					}
-					copy(id[:], v) // empty: the zero id
-					return nil
-				})
-				ids = append(ids, id)
-				return err
-			})
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("decode export request: %w", err)
-	}
-	return ids, nil
-}
-
-// eachBytes calls fn with every length-delimited field num of message b and
-// skips the other fields.
-func eachBytes(b []byte, num protowire.Number, fn func([]byte) error) error {
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return protowire.ParseError(l)
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return protowire.ParseError(l)
-			}
-			if err := fn(v); err != nil {
-				return err
-			}
-			b = b[l:]
-			continue
-		}
-		if l = protowire.ConsumeFieldValue(n, typ, b); l < 0 {
-			return protowire.ParseError(l)
-		}
-		b = b[l:]
-	}
-	return nil
 }
 
 // Count is the number of distinct spans received.

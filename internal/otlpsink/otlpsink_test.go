@@ -3,9 +3,7 @@ package otlpsink
 import (
 	"bytes"
 	"compress/gzip"
-	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -208,57 +206,6 @@ func TestSpanIDsInOrder(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("SpanIDs[%d] = %s, want %s", i, got[i], want[i])
-		}
-	}
-}
-
-// TestWireSpanIDs: reading ids off the wire agrees with a full decode, on a
-// request with several resources, scopes and attributes, and refuses a
-// broken one.
-func TestWireSpanIDs(t *testing.T) {
-	td := ptrace.NewTraces()
-	var want []pcommon.SpanID
-	for r := range 3 {
-		rs := td.ResourceSpans().AppendEmpty()
-		rs.Resource().Attributes().PutStr("service.name", fmt.Sprint("svc", r))
-		for sc := range 2 {
-			ss := rs.ScopeSpans().AppendEmpty()
-			ss.Scope().SetName("scope")
-			for k := range 4 {
-				sp := ss.Spans().AppendEmpty()
-				id := pcommon.SpanID{byte(r), byte(sc), byte(k), 9}
-				sp.SetSpanID(id)
-				sp.SetTraceID(pcommon.TraceID{7})
-				sp.SetParentSpanID(pcommon.SpanID{5})
-				sp.SetName("op")
-				sp.Attributes().PutStr("input.value", "x")
-				sp.Events().AppendEmpty().SetName("e")
-				want = append(want, id)
-			}
-		}
-	}
-	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty().SetName("no id")
-	want = append(want[:4], append([]pcommon.SpanID{{}}, want[4:]...)...)
-	b := body(t, td, false)
-
-	got, err := WireSpanIDs(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) || !slices.Equal(got, SpanIDs(td)) {
-		t.Fatalf("WireSpanIDs = %v\nwant          %v", got, want)
-	}
-	for _, tc := range []struct {
-		name string
-		b    []byte
-	}{
-		{"truncated", b[:len(b)-3]},
-		{"garbage", []byte{0xff, 0xff, 0xff}},
-		// resource_spans { scope_spans { spans { span_id: 3 bytes } } }
-		{"span id of 3 bytes", []byte{0x0a, 0x09, 0x12, 0x07, 0x12, 0x05, 0x12, 0x03, 1, 2, 3}},
-	} {
-		if _, err := WireSpanIDs(tc.b); err == nil {
-			t.Errorf("%s: no error", tc.name)
 		}
 	}
 }

@@ -359,3 +359,38 @@ func TestAdapterExportEncodedChoosesThePath(t *testing.T) {
 		})
 	}
 }
+
+// TestPostedRequestMatchesClient: an encoded batch posted as it is reaches
+// the vendor exactly as the otlptrace client would send it: same method,
+// path, content type and encoding, user agent, vendor headers and spans.
+func TestPostedRequestMatchesClient(t *testing.T) {
+	for _, compression := range []string{"none", "gzip"} {
+		t.Run(compression, func(t *testing.T) {
+			srv := otlptest.NewHTTP(t)
+			a := configured(t, httpAdapter(HTTPOptions{Compression: compression, Headers: map[string]string{"X-Api-Key": "k"}}, nil), srv.URL)
+			td := fixture.AgentRun()
+			if err := a.Export(context.Background(), td); err != nil {
+				t.Fatalf("Export: %v", err)
+			}
+			if err := a.ExportEncoded(context.Background(), encodeBatch(t, td)); err != nil {
+				t.Fatalf("ExportEncoded: %v", err)
+			}
+			reqs := srv.Requests()
+			if len(reqs) != 2 {
+				t.Fatalf("%d requests, want 2", len(reqs))
+			}
+			client, posted := reqs[0], reqs[1]
+			for _, h := range []string{"Content-Type", "Content-Encoding", "User-Agent", "X-Api-Key"} {
+				if got, want := posted.Header.Get(h), client.Header.Get(h); got != want {
+					t.Errorf("%s: posted %q, client sent %q", h, got, want)
+				}
+			}
+			if posted.Method != client.Method || posted.Path != client.Path {
+				t.Errorf("posted %s %s, client sent %s %s", posted.Method, posted.Path, client.Method, client.Path)
+			}
+			if posted.DecodeErr != nil || !otlptest.Same(posted.Traces, td) {
+				t.Errorf("posted spans differ from the batch (%v)", posted.DecodeErr)
+			}
+		})
+	}
+}

@@ -56,14 +56,9 @@ func NewGRPC(opts GRPCOptions) (*GRPCSender, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	compressor := "none"
-	if opts.Compression == "gzip" {
-		compressor = "gzip"
-	}
 	grpcOpts := []otlptracegrpc.Option{
 		otlptracegrpc.WithEndpoint(opts.Endpoint),
 		otlptracegrpc.WithHeaders(copyHeaders(opts.Headers)),
-		otlptracegrpc.WithCompressor(compressor),
 		otlptracegrpc.WithTimeout(timeout),
 		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
 		otlptracegrpc.WithMaxRequestSize(0),
@@ -71,6 +66,11 @@ func NewGRPC(opts GRPCOptions) (*GRPCSender, error) {
 			grpc.WithUserAgent(UserAgent),
 			grpc.WithUnaryInterceptor(recordStatus),
 		),
+	}
+	// No compressor is the client's default; naming "none" only makes it
+	// log a complaint.
+	if opts.Compression == "gzip" {
+		grpcOpts = append(grpcOpts, otlptracegrpc.WithCompressor("gzip"))
 	}
 	if opts.Insecure {
 		grpcOpts = append(grpcOpts, otlptracegrpc.WithInsecure())
@@ -110,7 +110,7 @@ func (s *GRPCSender) Send(ctx context.Context, td ptrace.Traces) error {
 
 // SendEncoded implements EncodedSender.
 func (s *GRPCSender) SendEncoded(ctx context.Context, request []byte) error {
-	return sendEncoded(ctx, s.host, request, s.maxBytes, s.upload)
+	return sendEncoded(ctx, s.host, request, s.maxBytes, viaStructs(s.upload), s.upload)
 }
 
 func (s *GRPCSender) upload(ctx context.Context, rs []*tracepb.ResourceSpans) error {

@@ -1,17 +1,26 @@
 package otlpsend
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/kern-agents/trace-gateway/internal/otlpwire"
+	"github.com/kern-agents/trace-gateway/plugins"
 )
 
 // UserAgent identifies the gateway to vendors.
@@ -42,6 +51,14 @@ type HTTPSender struct {
 	maxBytes  int
 	client    otlptrace.Client
 	transport *http.Transport
+
+	// For posting encoded batches ourselves (see SendEncoded).
+	url     string
+	headers map[string]string
+	gzip    bool
+	json    bool
+	timeout time.Duration
+	http    *http.Client
 }
 
 var _ EncodedSender = (*HTTPSender)(nil)
@@ -72,6 +89,7 @@ func NewHTTP(opts HTTPOptions) (*HTTPSender, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	hc := &http.Client{Timeout: timeout, Transport: recordingTransport{base: transport}}
 	// Every option is set explicitly so OTEL_EXPORTER_OTLP_* variables in
 	// the gateway's environment never leak into a destination.
 	client := otlptracehttp.NewClient(
@@ -84,15 +102,15 @@ func NewHTTP(opts HTTPOptions) (*HTTPSender, error) {
 		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false}),
 		// Our own MaxRequestBytes splitting replaces the client's refusal.
 		otlptracehttp.WithMaxRequestSize(0),
-		otlptracehttp.WithHTTPClient(&http.Client{
-			Timeout:   timeout,
-			Transport: recordingTransport{base: transport},
-		}),
+		otlptracehttp.WithHTTPClient(hc),
 	)
 	if err := client.Start(context.Background()); err != nil {
 		return nil, fmt.Errorf("start OTLP/HTTP client for %s: %w", u.Host, err)
 	}
-	return &HTTPSender{host: u.Host, maxBytes: opts.MaxRequestBytes, client: client, transport: transport}, nil
+	return &HTTPSender{
+		host: u.Host, maxBytes: opts.MaxRequestBytes, client: client, transport: transport,
+		url: opts.URL, headers: headers, gzip: opts.Compression == "gzip", json: opts.JSON, timeout: timeout, http: hc,
+	}, nil
 }
 
 // Send implements Sender.
@@ -100,9 +118,114 @@ func (s *HTTPSender) Send(ctx context.Context, td ptrace.Traces) error {
 	return sendSplitting(ctx, s.host, td, s.maxBytes, s.upload)
 }
 
-// SendEncoded implements EncodedSender.
+// SendEncoded implements EncodedSender. For OTLP/HTTP protobuf the host's
+// request already is the body, so it is posted as it is: the otlptrace
+// client only takes structs, and decoding into them and encoding them again
+// was most of an exporter's CPU. OTLP/JSON goes through the client.
 func (s *HTTPSender) SendEncoded(ctx context.Context, request []byte) error {
-	return sendEncoded(ctx, s.host, request, s.maxBytes, s.upload)
+	if s.json {
+		return sendEncoded(ctx, s.host, request, s.maxBytes, viaStructs(s.upload), s.upload)
+	}
+	return sendEncoded(ctx, s.host, request, s.maxBytes, s.postEncoded, s.upload)
+}
+
+// postEncoded posts request as an OTLP/HTTP protobuf body, as the otlptrace
+// client would (same headers, compression, timeout and transport), and
+// classifies the answer like upload does.
+func (s *HTTPSender) postEncoded(ctx context.Context, request []byte) error {
+	// Checked, not decoded: the host only sends requests it encoded, but
+	// garbage must be refused here rather than sent to a vendor.
+	n, err := otlpwire.Count(request)
+	if err != nil {
+		return plugins.Permanent(fmt.Errorf("decoding batch: %w", err))
+	}
+	if n == 0 {
+		return nil
+	}
+	ctx, o := withOutcome(ctx)
+	err = s.post(ctx, request)
+	return logPartial(s.host, classifyHTTP(s.host, o, err), err)
+}
+
+func (s *HTTPSender) post(ctx context.Context, request []byte) error {
+	body := request
+	if s.gzip {
+		var err error
+		if body, err = gzipped(request); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	for k, v := range s.headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	if s.gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return fmt.Errorf("HTTP %d", resp.StatusCode) // classifyHTTP words it from the outcome
+	}
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	return partialSuccess(resp.Header.Get("Content-Type"), answer)
+}
+
+// gzipWriters are reused: a gzip.Writer allocates most of a megabyte.
+var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+
+// gzipped compresses b at the default level, as the otlptrace client does.
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(b) / 4)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("gzip request: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("gzip request: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// maxResponseBytes bounds how much of a success answer is read.
+const maxResponseBytes = 1 << 20
+
+// partialSuccess reports what an OTLP success answer says was rejected, as
+// an error for logPartial to log; an empty answer is a plain success.
+func partialSuccess(contentType string, answer []byte) error {
+	if len(answer) == 0 {
+		return nil
+	}
+	resp := ptraceotlp.NewExportResponse()
+	var err error
+	if strings.HasPrefix(contentType, "application/json") {
+		err = resp.UnmarshalJSON(answer)
+	} else {
+		err = resp.UnmarshalProto(answer)
+	}
+	if err != nil {
+		return fmt.Errorf("unreadable success response: %w", err)
+	}
+	ps := resp.PartialSuccess()
+	if ps.RejectedSpans() == 0 && ps.ErrorMessage() == "" {
+		return nil
+	}
+	return fmt.Errorf("OTLP partial success: %d spans rejected: %s", ps.RejectedSpans(), ps.ErrorMessage())
 }
 
 func (s *HTTPSender) upload(ctx context.Context, rs []*tracepb.ResourceSpans) error {

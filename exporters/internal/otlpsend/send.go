@@ -63,11 +63,30 @@ func sendSplitting(ctx context.Context, host string, td ptrace.Traces, maxBytes 
 	return err
 }
 
-// sendEncoded is sendSplitting for a batch as the host encoded it: the
-// request is decoded once, into the structs the client uploads, and its
-// encoded length stands for its size. Only a batch that must be split is
-// decoded into pdata, which splitting works on.
-func sendEncoded(ctx context.Context, host string, request []byte, maxBytes int, up uploadFunc) error {
+// encodedUploadFunc makes one attempt with an encoded request, classified
+// like uploadFunc.
+type encodedUploadFunc func(ctx context.Context, request []byte) error
+
+// viaStructs makes an encodedUploadFunc of up: the request is decoded once,
+// into the structs the otlptrace clients upload.
+func viaStructs(up uploadFunc) encodedUploadFunc {
+	return func(ctx context.Context, request []byte) error {
+		rs, err := decodeRequest(request)
+		if err != nil {
+			return err
+		}
+		if spanCount(rs) == 0 {
+			return nil
+		}
+		return up(ctx, rs)
+	}
+}
+
+// sendEncoded is sendSplitting for a batch as the host encoded it: upEnc
+// sends it whole and its encoded length stands for its size. Only a batch
+// that must be split is decoded into pdata, which splitting works on, and
+// its halves go through up.
+func sendEncoded(ctx context.Context, host string, request []byte, maxBytes int, upEnc encodedUploadFunc, up uploadFunc) error {
 	if maxBytes > 0 && len(request) > maxBytes {
 		td, err := decodeTraces(request)
 		if err != nil {
@@ -75,14 +94,7 @@ func sendEncoded(ctx context.Context, host string, request []byte, maxBytes int,
 		}
 		return sendSplitting(ctx, host, td, maxBytes, up)
 	}
-	rs, err := decodeRequest(request)
-	if err != nil {
-		return err
-	}
-	if spanCount(rs) == 0 {
-		return nil
-	}
-	err = up(ctx, rs)
+	err := upEnc(ctx, request)
 	tooLarge, ok := asTooLarge(err)
 	if !ok {
 		return err
