@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,13 +55,14 @@ func main() {
 		dBatch  = flag.Int("dest-batch", 512, "batch.max_spans of each destination")
 		dDelay  = flag.String("dest-delay", "500ms", "batch.max_delay of each destination")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
+		rounds  = flag.Int("rounds", 3, "alternating no-destination / fan-out rounds of the comparison")
 		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
 		batch   = flag.Int("batch", 512, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
 	destBatch, destDelay = *dBatch, *dDelay
 	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)
-	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *sinks); err != nil {
+	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *sinks, max(*rounds, 1)); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -81,7 +83,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
+func run(dsn, gwBin string, runs, perReq, senders, sinks, rounds int) error {
 	ctx := context.Background()
 	fmt.Printf("generating %d agent runs with the OpenTelemetry SDK...\n", runs)
 	td, stats, err := sim.CaptureTraces(ctx, sim.Options{Count: runs, Seed: 7, ErrorRatio: 0.1, Concurrency: 2})
@@ -121,24 +123,34 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
 		return nil
 	}
 
-	fmt.Printf("\n== fan-out: %d healthy OTLP destinations vs none\n", sinks)
-	healthy := make([]*otlpsink.Sink, sinks)
-	for i := range healthy {
-		if healthy[i], err = otlpsink.New(); err != nil {
-			return err
+	fmt.Printf("\n== fan-out: %d healthy OTLP destinations vs none, %d alternating rounds\n", sinks, rounds)
+	// Each round runs the gateway without destinations and then with them,
+	// back to back, so both see the same machine; the ratio is taken per
+	// round and the median reported.
+	var ratios []float64
+	var fo gwResult
+	for r := range rounds {
+		base := gw
+		if r > 0 {
+			if base, err = endToEnd(ctx, dsn, schema(fmt.Sprint("gw", r)), gwBin, reqs, senders, want, nil); err != nil {
+				return fmt.Errorf("end to end, round %d: %w", r+1, err)
+			}
 		}
-		defer healthy[i].Close()
+		healthy := make([]*otlpsink.Sink, sinks)
+		for i := range healthy {
+			if healthy[i], err = otlpsink.New(); err != nil {
+				return err
+			}
+			defer healthy[i].Close()
+		}
+		if fo, err = endToEnd(ctx, dsn, schema(fmt.Sprint("fanout", r)), gwBin, reqs, senders, want, healthy); err != nil {
+			return fmt.Errorf("fan-out run, round %d: %w", r+1, err)
+		}
+		ratios = append(ratios, fo.rate/base.rate)
+		fmt.Printf("round %d: no destinations %8.0f spans/s, %d destinations %8.0f spans/s, ratio %.2f, lag p50 / p99 %.0f / %.0f ms, peak RSS %.1f MiB (%d duplicates)\n",
+			r+1, base.rate, sinks, fo.rate, fo.rate/base.rate, ms(fo.lagP50), ms(fo.lagP99), mib(fo.peakRSS), fo.duplicates)
 	}
-	fo, err := endToEnd(ctx, dsn, schema("fanout"), gwBin, reqs, senders, want, healthy)
-	if err != nil {
-		return fmt.Errorf("fan-out run: %w", err)
-	}
-	fmt.Printf("gateway end to end, no destinations:     %10.0f spans/s\n", gw.rate)
-	fmt.Printf("gateway end to end, %d destinations:      %10.0f spans/s\n", sinks, fo.rate)
-	fmt.Printf("ratio with / without destinations:       %10.2f\n", fo.rate/gw.rate)
-	fmt.Printf("delivery lag p50 / p99 (ack → received):  %8.0f / %.0f ms  (all %d destinations got all %d spans, %d duplicates)\n",
-		ms(fo.lagP50), ms(fo.lagP99), sinks, want, fo.duplicates)
-	fmt.Printf("gateway peak RSS:                        %10.1f MiB\n", mib(fo.peakRSS))
+	fmt.Printf("ratio with / without destinations:       %10.2f  (median of %d rounds; every destination got every span each round)\n", median(ratios), rounds)
 
 	fmt.Printf("\n== one destination down for the whole run, one healthy\n")
 	down, err := otlpsink.New()
@@ -159,6 +171,15 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks int) error {
 	fmt.Printf("healthy destination lag p99:             %10.0f ms\n", ms(dn.lagP99))
 	fmt.Printf("gateway peak RSS with a dead destination: %9.1f MiB\n", mib(dn.peakRSS))
 	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func mib(b int64) float64        { return float64(b) / (1 << 20) }

@@ -16,6 +16,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/internal/store/deliverytest"
 	"github.com/kern-agents/trace-gateway/plugins"
 )
 
@@ -575,26 +576,53 @@ func manySpans(offset, n int) []model.Span {
 }
 
 func TestBatchLimits(t *testing.T) {
-	s := openSQLite(t)
-	f := newFake(nil)
-	p := fastPolicy()
-	p.MaxSpans, p.MaxBytes = 100, 8<<10
-	run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
-	time.Sleep(50 * time.Millisecond)
-	ids := write(t, s, 1000, 10, time.Now())
-	waitFor(t, "delivery", 10*time.Second, func() bool { return f.has(ids) })
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.maxBytes > p.MaxBytes {
-		t.Errorf("largest export %d bytes, limit %d", f.maxBytes, p.MaxBytes)
+	cases := []struct {
+		name    string
+		rowSize int // spans per log row (per Write)
+		// wantFewer: exports must be fewer than rows (small rows grouped)
+		wantFewer bool
+	}{
+		{"rows over the byte limit are split", 500, false},
+		{"small rows are grouped up to the limits", 10, true},
 	}
-	for _, n := range f.batches {
-		if n > p.MaxSpans {
-			t.Errorf("export of %d spans, limit %d", n, p.MaxSpans)
-		}
-	}
-	if len(f.batches) < 1000/p.MaxSpans {
-		t.Errorf("%d exports for 1000 spans", len(f.batches))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openSQLite(t)
+			f := newFake(nil)
+			p := fastPolicy()
+			p.MaxSpans, p.MaxBytes = 100, 8<<10
+			if err := s.EnsureCursor(context.Background(), "d"); err != nil {
+				t.Fatal(err)
+			}
+			spans := deliverytest.Spans(1000, 10, time.Now())
+			for i := 0; i < len(spans); i += tc.rowSize {
+				if err := s.Write(context.Background(), spans[i:i+tc.rowSize]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: p}}, fastOptions(t))
+			var ids []string
+			for _, sp := range spans {
+				ids = append(ids, sp.SpanID)
+			}
+			waitFor(t, "delivery", 10*time.Second, func() bool { return f.has(ids) })
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.maxBytes > p.MaxBytes {
+				t.Errorf("largest export %d bytes, limit %d", f.maxBytes, p.MaxBytes)
+			}
+			for _, n := range f.batches {
+				if n > p.MaxSpans {
+					t.Errorf("export of %d spans, limit %d", n, p.MaxSpans)
+				}
+			}
+			if len(f.batches) < 1000/p.MaxSpans {
+				t.Errorf("%d exports for 1000 spans", len(f.batches))
+			}
+			if rows := 1000 / tc.rowSize; tc.wantFewer && len(f.batches) >= rows {
+				t.Errorf("%d exports for %d log rows: small rows were not grouped", len(f.batches), rows)
+			}
+		})
 	}
 }
 

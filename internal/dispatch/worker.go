@@ -316,9 +316,9 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 	}
 	ids, pieces := layout(rows, c.Done, w.p.MaxSpans)
 	for len(pieces) > 0 {
-		b, used, err := w.assemble(cctx, ids, pieces)
+		a, used, err := w.assemble(cctx, ids, pieces)
 		if err == nil {
-			err = w.send(cctx, b)
+			err = w.send(cctx, a)
 		}
 		if err != nil {
 			w.giveBack(cctx, c, int(done.Load()), err)
@@ -410,13 +410,28 @@ func layout(rows [][]string, done, size int) ([]string, []piece) {
 }
 
 // batch is one export. Spans the route passes unchanged travel as the
-// chunks' encoded bytes, joined; spans the route filtered or redacted as
-// pdata.
+// encoded chunks, joined; spans the route filtered or redacted as pdata.
 type batch struct {
 	encoded bool
 	payload []byte   // when encoded
 	ids     []string // when encoded: the span ids in payload
 	td      ptrace.Traces
+}
+
+// joined is the batch of chunks sent as one request.
+func joined(chunks []chunk) batch {
+	b := batch{encoded: true}
+	if len(chunks) == 1 {
+		b.payload, b.ids = chunks[0].payload, chunks[0].ids // shared and read-only
+		return b
+	}
+	payloads := make([][]byte, len(chunks))
+	for i, ch := range chunks {
+		payloads[i] = ch.payload
+		b.ids = append(b.ids, ch.ids...)
+	}
+	b.payload = bytes.Join(payloads, nil)
+	return b
 }
 
 func (b batch) spans() int {
@@ -434,45 +449,46 @@ func (b batch) spanIDs() []string {
 	return spanIDs(b.td)
 }
 
-// assemble builds pieces into one export batch of at most MaxSpans claimed
-// ids (always at least one piece) and returns it with how many pieces it
-// used.
-func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (batch, int, error) {
-	b := batch{encoded: w.p.Route.PassesAll()}
-	if !b.encoded {
-		b.td = ptrace.NewTraces()
+// assembled is what one export round sends: chunks as they are when the
+// route passes every span unchanged, else the routed spans as pdata.
+type assembled struct {
+	chunks []chunk
+	td     ptrace.Traces
+}
+
+// assemble builds pieces into what one round exports, at most MaxSpans
+// claimed ids (always at least one piece), and returns it with how many
+// pieces it used.
+func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (assembled, int, error) {
+	var a assembled
+	encoded := w.p.Route.PassesAll()
+	if !encoded {
+		a.td = ptrace.NewTraces()
 	}
-	var payloads [][]byte
 	used, claimed, filtered := 0, 0, 0
 	for used < len(pieces) {
 		p := pieces[used]
 		if used > 0 && claimed+p.to-p.from > w.p.MaxSpans {
 			break
 		}
-		ch, td, err := w.chunk(ctx, ids[p.from:p.to], b.encoded)
+		ch, td, err := w.chunk(ctx, ids[p.from:p.to], encoded)
 		if err != nil {
-			return b, 0, err
+			return a, 0, err
 		}
-		if b.encoded {
-			payloads = append(payloads, ch.payload)
-			b.ids = append(b.ids, ch.ids...)
+		if encoded {
+			a.chunks = append(a.chunks, ch)
 		} else {
 			in := td.SpanCount()
 			filtered += in - w.p.Route.Apply(td)
-			td.ResourceSpans().MoveAndAppendTo(b.td.ResourceSpans())
+			td.ResourceSpans().MoveAndAppendTo(a.td.ResourceSpans())
 		}
 		claimed += p.to - p.from
 		used++
 	}
-	if len(payloads) == 1 {
-		b.payload = payloads[0] // shared and read-only, as is the joined copy
-	} else {
-		b.payload = bytes.Join(payloads, nil)
-	}
 	if filtered > 0 {
 		w.obs.Filtered(w.name, filtered)
 	}
-	return b, used, nil
+	return a, used, nil
 }
 
 // chunk returns the chunk of ids, built here or by another destination
@@ -520,22 +536,56 @@ func (w *worker) build(ctx context.Context, ids []string, encode bool) (ch chunk
 	return chunk{payload: payload, ids: spanIDs(td)}, td, clean, nil
 }
 
-// send delivers b, in parts of at most MaxBytes each.
-func (w *worker) send(ctx context.Context, b batch) error {
-	if b.spans() == 0 {
+// send delivers a in requests of at most MaxBytes each. Chunks are
+// grouped as they are; only a chunk over MaxBytes on its own is decoded to
+// be split.
+func (w *worker) send(ctx context.Context, a assembled) error {
+	if a.chunks == nil {
+		return w.sendSpans(ctx, a.td)
+	}
+	var group []chunk
+	size := 0
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		err := w.deliver(ctx, joined(group))
+		group, size = nil, 0
+		return err
+	}
+	for _, ch := range a.chunks {
+		switch {
+		case len(ch.ids) == 0:
+			continue // its spans are gone (retention)
+		case len(ch.payload) > w.p.MaxBytes:
+			if err := flush(); err != nil {
+				return err
+			}
+			td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+			if err != nil {
+				return fmt.Errorf("decoding spans this gateway encoded: %w", err)
+			}
+			if err := w.sendSpans(ctx, td); err != nil {
+				return err
+			}
+			continue
+		case size+len(ch.payload) > w.p.MaxBytes:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		group = append(group, ch)
+		size += len(ch.payload)
+	}
+	return flush()
+}
+
+// sendSpans delivers td in parts of at most MaxBytes each.
+func (w *worker) sendSpans(ctx context.Context, td ptrace.Traces) error {
+	if td.SpanCount() == 0 {
 		return nil
 	}
-	if b.encoded {
-		if len(b.payload) <= w.p.MaxBytes {
-			return w.deliver(ctx, b)
-		}
-		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b.payload)
-		if err != nil {
-			return fmt.Errorf("decoding a batch this gateway encoded: %w", err)
-		}
-		b = batch{td: td}
-	}
-	for _, part := range splitBytes(b.td, w.p.MaxBytes) {
+	for _, part := range splitBytes(td, w.p.MaxBytes) {
 		if err := w.deliver(ctx, batch{td: part}); err != nil {
 			return err
 		}
