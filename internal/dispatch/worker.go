@@ -33,6 +33,11 @@ const (
 	releaseTimeout = 5 * time.Second
 	// claimTimeout bounds one Claim call.
 	claimTimeout = 30 * time.Second
+	// recordProgress is how often a claim's progress is recorded between
+	// its batches (keepLease records it too): a takeover after a crash
+	// resends at most this much, and fast destinations do not write to the
+	// database after every batch.
+	recordProgress = time.Second
 	// maxDrain bounds how long a destination being removed or restarted
 	// may take to finish its claim before it is cut off.
 	maxDrain = 10 * time.Second
@@ -315,6 +320,7 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 		return
 	}
 	ids, pieces := layout(rows, c.Done, w.p.MaxSpans)
+	recorded := time.Now()
 	for len(pieces) > 0 {
 		a, used, err := w.assemble(cctx, ids, pieces)
 		if err == nil {
@@ -327,12 +333,13 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 		pos := pieces[used-1].to
 		pieces = pieces[used:]
 		done.Store(int64(pos))
-		if len(pieces) > 0 {
+		if len(pieces) > 0 && time.Since(recorded) >= recordProgress {
 			// Record progress, so a takeover does not resend what went.
 			if err := w.d.log.Renew(cctx, c, pos, w.p.Lease); err != nil {
 				w.giveBack(cctx, c, pos, err)
 				return
 			}
+			recorded = time.Now()
 		}
 	}
 	if err := w.d.log.Complete(cctx, c); err != nil {

@@ -163,7 +163,7 @@ func (s *Store) Claim(ctx context.Context, dest string, req store.ClaimRequest) 
 	if s.closed.Load() {
 		return nil, 0, errClosed
 	}
-	c, err := scanClaim(s.pool.QueryRow(ctx, `UPDATE `+s.dq.claims+` c
+	c, err := scanClaim(s.progress.QueryRow(ctx, `UPDATE `+s.dq.claims+` c
 		SET owner = $2, lease_until = now() + make_interval(secs => $3), attempts = c.attempts + 1
 		FROM (SELECT id FROM `+s.dq.claims+` WHERE destination = $1 AND lease_until < now()
 			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) x
@@ -176,7 +176,7 @@ func (s *Store) Claim(ctx context.Context, dest string, req store.ClaimRequest) 
 		return nil, 0, s.wrap("take over expired claim for "+dest, err)
 	}
 	var wait time.Duration
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.progress, func(tx pgx.Tx) error {
 		c, wait, err = s.claimNew(ctx, tx, dest, req)
 		return err
 	})
@@ -237,7 +237,7 @@ func (s *Store) claimNew(ctx context.Context, tx pgx.Tx, dest string, req store.
 
 // ClaimSpanIDs implements store.DeliveryLog.
 func (s *Store) ClaimSpanIDs(ctx context.Context, c *store.Claim) ([][]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT span_ids FROM `+s.dq.log+`
+	rows, err := s.progress.Query(ctx, `SELECT span_ids FROM `+s.dq.log+`
 		WHERE (tx_id, id) > ($1`+toXid+`, $2) AND (tx_id, id) <= ($3`+toXid+`, $4)
 		AND (destination IS NULL OR destination = $5)
 		ORDER BY tx_id, id`, c.From.Tx, c.From.ID, c.To.Tx, c.To.ID, c.Destination)
@@ -259,7 +259,7 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT span_id, trace_id, parent_span_id, name, span_kind, status_code,
+	rows, err := s.progress.Query(ctx, `SELECT span_id, trace_id, parent_span_id, name, span_kind, status_code,
 		status_message, start_time, end_time, duration_ms, attributes::text, created_at
 		FROM `+s.spans+` WHERE span_id = ANY($1::varchar[])`, ids)
 	if err != nil {
@@ -281,7 +281,7 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 }
 
 func (s *Store) ownClaim(ctx context.Context, op, query string, args ...any) error {
-	tag, err := s.pool.Exec(ctx, query, args...)
+	tag, err := s.progress.Exec(ctx, query, args...)
 	if err != nil {
 		return s.wrap(op, err)
 	}
@@ -316,7 +316,7 @@ func (s *Store) Backlog(ctx context.Context, dest string) (store.Backlog, error)
 	var b store.Backlog
 	var logOldest, claimOldest pgtype.Timestamptz
 	var claimSpans int64
-	err := s.pool.QueryRow(ctx, `SELECT
+	err := s.progress.QueryRow(ctx, `SELECT
 		(SELECT coalesce(sum(l.span_count), 0) FROM `+s.dq.log+` l WHERE (l.tx_id, l.id) > (c.tx_id, c.log_id)
 			AND (l.destination IS NULL OR l.destination = $1)),
 		(SELECT min(l.created_at) FROM `+s.dq.log+` l WHERE (l.tx_id, l.id) > (c.tx_id, c.log_id)
@@ -343,7 +343,7 @@ func (s *Store) Backlog(ctx context.Context, dest string) (store.Backlog, error)
 func (s *Store) AddDeadLetter(ctx context.Context, dl store.DeadLetter) (int64, error) {
 	var id int64
 	created := pgtype.Timestamptz{Time: dl.CreatedAt, Valid: !dl.CreatedAt.IsZero()}
-	err := s.pool.QueryRow(ctx, `INSERT INTO `+s.dq.deadLetters+` (destination, span_count, span_ids, reason, created_at)
+	err := s.progress.QueryRow(ctx, `INSERT INTO `+s.dq.deadLetters+` (destination, span_count, span_ids, reason, created_at)
 		VALUES ($1, $2, $3, $4, coalesce($5, now())) RETURNING id`,
 		dl.Destination, len(dl.SpanIDs), dl.SpanIDs, dl.Reason, created).Scan(&id)
 	return id, s.wrap("dead letter for "+dl.Destination, err)
@@ -435,7 +435,7 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 		}
 	}
 	if len(dests) > 0 {
-		rows, err := s.pool.Query(ctx, `SELECT tx_id`+fromXid+`, log_id FROM `+s.dq.cursors+`
+		rows, err := s.progress.Query(ctx, `SELECT tx_id`+fromXid+`, log_id FROM `+s.dq.cursors+`
 			WHERE destination = ANY($1::varchar[])`, dests)
 		if err != nil {
 			return 0, s.wrap("trim delivery log", err)
@@ -446,7 +446,7 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 		}
 	}
 	var p store.Position
-	err := s.pool.QueryRow(ctx, `SELECT from_tx`+fromXid+`, from_id FROM `+s.dq.claims+`
+	err := s.progress.QueryRow(ctx, `SELECT from_tx`+fromXid+`, from_id FROM `+s.dq.claims+`
 		ORDER BY from_tx, from_id LIMIT 1`).Scan(&p.Tx, &p.ID)
 	switch {
 	case err == nil:
@@ -457,11 +457,11 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 	var tag interface{ RowsAffected() int64 }
 	if low == nil {
 		// Nobody needs anything that can no longer change.
-		tag, err = s.pool.Exec(ctx, `DELETE FROM `+s.dq.log+` WHERE id IN (
+		tag, err = s.progress.Exec(ctx, `DELETE FROM `+s.dq.log+` WHERE id IN (
 			SELECT id FROM `+s.dq.log+` WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
 			ORDER BY tx_id, id LIMIT $1 FOR UPDATE SKIP LOCKED)`, limit)
 	} else {
-		tag, err = s.pool.Exec(ctx, `DELETE FROM `+s.dq.log+` WHERE id IN (
+		tag, err = s.progress.Exec(ctx, `DELETE FROM `+s.dq.log+` WHERE id IN (
 			SELECT id FROM `+s.dq.log+` WHERE (tx_id, id) <= ($1`+toXid+`, $2)
 			ORDER BY tx_id, id LIMIT $3 FOR UPDATE SKIP LOCKED)`, low.Tx, low.ID, limit)
 	}
@@ -500,7 +500,7 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 			SELECT id FROM ` + s.dq.deadLetters + ` WHERE created_at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff},
 	}
 	for _, st := range steps {
-		tag, err := s.pool.Exec(ctx, st.query, st.arg, limit)
+		tag, err := s.progress.Exec(ctx, st.query, st.arg, limit)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
 			// A Write committed spans of a trace after this statement

@@ -29,14 +29,22 @@ var spanColumns = []string{
 
 // Store is a store.Store on PostgreSQL.
 type Store struct {
-	pool   *pgxpool.Pool
-	db     *sql.DB
-	schema string
-	traces string // schema-qualified, quoted
-	spans  string
-	q      queries
-	dq     deliveryQueries
-	closed atomic.Bool
+	pool *pgxpool.Pool
+	// progress runs the fan-out's bookkeeping (claims, cursors, lease
+	// renewals, trimming, dead letters) with synchronous_commit off: it
+	// commits hundreds of times a second, and waiting for each WAL flush
+	// would queue the span writes behind it. A database crash can only lose
+	// the last moments of progress, so spans are sent again (delivery is at
+	// least once), never skipped: the WAL is replayed in order, and any
+	// later synchronous commit flushes the earlier ones.
+	progress *pgxpool.Pool
+	db       *sql.DB
+	schema   string
+	traces   string // schema-qualified, quoted
+	spans    string
+	q        queries
+	dq       deliveryQueries
+	closed   atomic.Bool
 	// retries counts transactions Write ran again (deadlock, serialization
 	// failure, broken pooled connection); the tests expect none from
 	// concurrent writers.
@@ -67,20 +75,31 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		_, err := c.Exec(ctx, stageDDL)
 		return err
 	}
+	pcfg := cfg.Copy()
+	pcfg.AfterConnect = nil
+	pcfg.MaxConns = max(4, cfg.MaxConns/4)
+	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, classify(fmt.Errorf("postgres store: connect: %w", err))
 	}
+	progress, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		pool.Close()
+		return nil, classify(fmt.Errorf("postgres store: connect: %w", err))
+	}
 	s := &Store{
-		pool:   pool,
-		schema: opts.Schema,
-		traces: pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
-		spans:  pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
+		pool:     pool,
+		progress: progress,
+		schema:   opts.Schema,
+		traces:   pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
+		spans:    pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
 	}
 	s.dq = newDeliveryQueries(opts.Schema)
 	s.q = buildQueries(s.traces, s.spans, s.dq.log)
 	if err := s.migrate(ctx, opts); err != nil {
 		pool.Close()
+		progress.Close()
 		return nil, err
 	}
 	s.db = stdlib.OpenDBFromPool(pool)
@@ -156,5 +175,6 @@ func (s *Store) Close() error {
 	}
 	err := s.db.Close()
 	s.pool.Close()
+	s.progress.Close()
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/storetest"
@@ -42,6 +43,29 @@ func TestConformance(t *testing.T) {
 
 func TestOptions(t *testing.T) {
 	storetest.RunOptions(t, freshOptions, openStore)
+}
+
+// TestOnlyProgressCommitsAsynchronously: span writes wait for the WAL flush
+// (an acknowledged span is durable); the fan-out's bookkeeping does not.
+func TestOnlyProgressCommitsAsynchronously(t *testing.T) {
+	s := openStore(t, freshOptions(t)).(*Store)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		pool *pgxpool.Pool
+		want string
+	}{
+		{"writes", s.pool, "on"},
+		{"fan-out progress", s.progress, "off"},
+	} {
+		var got string
+		if err := tc.pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("%s: synchronous_commit = %s, want %s", tc.name, got, tc.want)
+		}
+	}
 }
 
 func TestTablesAreQuotedAndQualified(t *testing.T) {
