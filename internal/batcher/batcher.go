@@ -43,6 +43,14 @@ type Observer interface {
 	BatchWritten(spans int, d time.Duration, err error)
 }
 
+// LogObserver is an Observer that also wants, after each write that appended
+// a delivery-log row, the spans written and the row's span ids (reported
+// when the Writer is a store.LoggedWriter). It must not modify spans and
+// may keep them.
+type LogObserver interface {
+	SpansLogged(spans []model.Span, ids []string)
+}
+
 // Defaults for Options.
 const (
 	DefaultMaxBatchSpans = 512
@@ -360,5 +368,14 @@ func (b *Batcher) writeOnce(spans []model.Span) (err error) {
 			b.opts.Observer.BatchWritten(len(spans), time.Since(start), err)
 		}
 	}()
-	return b.w.Write(ctx, spans)
+	lw, logs := b.w.(store.LoggedWriter)
+	lo, wants := b.opts.Observer.(LogObserver)
+	if !logs || !wants {
+		return b.w.Write(ctx, spans)
+	}
+	logged, err := lw.WriteLogged(ctx, spans)
+	if err == nil && len(logged) > 0 {
+		lo.SpansLogged(spans, logged)
+	}
+	return err
 }

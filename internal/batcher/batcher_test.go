@@ -555,3 +555,86 @@ func TestWriterPanicFailsBatchOnly(t *testing.T) {
 		t.Errorf("the batcher did not survive a panicking write: %v", err)
 	}
 }
+
+// loggingStore is a fakeStore that reports the delivery-log row of each
+// write: every span but those named "dup".
+type loggingStore struct{ fakeStore }
+
+func (l *loggingStore) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	if err := l.Write(ctx, spans); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range spans {
+		if s.Name != "dup" {
+			ids = append(ids, s.SpanID)
+		}
+	}
+	return ids, nil
+}
+
+// logObserver records SpansLogged calls and the order of observations.
+type logObserver struct {
+	observer
+	events []string
+	logged [][]string
+}
+
+func (o *logObserver) BatchWritten(n int, d time.Duration, err error) {
+	o.observer.BatchWritten(n, d, err)
+	o.mu.Lock()
+	o.events = append(o.events, "written")
+	o.mu.Unlock()
+}
+
+func (o *logObserver) SpansLogged(spans []model.Span, ids []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, "logged")
+	o.logged = append(o.logged, ids)
+}
+
+// TestLoggedRowsAreReported: with a store that reports its delivery-log
+// rows, a LogObserver hears of each row before the write is reported (the
+// fan-out announces its builds before waking its workers), and of none for
+// a write that logged nothing or failed.
+func TestLoggedRowsAreReported(t *testing.T) {
+	cases := []struct {
+		name       string
+		spans      []model.Span
+		fail       bool
+		wantLogged []string
+		wantEvents []string
+	}{
+		{"new spans", []model.Span{{SpanID: "a"}, {SpanID: "b"}}, false, []string{"a", "b"}, []string{"logged", "written"}},
+		{"some already stored", []model.Span{{SpanID: "c"}, {SpanID: "d", Name: "dup"}}, false, []string{"c"}, []string{"logged", "written"}},
+		{"all already stored", []model.Span{{SpanID: "e", Name: "dup"}}, false, nil, []string{"written"}},
+		{"failed write", []model.Span{{SpanID: "f"}}, true, nil, []string{"written"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ls := &loggingStore{}
+			if tc.fail {
+				ls.fail = func([]model.Span) error { return errors.New("disk full") }
+			}
+			obs := &logObserver{}
+			b := newBatcher(t, ls, Options{Observer: obs})
+			err := b.Submit(context.Background(), tc.spans)
+			if (err != nil) != tc.fail {
+				t.Fatalf("Submit = %v", err)
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if !slices.Equal(obs.events, tc.wantEvents) {
+				t.Errorf("events %v, want %v", obs.events, tc.wantEvents)
+			}
+			var got []string
+			if len(obs.logged) > 0 {
+				got = obs.logged[0]
+			}
+			if !slices.Equal(got, tc.wantLogged) {
+				t.Errorf("logged %v, want %v", got, tc.wantLogged)
+			}
+		})
+	}
+}

@@ -172,7 +172,8 @@ type Dispatcher struct {
 	cancel    context.CancelFunc
 	housework sync.WaitGroup
 
-	shared *sharedChunks // chunks built for one destination, reused by the others
+	shared *sharedChunks // chunks built once, for every destination
+	seeds  chan seedRow  // rows just written, for the seeder
 }
 
 // New prepares a dispatcher; Start runs it.
@@ -180,18 +181,11 @@ func New(log Log, dests []Destination, opts Options) *Dispatcher {
 	opts.withDefaults()
 	d := &Dispatcher{log: log, opts: opts}
 	d.shared = newSharedChunks(sharedChunkBytes)
+	d.seeds = make(chan seedRow, seedQueue)
 	for _, dest := range dests {
 		d.workers = append(d.workers, newWorker(d, dest))
 	}
 	return d
-}
-
-// sharing reports whether built chunks are worth keeping for other
-// destinations: with one there is nobody to share with.
-func (d *Dispatcher) sharing() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.workers) > 1
 }
 
 // snapshot returns the running workers.
@@ -230,6 +224,7 @@ func (d *Dispatcher) Start(ctx context.Context) {
 		w.launch(d.ctx)
 	}
 	d.housework.Go(func() { d.housekeeping(d.ctx) })
+	d.housework.Go(func() { d.seeder(d.ctx) })
 }
 
 // Stop stops the workers, hands their claims back (so a restart or another

@@ -23,6 +23,7 @@ type testStore interface {
 	store.Store
 	store.DeliveryLog
 	store.Pruner
+	store.LoggedWriter
 }
 
 func openSQLite(t *testing.T) testStore {

@@ -47,6 +47,7 @@ type sharedChunks struct {
 
 // flight is a chunk under construction.
 type flight struct {
+	key  uint64
 	ids  []string
 	done chan struct{} // closed when the build ended
 	c    chunk
@@ -101,23 +102,51 @@ func (c *sharedChunks) do(ctx context.Context, ids []string, build func() (chunk
 		ch, _, err := build()
 		return ch, true, err
 	}
-	f := &flight{ids: ids, done: make(chan struct{})}
-	c.building[k] = f
+	f := c.start(k, ids)
 	c.mu.Unlock()
 	c.misses.Add(1)
 
 	ch, share, err := build()
+	c.finish(f, ch, err == nil && share)
+	return ch, true, err
+}
+
+// reserve announces a build of the chunk of ids, so that destinations
+// asking for it meanwhile wait for it; nil when the chunk is kept or being
+// built already. The caller must finish the flight.
+func (c *sharedChunks) reserve(ids []string) *flight {
+	k := c.key(ids)
 	c.mu.Lock()
-	if c.building[k] == f {
-		delete(c.building, k)
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[k]; ok {
+		return nil
 	}
-	if err == nil && share {
+	if _, ok := c.building[k]; ok {
+		return nil
+	}
+	return c.start(k, ids)
+}
+
+// start registers a build; c.mu is held.
+func (c *sharedChunks) start(k uint64, ids []string) *flight {
+	f := &flight{key: k, ids: ids, done: make(chan struct{})}
+	c.building[k] = f
+	return f
+}
+
+// finish ends a build: a chunk that may be shared is kept and handed to
+// those waiting, who otherwise build it themselves.
+func (c *sharedChunks) finish(f *flight, ch chunk, share bool) {
+	c.mu.Lock()
+	if c.building[f.key] == f {
+		delete(c.building, f.key)
+	}
+	if share {
 		f.c, f.ok = ch, true
-		c.put(k, ids, ch)
+		c.put(f.key, f.ids, ch)
 	}
 	c.mu.Unlock()
 	close(f.done)
-	return ch, true, err
 }
 
 // put remembers ch as the chunk of ids; c.mu is held.

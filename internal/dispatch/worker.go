@@ -498,18 +498,14 @@ func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (as
 	return a, used, nil
 }
 
-// chunk returns the chunk of ids, built here or by another destination
-// moments ago. td is the chunk as pdata, a private copy the caller may
-// change; when encoded is set only the chunk's bytes are needed and td may
-// be empty.
+// chunk returns the chunk of ids, built here, by another destination or
+// from the spans as they were written. td is the chunk as pdata, a private
+// copy the caller may change; when encoded is set only the chunk's bytes
+// are needed and td may be empty.
 func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, ptrace.Traces, error) {
-	if !w.d.sharing() {
-		ch, td, _, err := w.build(ctx, ids, encoded)
-		return ch, td, err
-	}
 	var td ptrace.Traces
 	ch, built, err := w.d.shared.do(ctx, ids, func() (chunk, bool, error) {
-		ch, fresh, clean, err := w.build(ctx, ids, true)
+		ch, fresh, clean, err := w.build(ctx, ids)
 		td = fresh
 		// Only clean conversions are shared: a row that failed to convert
 		// is dead-lettered by each destination for itself.
@@ -522,9 +518,9 @@ func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, 
 	return ch, td, err
 }
 
-// build loads and converts the spans of ids, and encodes them when encode
-// is set. clean reports that every loaded row converted.
-func (w *worker) build(ctx context.Context, ids []string, encode bool) (ch chunk, td ptrace.Traces, clean bool, err error) {
+// build loads, converts and encodes the spans of ids. clean reports that
+// every loaded row converted.
+func (w *worker) build(ctx context.Context, ids []string) (ch chunk, td ptrace.Traces, clean bool, err error) {
 	rows, err := w.d.log.Spans(ctx, ids)
 	if err != nil {
 		return chunk{}, td, false, err
@@ -532,15 +528,11 @@ func (w *worker) build(ctx context.Context, ids []string, encode bool) (ch chunk
 	if td, err = w.convert(ctx, rows); err != nil {
 		return chunk{}, td, false, err
 	}
-	clean = td.SpanCount() == len(rows)
-	if !encode {
-		return chunk{}, td, clean, nil
-	}
 	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
 	if err != nil {
 		return chunk{}, td, false, fmt.Errorf("encoding stored spans: %w", err)
 	}
-	return chunk{payload: payload, ids: spanIDs(td)}, td, clean, nil
+	return chunk{payload: payload, ids: spanIDs(td)}, td, td.SpanCount() == len(rows), nil
 }
 
 // send delivers a in requests of at most MaxBytes each. Chunks are

@@ -25,6 +25,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/dispatch"
 	"github.com/kern-agents/trace-gateway/internal/limits"
+	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/pluginhost"
 	"github.com/kern-agents/trace-gateway/internal/ratelimit"
 	"github.com/kern-agents/trace-gateway/internal/receiver"
@@ -478,5 +479,15 @@ type batchObservers []batcher.Observer
 func (o batchObservers) BatchWritten(n int, d time.Duration, err error) {
 	for _, x := range o {
 		x.BatchWritten(n, d, err)
+	}
+}
+
+// SpansLogged passes written delivery-log rows to the observers that want
+// them (the fan-out builds their exports from memory).
+func (o batchObservers) SpansLogged(spans []model.Span, ids []string) {
+	for _, x := range o {
+		if lo, ok := x.(batcher.LogObserver); ok {
+			lo.SpansLogged(spans, ids)
+		}
 	}
 }

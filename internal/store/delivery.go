@@ -144,6 +144,16 @@ type DeliveryLog interface {
 	Trim(ctx context.Context, dests []string, limit int) (int64, error)
 }
 
+// LoggedWriter is a Store whose writes report the delivery-log row they
+// appended, so the fan-out can build that row's export from the spans it
+// still holds instead of reading them back.
+type LoggedWriter interface {
+	// WriteLogged is Write that also returns the span ids of the log row the
+	// write appended, in the row's order; none when every span was stored
+	// already.
+	WriteLogged(ctx context.Context, spans []model.Span) ([]string, error)
+}
+
 // Pruned counts what one Prune round deleted.
 type Pruned struct {
 	Spans, Traces, LogRows, DeadLetters int64

@@ -22,6 +22,7 @@ type Store interface {
 	store.Store
 	store.DeliveryLog
 	store.Pruner
+	store.LoggedWriter
 }
 
 // Open returns a fresh, empty store that is closed when the test ends.
@@ -61,6 +62,7 @@ func Run(t *testing.T, open Open, settle Settle) {
 		fn   func(*testing.T, Store)
 	}{
 		{"LogListsNewSpansOnly", testLogListsNewSpansOnly},
+		{"WriteLoggedReportsTheRow", testWriteLoggedReportsTheRow},
 		{"NewCursorStartsAtEnd", testNewCursorStartsAtEnd},
 		{"ClaimsCoverEverySpanOnce", testClaimsCoverEverySpanOnce},
 		{"ClaimWaitsForFullerBatch", testClaimWaitsForFullerBatch},
@@ -179,6 +181,47 @@ func drain(t *testing.T, s Store, dest string, maxSpans int) []string {
 		got = append(got, spanIDs...)
 		if err := s.Complete(ctx, c); err != nil {
 			t.Fatalf("Complete: %v", err)
+		}
+	}
+}
+
+// testWriteLoggedReportsTheRow: WriteLogged returns exactly the log row its
+// write appended, in the row's order, and nothing for an all-duplicate write.
+func testWriteLoggedReportsTheRow(t *testing.T, s Store) {
+	ctx := context.Background()
+	ensure(t, s, "d")
+	now := time.Now()
+	a, b := Spans(30, 5, now), Spans(20, 5, now)
+	cases := []struct {
+		name  string
+		spans []model.Span
+		want  []model.Span // the spans the row must list
+	}{
+		{"new spans", a, a},
+		{"new and re-sent spans", append(slices.Clone(b), a[:10]...), b},
+		{"only re-sent spans", a[10:20], nil},
+	}
+	for _, tc := range cases {
+		logged, err := s.WriteLogged(ctx, tc.spans)
+		if err != nil {
+			t.Fatalf("%s: WriteLogged: %v", tc.name, err)
+		}
+		if !slices.Equal(sorted(logged), sorted(ids(tc.want))) {
+			t.Fatalf("%s: logged %d ids, want the %d new ones", tc.name, len(logged), len(tc.want))
+		}
+		if len(tc.want) == 0 {
+			continue
+		}
+		c, _, err := s.Claim(ctx, "d", req("o", 1))
+		if err != nil || c == nil {
+			t.Fatalf("%s: Claim = %v, %v", tc.name, c, err)
+		}
+		rows, err := s.ClaimSpanIDs(ctx, c)
+		if err != nil || len(rows) != 1 || !slices.Equal(rows[0], logged) {
+			t.Fatalf("%s: the log row lists %v (%v), WriteLogged said %v", tc.name, rows, err, logged)
+		}
+		if err := s.Complete(ctx, c); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

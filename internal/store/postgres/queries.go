@@ -42,7 +42,7 @@ func buildQueries(traces, spans, deliveryLog string) queries {
 		// The spans are inserted and the delivery log appended in one
 		// statement: the log row lists the span ids this Write inserted (a
 		// span already stored is not fanned out again), and the statement
-		// returns how many that is.
+		// returns how many that is and the row's list.
 		insertSpans: `WITH ins AS (
 				INSERT INTO ` + spans + ` (` + cols + `) SELECT ` + cols + ` FROM ` + stageTable + `
 				ON CONFLICT (span_id) DO NOTHING
@@ -50,9 +50,9 @@ func buildQueries(traces, spans, deliveryLog string) queries {
 			), logged AS (
 				INSERT INTO ` + deliveryLog + ` (span_count, span_ids)
 				SELECT count(*), array_agg(span_id) FROM ins HAVING count(*) > 0
-				RETURNING span_count
+				RETURNING span_count, span_ids
 			)
-			SELECT coalesce((SELECT span_count FROM logged), 0)`,
+			SELECT coalesce((SELECT span_count FROM logged), 0), (SELECT span_ids FROM logged)`,
 		// A fresh statement sees every batch committed so far (READ
 		// COMMITTED), and the rows it updates are locked by insertTraces.
 		updateTraces: `UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `

@@ -31,49 +31,59 @@ const maxAttempts = 3
 // Within the batch the first span with a given span id wins; across batches
 // the stored one does. Spans without CreatedAt get the time of the write.
 func (s *Store) Write(ctx context.Context, spans []model.Span) error {
+	_, err := s.WriteLogged(ctx, spans)
+	return err
+}
+
+// WriteLogged implements store.LoggedWriter.
+func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
 	if len(spans) == 0 {
-		return nil
+		return nil, nil
 	}
 	if s.closed.Load() {
-		return errClosed
+		return nil, errClosed
 	}
 	now := model.FormatTime(time.Now())
 	batch, traceIDs := dedupe(spans, now)
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = s.write(ctx, batch, traceIDs, now)
+		var logged []string
+		logged, err = s.write(ctx, batch, traceIDs, now)
 		if err == nil {
-			return nil
+			return logged, nil
 		}
 		if attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			break
 		}
 		s.retries.Add(1)
 	}
-	return classify(fmt.Errorf("postgres store: write %d spans of %d traces: %w", len(batch), len(traceIDs), err))
+	return nil, classify(fmt.Errorf("postgres store: write %d spans of %d traces: %w", len(batch), len(traceIDs), err))
 }
 
-func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, now string) error {
+// write runs one attempt and returns the span ids it added to the delivery
+// log.
+func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, now string) ([]string, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Release()
-	err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+	logged, err := s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" && strings.Contains(pgErr.Message, stageTable) {
 		// The session lost its staging table (DISCARD TEMP, or a pooler
 		// that moved us to another server session): make it and go again.
 		if _, err := conn.Exec(ctx, stageDDL); err != nil {
-			return fmt.Errorf("create staging table: %w", err)
+			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+		logged, err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
 	}
-	return err
+	return logged, err
 }
 
-func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, now string) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, now string) ([]string, error) {
+	var logged []string
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 			sp := &batch[i]
 			return []any{
@@ -100,7 +110,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			return fmt.Errorf("insert traces: %w", err)
 		}
 		var added int
-		if err := res.QueryRow().Scan(&added); err != nil {
+		if err := res.QueryRow().Scan(&added, &logged); err != nil {
 			res.Close()
 			return fmt.Errorf("insert spans: %w", err)
 		}
@@ -131,6 +141,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		}
 		return nil
 	})
+	return logged, err
 }
 
 // dedupe keeps the first span of each span id, fills CreatedAt, and returns

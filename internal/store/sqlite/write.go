@@ -31,20 +31,28 @@ const maxRows = 256
 // the first span with a given span id wins; across batches the stored one
 // does. Spans without CreatedAt get the time of the write.
 func (s *Store) Write(ctx context.Context, spans []model.Span) error {
-	if len(spans) == 0 {
-		return nil
-	}
-	if s.closed.Load() {
-		return errClosed
-	}
-	now := model.FormatTime(time.Now())
-	if err := s.write(ctx, spans, now); err != nil {
-		return classify(fmt.Errorf("sqlite store: write %d spans: %w", len(spans), err))
-	}
-	return nil
+	_, err := s.WriteLogged(ctx, spans)
+	return err
 }
 
-func (s *Store) write(ctx context.Context, spans []model.Span, now string) error {
+// WriteLogged implements store.LoggedWriter.
+func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	if len(spans) == 0 {
+		return nil, nil
+	}
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	now := model.FormatTime(time.Now())
+	logged, err := s.write(ctx, spans, now)
+	if err != nil {
+		return nil, classify(fmt.Errorf("sqlite store: write %d spans: %w", len(spans), err))
+	}
+	return logged, nil
+}
+
+// write stores spans and returns the ids it added to the delivery log.
+func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]string, error) {
 	traceSet := map[string]struct{}{}
 	for i := range spans {
 		traceSet[spans[i].TraceID] = struct{}{}
@@ -56,16 +64,16 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 	slices.Sort(traceIDs)
 	idsJSON, err := json.Marshal(traceIDs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
-		return err
+		return nil, err
 	}
 	// ON CONFLICT DO NOTHING keeps the first of repeated span ids, both
 	// within the batch (rows insert in order) and across batches; RETURNING
@@ -89,7 +97,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 				nullable(string(sp.Attributes)), created)
 		}
 		if inserted, err = insertSpans(ctx, tx.StmtContext(ctx, stmt), args, inserted); err != nil {
-			return fmt.Errorf("insert spans: %w", err)
+			return nil, fmt.Errorf("insert spans: %w", err)
 		}
 		rest = rest[n:]
 	}
@@ -98,16 +106,16 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) error
 	if len(inserted) > 0 {
 		ids, err := json.Marshal(inserted)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tx.StmtContext(ctx, s.logRow).ExecContext(ctx, now, len(inserted), string(ids)); err != nil {
-			return fmt.Errorf("append to delivery log: %w", err)
+			return nil, fmt.Errorf("append to delivery log: %w", err)
 		}
 	}
 	if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, string(idsJSON), now); err != nil {
-		return fmt.Errorf("upsert traces: %w", err)
+		return nil, fmt.Errorf("upsert traces: %w", err)
 	}
-	return tx.Commit()
+	return inserted, tx.Commit()
 }
 
 // prepare prepares the INSERTs of maxRows, maxRows/2, ..., 1 spans and the
