@@ -75,10 +75,7 @@ func splitAttributes(data []byte) (parts, error) {
 	if isNull(data) {
 		return p, nil
 	}
-	r, err := newReader(data)
-	if err != nil {
-		return p, err
-	}
+	r := newReader(data)
 	if err := r.expect('{'); err != nil {
 		return p, err
 	}
@@ -111,11 +108,11 @@ func splitAttributes(data []byte) (parts, error) {
 		if err != nil {
 			return p, fmt.Errorf("key %q: %w", k, err)
 		}
-		if !r.consume(',') && r.peek() != '}' {
-			return p, fmt.Errorf("%w at offset %d", errSyntax, r.pos)
+		if err := r.separator('}'); err != nil {
+			return p, err
 		}
 	}
-	return p, nil
+	return p, r.end()
 }
 
 // eachElement calls fn for each element of the JSON array in data.
@@ -139,11 +136,11 @@ func putObject(m pcommon.Map, data []byte) error {
 	if isNull(data) {
 		return nil
 	}
-	r, err := newReader(data)
-	if err != nil {
+	r := newReader(data)
+	if err := r.members(m, 0); err != nil {
 		return err
 	}
-	return r.members(m, 0)
+	return r.end()
 }
 
 func isNull(data []byte) bool {

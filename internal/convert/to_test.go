@@ -336,7 +336,15 @@ func TestToOTLPReaderSyntax(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
 	}
-	for _, bad := range []string{`{"a":}`, `{"a":1,}`, `{"a" 1}`, `{"a":[1 2]}`, `{"a":tru}`, `{"a":"x}`, `{"a":1}}`} {
+	notUTF8 := base
+	notUTF8.Attributes = []byte("{\"a\":\"x\xffy\"}")
+	if td, err := ToOTLP([]model.Span{notUTF8}); err != nil {
+		t.Errorf("string that is not UTF-8: %v", err)
+	} else if v, _ := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("a"); v.Str() != "x\uFFFDy" {
+		t.Errorf("string that is not UTF-8 read as %q, want x\uFFFDy", v.Str())
+	}
+	for _, bad := range []string{`{"a":}`, `{"a":1,}`, `{"a" 1}`, `{"a":[1 2]}`, `{"a":tru}`, `{"a":"x}`, `{"a":1}}`,
+		`{"a":[1,]}`, `{"a":NaN}`, `{"a":+1}`, `{"a":0x10}`, `{"a":Inf}`, `{"a":1} x`, `{,"a":1}`} {
 		s := base
 		s.Attributes = []byte(bad)
 		if _, err := ToOTLP([]model.Span{s}); err == nil {
