@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -127,7 +128,7 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks, rounds int) error {
 	// Each round runs the gateway without destinations and then with them,
 	// back to back, so both see the same machine; the ratio is taken per
 	// round and the median reported.
-	var ratios []float64
+	var ratios, cpuPerDest []float64
 	var fo gwResult
 	for r := range rounds {
 		base := gw
@@ -147,10 +148,15 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks, rounds int) error {
 			return fmt.Errorf("fan-out run, round %d: %w", r+1, err)
 		}
 		ratios = append(ratios, fo.rate/base.rate)
+		perDest := float64(fo.cpu-base.cpu) / float64(want*sinks) / 1e3
+		cpuPerDest = append(cpuPerDest, perDest)
 		fmt.Printf("round %d: no destinations %8.0f spans/s, %d destinations %8.0f spans/s, ratio %.2f, lag p50 / p99 %.0f / %.0f ms, peak RSS %.1f MiB (%d duplicates)\n",
 			r+1, base.rate, sinks, fo.rate, fo.rate/base.rate, ms(fo.lagP50), ms(fo.lagP99), mib(fo.peakRSS), fo.duplicates)
+		fmt.Printf("         gateway+plugins CPU: %.1f µs/span without destinations, %.2f µs more per span per destination (%.2f of it in the plugin)\n",
+			float64(base.cpu)/float64(want)/1e3, perDest, float64(fo.pluginCPU)/float64(want*sinks)/1e3)
 	}
 	fmt.Printf("ratio with / without destinations:       %10.2f  (median of %d rounds; every destination got every span each round)\n", median(ratios), rounds)
+	fmt.Printf("fan-out CPU in gateway+plugins:          %10.2f µs per span per destination (median; the database's and fake vendors' CPU not included)\n", median(cpuPerDest))
 
 	fmt.Printf("\n== one destination down for the whole run, one healthy\n")
 	down, err := otlpsink.New()
@@ -281,8 +287,12 @@ func nullable(s string) any {
 }
 
 type gwResult struct {
-	rate           float64
-	peakRSS        int64
+	rate    float64
+	peakRSS int64
+	// cpu is the user+system time of the gateway and its plugins over the
+	// whole run (ingest and delivery), read when it exits.
+	cpu            time.Duration
+	pluginCPU      time.Duration // the part of cpu spent in plugin processes
 	lagP50, lagP99 time.Duration
 	duplicates     int
 }
@@ -341,7 +351,13 @@ log:
 	if err := cmd.Start(); err != nil {
 		return gwResult{}, err
 	}
-	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}
+	}()
 	if err := waitReady("http://" + httpAddr + "/readyz"); err != nil {
 		return gwResult{}, err
 	}
@@ -433,6 +449,18 @@ log:
 		res.lagP99 = lags[len(lags)*99/100]
 	}
 	res.peakRSS = peakRSS(cmd.Process.Pid)
+	own := ownCPU(cmd.Process.Pid)
+	stopped = true
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		return gwResult{}, fmt.Errorf("gateway exit: %w", err)
+	}
+	// wait4 reports the gateway's usage including the plugin processes it
+	// waited for.
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		res.pluginCPU = max(res.cpu-own, 0)
+	}
 	return res, nil
 }
 
@@ -468,6 +496,23 @@ func waitReady(url string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.New("gateway did not become ready within 30s")
+}
+
+// ownCPU reads the user+system time of pid itself (not its children) from
+// /proc/pid/stat; shutdown adds little, so it is read just before it.
+func ownCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
 // peakRSS reads VmHWM (peak resident set) of pid.

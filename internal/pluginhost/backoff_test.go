@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,33 @@ func TestCallerEnded(t *testing.T) {
 		if got := callerEnded(tc.caller, tc.call, tc.code); got != tc.want {
 			t.Errorf("%s: callerEnded = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestPluginEnv(t *testing.T) {
+	cases := []struct {
+		name      string
+		inherited []string
+		want      string // the GOMAXPROCS entry the plugin gets
+	}{
+		{"one processor by default", []string{"PATH=/bin"}, "GOMAXPROCS=1"},
+		{"the operator's setting wins", []string{"GOMAXPROCS=4"}, "GOMAXPROCS=4"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := pluginEnv(slices.Clone(tc.inherited), "OURS=1")
+			var got []string
+			for _, kv := range env {
+				if strings.HasPrefix(kv, "GOMAXPROCS=") {
+					got = append(got, kv)
+				}
+			}
+			if len(got) != 1 || got[0] != tc.want {
+				t.Errorf("GOMAXPROCS entries %v, want [%s]", got, tc.want)
+			}
+			if !slices.Contains(env, "OURS=1") {
+				t.Errorf("env %v lost our variables", env)
+			}
+		})
 	}
 }

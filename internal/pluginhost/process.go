@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,18 @@ func (hostPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.Cl
 	return pluginpb.NewExporterClient(c), nil
 }
 
+// pluginEnv is a plugin's environment: inherited then ours (later entries
+// win). A plugin forwards one batch at a time, so unless GOMAXPROCS is set
+// it runs on one processor: with several plugins beside the gateway, Go's
+// idle processors spinning for work cost more CPU than they save.
+func pluginEnv(inherited []string, ours ...string) []string {
+	env := append(inherited, ours...)
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }) {
+		env = append(env, "GOMAXPROCS=1")
+	}
+	return env
+}
+
 // launch starts one plugin process, completes the handshake and configures
 // it. On error nothing is left running.
 func (d *Destination) launch(ctx context.Context) (*instance, error) {
@@ -63,7 +76,7 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 	// The plugin inherits the gateway's environment; our variables come last
 	// so an inherited value cannot override them (go-plugin would append the
 	// host environment after ours, hence SkipHostEnv below).
-	cmd.Env = append(append(os.Environ(), cmd.Env...),
+	cmd.Env = pluginEnv(append(os.Environ(), cmd.Env...),
 		plugins.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
 		plugins.EnvLogLevel+"="+d.logLevel(ctx),
 	)
