@@ -606,6 +606,22 @@ func testTrim(t *testing.T, s Store) {
 	if n, err := s.Trim(ctx, []string{"a", "b", "never-started"}, 100); err != nil || n != 1 {
 		t.Fatalf("Trim with an unknown destination = %d, %v; want 1", n, err)
 	}
+	// A destination removed from the configuration does not hold the log
+	// back, not even with a claim it handed back on its way out.
+	ensure(t, s, "removed")
+	write(t, s, Spans(3, 3, time.Now()))
+	drain(t, s, "a", 100)
+	drain(t, s, "b", 100)
+	gone, _, err := s.Claim(ctx, "removed", req("removed", 9))
+	if err != nil || gone == nil {
+		t.Fatalf("Claim for the destination about to go = %+v, %v", gone, err)
+	}
+	if err := s.Release(ctx, gone, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Trim(ctx, []string{"a", "b"}, 100); err != nil || n != 1 {
+		t.Fatalf("Trim past a removed destination's claim = %d, %v; want 1", n, err)
+	}
 	// Nothing configured: everything settled can go.
 	write(t, s, Spans(3, 3, time.Now()))
 	if n, err := s.Trim(ctx, nil, 100); err != nil || n != 1 {

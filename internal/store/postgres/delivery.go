@@ -445,9 +445,13 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 			return 0, s.wrap("trim delivery log", err)
 		}
 	}
+	// Only the listed destinations' claims count, as only their cursors do:
+	// a destination removed from the configuration must not pin the log
+	// with a claim it handed back on its way out.
 	var p store.Position
 	err := s.progress.QueryRow(ctx, `SELECT from_tx`+fromXid+`, from_id FROM `+s.dq.claims+`
-		ORDER BY from_tx, from_id LIMIT 1`).Scan(&p.Tx, &p.ID)
+		WHERE destination = ANY($1::varchar[])
+		ORDER BY from_tx, from_id LIMIT 1`, dests).Scan(&p.Tx, &p.ID)
 	switch {
 	case err == nil:
 		lower(p)
