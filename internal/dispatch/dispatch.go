@@ -421,6 +421,13 @@ const maxRounds = 200
 // trim deletes log rows every destination has claimed, in small statements.
 func (d *Dispatcher) trim(ctx context.Context) {
 	const batch = 1000
+	// Not while Update runs: a destination being restarted is briefly off
+	// the list, and the claim it hands back must survive until its
+	// successor takes it. The next tick trims.
+	if !d.update.TryLock() {
+		return
+	}
+	defer d.update.Unlock()
 	dests := d.Destinations()
 	var total int64
 	for range maxRounds {

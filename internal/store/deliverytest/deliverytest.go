@@ -619,6 +619,18 @@ func testTrim(t *testing.T, s Store) {
 	if err := s.Release(ctx, gone, 0); err != nil {
 		t.Fatal(err)
 	}
+	// While the claim is held (another replica may still run the
+	// destination), it counts.
+	held, _, err = s.Claim(ctx, "removed", req("removed", 9))
+	if err != nil || held == nil {
+		t.Fatalf("taking the handed-back claim = %+v, %v", held, err)
+	}
+	if n, err := s.Trim(ctx, []string{"a", "b"}, 100); err != nil || n != 0 {
+		t.Fatalf("Trim under a claim someone holds = %d, %v; want 0", n, err)
+	}
+	if err := s.Release(ctx, held, 0); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := s.Trim(ctx, []string{"a", "b"}, 100); err != nil || n != 1 {
 		t.Fatalf("Trim past a removed destination's claim = %d, %v; want 1", n, err)
 	}

@@ -445,12 +445,13 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 			return 0, s.wrap("trim delivery log", err)
 		}
 	}
-	// Only the listed destinations' claims count, as only their cursors do:
-	// a destination removed from the configuration must not pin the log
-	// with a claim it handed back on its way out.
+	// Claims count when they are the listed destinations' or someone holds
+	// them (another replica may still run a destination this one dropped);
+	// a claim a removed destination handed back on its way out must not pin
+	// the log.
 	var p store.Position
 	err := s.progress.QueryRow(ctx, `SELECT from_tx`+fromXid+`, from_id FROM `+s.dq.claims+`
-		WHERE destination = ANY($1::varchar[])
+		WHERE destination = ANY($1::varchar[]) OR lease_until > now()
 		ORDER BY from_tx, from_id LIMIT 1`, dests).Scan(&p.Tx, &p.ID)
 	switch {
 	case err == nil:

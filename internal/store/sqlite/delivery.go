@@ -432,16 +432,17 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 			return 0, wrap("trim delivery log", err)
 		}
 	}
-	// Only the listed destinations' claims count, as only their cursors do:
-	// a destination removed from the configuration must not pin the log
-	// with a claim it handed back on its way out.
+	// Claims count when they are the listed destinations' or someone holds
+	// them; a claim a removed destination handed back on its way out must
+	// not pin the log.
 	listed, err := json.Marshal(dests)
 	if err != nil {
 		return 0, err
 	}
 	var claimFrom sql.NullInt64
 	if err := s.r.QueryRowContext(ctx, `SELECT min(from_id) FROM gateway_claims
-		WHERE destination IN (SELECT value FROM json_each(?))`, string(listed)).Scan(&claimFrom); err != nil {
+		WHERE destination IN (SELECT value FROM json_each(?)) OR lease_until > ?`,
+		string(listed), model.FormatTime(time.Now())).Scan(&claimFrom); err != nil {
 		return 0, wrap("trim delivery log", err)
 	}
 	if claimFrom.Valid {
