@@ -53,6 +53,7 @@ type options struct {
 	schema      string
 	drain       time.Duration
 	keep        bool
+	pprof       string
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&o.schema, "schema", "", "PostgreSQL schema (default: a new soak_<time> schema, left in place)")
 	flag.DurationVar(&o.drain, "drain", 2*time.Minute, "how long to wait after sending for the healthy destinations to catch up")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (config, gateway log, SQLite file)")
+	flag.StringVar(&o.pprof, "pprof", "", "serve the gateway's pprof on this loopback address (e.g. 127.0.0.1:6060), to take heap profiles during the run")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("soak: ")
@@ -370,7 +372,11 @@ type destination struct{ name, url string }
 
 func gatewayConfig(o options, dir string, dests []destination) (string, error) {
 	var b strings.Builder
-	b.WriteString("server:\n  otlp_grpc: \"\"\n  otlp_http: 127.0.0.1:0\n  http: 127.0.0.1:0\nstorage:\n")
+	b.WriteString("server:\n  otlp_grpc: \"\"\n  otlp_http: 127.0.0.1:0\n  http: 127.0.0.1:0\n")
+	if o.pprof != "" {
+		fmt.Fprintf(&b, "  pprof: %q\n", o.pprof)
+	}
+	b.WriteString("storage:\n")
 	switch o.driver {
 	case "sqlite":
 		fmt.Fprintf(&b, "  driver: sqlite\n  dsn: %q\n", "file:"+filepath.Join(dir, "traces.db"))
