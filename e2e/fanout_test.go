@@ -113,6 +113,9 @@ func (f *fanout) finish(t *testing.T, drain time.Duration) fanoutFigures {
 	if n := f.gw.mustMetric("kern_gateway_destination_spans_dead_lettered_total"); n > 0 {
 		t.Errorf("%v spans were dead-lettered; every fault here is transient", n)
 	}
+	if n := f.gw.mustMetric("kern_gateway_fanout_chunks_total"); n == 0 {
+		t.Error("kern_gateway_fanout_chunks_total counts no chunk after every span was delivered")
+	}
 	// One plugin process per destination, and none left after a clean stop.
 	plugins := f.gw.pluginPids("otlp")
 	if len(plugins) != len(f.names) {

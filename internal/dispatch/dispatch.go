@@ -195,6 +195,12 @@ func (d *Dispatcher) snapshot() []*worker {
 	return slices.Clone(d.workers)
 }
 
+// ChunkStats reports how many chunks workers took from memory (built by
+// another destination or from the spans just written) and how many they
+// loaded from the database themselves. A growing share of the latter means
+// destinations fall behind the newest writes.
+func (d *Dispatcher) ChunkStats() (memory, database uint64) { return d.shared.stats() }
+
 // Owner is the replica id this dispatcher claims work under.
 func (d *Dispatcher) Owner() string { return d.opts.Owner }
 

@@ -169,6 +169,23 @@ func (m *Metrics) DestinationRemoved(dest string) {
 
 var _ dispatch.DestinationRemover = (*Metrics)(nil)
 
+// WatchChunks exports where the fan-out's chunks came from.
+func (m *Metrics) WatchChunks(stats func() (memory, database uint64)) {
+	for _, from := range []string{"memory", "database"} {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "kern_gateway_fanout_chunks_total",
+			Help:        "Export chunks destinations used, by where they came from: memory (built once for all, or from the spans just written) or database (read back by the destination).",
+			ConstLabels: prometheus.Labels{"from": from},
+		}, func() float64 {
+			mem, db := stats()
+			if from == "memory" {
+				return float64(mem)
+			}
+			return float64(db)
+		}))
+	}
+}
+
 // AuthRejected counts a request refused by authentication (auth.Observer).
 func (m *Metrics) AuthRejected(transport, reason string) {
 	m.authRejected.WithLabelValues(transport, reason).Inc()

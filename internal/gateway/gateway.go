@@ -132,6 +132,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	if g.fanout != nil {
 		// A committed batch wakes idle fan-out workers.
 		writeObserver = batchObservers{g.metrics, g.fanout}
+		g.metrics.WatchChunks(g.fanout.ChunkStats)
 	}
 	g.batcher = batcher.New(st, batcher.Options{
 		MaxBatchSpans: cfg.Ingest.MaxBatchSpans,
