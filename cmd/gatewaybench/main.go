@@ -40,6 +40,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/otlpsink"
+	"github.com/kern-agents/trace-gateway/internal/procfs"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
@@ -448,8 +449,9 @@ log:
 		res.lagP50 = lags[len(lags)/2]
 		res.lagP99 = lags[len(lags)*99/100]
 	}
-	res.peakRSS = peakRSS(cmd.Process.Pid)
-	own := ownCPU(cmd.Process.Pid)
+	// Shutdown adds little: the gateway's own CPU time is read just before.
+	res.peakRSS, _ = procfs.StatusBytes(cmd.Process.Pid, "VmHWM")
+	own, _ := procfs.CPUTime(cmd.Process.Pid)
 	stopped = true
 	_ = cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
@@ -496,41 +498,6 @@ func waitReady(url string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.New("gateway did not become ready within 30s")
-}
-
-// ownCPU reads the user+system time of pid itself (not its children) from
-// /proc/pid/stat; shutdown adds little, so it is read just before it.
-func ownCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
-}
-
-// peakRSS reads VmHWM (peak resident set) of pid.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
 }
 
 func dropSchemas(ctx context.Context, dsn string, schemas ...string) {

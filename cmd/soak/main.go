@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/otlpsink"
+	"github.com/kern-agents/trace-gateway/internal/procfs"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 )
 
@@ -482,11 +483,11 @@ func (g *gateway) stop() {
 // measure reads the gateway's RSS from /proc and its metrics.
 func (g *gateway) measure() (sample, error) {
 	s := sample{exported: map[string]int64{}, backlog: map[string]int64{}}
-	rss, err := vmRSS(g.cmd.Process.Pid)
+	rss, err := procfs.StatusBytes(g.cmd.Process.Pid, "VmRSS")
 	if err != nil {
-		return s, err
+		return s, fmt.Errorf("read the gateway's memory use: %w", err)
 	}
-	s.rssKiB = rss
+	s.rssKiB = rss >> 10
 	resp, err := g.client.Get("http://" + g.http + "/metrics")
 	if err != nil {
 		return s, fmt.Errorf("scrape metrics: %w", err)
@@ -505,24 +506,6 @@ func (g *gateway) measure() (sample, error) {
 		}
 	}
 	return s, nil
-}
-
-// vmRSS is the resident set size of pid in KiB.
-func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read the gateway's memory use: %w", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				break
-			}
-			return strconv.ParseInt(f[0], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // metric is one sample line of the Prometheus text format.

@@ -2,10 +2,10 @@ package gwbuild
 
 import (
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
+
+	"github.com/kern-agents/trace-gateway/internal/procfs"
 )
 
 // Proc is one process as /proc shows it.
@@ -24,23 +24,12 @@ func Procs() []Proc {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		ppid, err := procfs.PPid(pid)
 		if err != nil {
 			continue
 		}
-		// The command name is in parentheses and may hold spaces: the
-		// fields after the last ')' are state, ppid, ...
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, Proc{Pid: pid, PPid: ppid, Args: strings.Split(strings.TrimRight(string(cl), "\x00"), "\x00")})
+		args, _ := procfs.Cmdline(pid)
+		out = append(out, Proc{Pid: pid, PPid: ppid, Args: args})
 	}
 	return out
 }
