@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
-
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 )
@@ -122,9 +120,6 @@ func encodeRows(rows []model.Span, want int) (chunk, bool) {
 	if err != nil || td.SpanCount() != want {
 		return chunk{}, false
 	}
-	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
-	if err != nil {
-		return chunk{}, false
-	}
-	return chunk{payload: payload, ids: spanIDs(td)}, true
+	ch, err := newChunk(td)
+	return ch, err == nil
 }

@@ -3,10 +3,13 @@ package dispatch
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
 // chunk is a run of stored spans made ready for export: one delivery-log
@@ -18,6 +21,15 @@ type chunk struct {
 	// request holding all their spans.
 	payload []byte
 	ids     []string // hex ids of the spans in payload, for dead letters
+}
+
+// newChunk encodes td as a chunk.
+func newChunk(td ptrace.Traces) (chunk, error) {
+	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		return chunk{}, fmt.Errorf("encoding stored spans: %w", err)
+	}
+	return chunk{payload: payload, ids: spanIDs(td)}, nil
 }
 
 // sharedChunkBytes bounds the encoded chunks kept for other destinations.

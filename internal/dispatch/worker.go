@@ -528,11 +528,8 @@ func (w *worker) build(ctx context.Context, ids []string) (ch chunk, td ptrace.T
 	if td, err = w.convert(ctx, rows); err != nil {
 		return chunk{}, td, false, err
 	}
-	payload, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
-	if err != nil {
-		return chunk{}, td, false, fmt.Errorf("encoding stored spans: %w", err)
-	}
-	return chunk{payload: payload, ids: spanIDs(td)}, td, td.SpanCount() == len(rows), nil
+	ch, err = newChunk(td)
+	return ch, td, err == nil && td.SpanCount() == len(rows), err
 }
 
 // send delivers a in requests of at most MaxBytes each. Chunks are
