@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/kern-agents/trace-gateway/internal/plugincodec"
 	"github.com/kern-agents/trace-gateway/plugins/pluginpb"
 )
 
@@ -92,7 +93,7 @@ func Serve(exp Exporter) {
 			ProtocolVersion: {pluginName: &grpcPlugin{srv: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes))...)
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes), grpc.ForceServerCodecV2(plugincodec.Codec{}))...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       "go-plugin",

@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/kern-agents/trace-gateway/internal/builtin"
+	"github.com/kern-agents/trace-gateway/internal/plugincodec"
 	"github.com/kern-agents/trace-gateway/plugins"
 	"github.com/kern-agents/trace-gateway/plugins/pluginpb"
 )
@@ -302,7 +304,7 @@ func (d *Destination) exportPayload(ctx context.Context, payload []byte) error {
 		return err
 	}
 	ectx, cancel := context.WithTimeout(ctx, d.spec.ExportTimeout)
-	resp, err := inst.rpc.Export(ectx, &pluginpb.ExportRequest{Traces: payload})
+	resp, err := inst.rpc.Export(ectx, &pluginpb.ExportRequest{Traces: payload}, grpc.ForceCodecV2(plugincodec.Codec{}))
 	cancel()
 	if err != nil {
 		return d.callFailed(ctx, ectx, inst, "export", d.spec.ExportTimeout, err)

@@ -1,0 +1,135 @@
+package plugincodec
+
+import (
+	"bytes"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kern-agents/trace-gateway/plugins/pluginpb"
+)
+
+func TestMarshalMatchesProto(t *testing.T) {
+	withUnknown := &pluginpb.ExportRequest{Traces: []byte("abc")}
+	withUnknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 7))
+	for _, tc := range []struct {
+		name string
+		msg  proto.Message
+	}{
+		{"empty", &pluginpb.ExportRequest{}},
+		{"small", &pluginpb.ExportRequest{Traces: []byte{1, 2, 3}}},
+		{"large", &pluginpb.ExportRequest{Traces: bytes.Repeat([]byte{0xab}, 3<<20)}},
+		{"unknown fields", withUnknown},
+		{"other message", &pluginpb.ExportResponse{Result: pluginpb.Result_RESULT_RETRYABLE, Message: "slow down", RetryAfterMs: 1500}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Codec{}.Marshal(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := proto.Marshal(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Materialize(), want) {
+				t.Fatalf("Marshal differs from proto.Marshal:\n got %x\nwant %x", head(got.Materialize()), head(want))
+			}
+		})
+	}
+}
+
+func TestMarshalDoesNotCopyPayload(t *testing.T) {
+	payload := bytes.Repeat([]byte{7}, 1<<20)
+	bs, err := Codec{}.Marshal(&pluginpb.ExportRequest{Traces: payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := bs[len(bs)-1].ReadOnlyData()
+	if &last[0] != &payload[0] {
+		t.Fatal("the payload was copied")
+	}
+}
+
+// TestUnmarshalMatchesProto feeds the same bytes to the codec and to
+// proto.Unmarshal: same traces, same unknown fields, an error for exactly
+// the same inputs.
+func TestUnmarshalMatchesProto(t *testing.T) {
+	for name, in := range unmarshalSeeds() {
+		t.Run(name, func(t *testing.T) { checkUnmarshal(t, in) })
+	}
+}
+
+func FuzzUnmarshalMatchesProto(f *testing.F) {
+	for _, in := range unmarshalSeeds() {
+		f.Add(in)
+	}
+	f.Fuzz(checkUnmarshal)
+}
+
+func unmarshalSeeds() map[string][]byte {
+	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
+	bytesField := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(tag(num, protowire.BytesType), v)
+	}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	return map[string][]byte{
+		"empty":                {},
+		"traces":               bytesField(1, []byte("otlp")),
+		"empty traces":         bytesField(1, nil),
+		"last traces wins":     cat(bytesField(1, []byte("first")), bytesField(1, []byte("second"))),
+		"unknown around":       cat(protowire.AppendVarint(tag(5, protowire.VarintType), 300), bytesField(1, []byte("x")), bytesField(7, []byte("y"))),
+		"traces as varint":     protowire.AppendVarint(tag(1, protowire.VarintType), 3),
+		"fixed fields":         cat(protowire.AppendFixed32(tag(2, protowire.Fixed32Type), 1), protowire.AppendFixed64(tag(3, protowire.Fixed64Type), 2)),
+		"group":                cat(tag(4, protowire.StartGroupType), protowire.AppendVarint(tag(1, protowire.VarintType), 1), tag(4, protowire.EndGroupType)),
+		"truncated length":     cat(tag(1, protowire.BytesType), protowire.AppendVarint(nil, 10), []byte("abc")),
+		"truncated tag":        {0x80},
+		"field zero":           protowire.AppendVarint(tag(0, protowire.VarintType), 1),
+		"stray end group":      tag(4, protowire.EndGroupType),
+		"reserved wire type 6": {0x0e},
+	}
+}
+
+func checkUnmarshal(t *testing.T, in []byte) {
+	var want pluginpb.ExportRequest
+	werr := proto.Unmarshal(in, &want)
+	var got pluginpb.ExportRequest
+	// Split the input like gRPC hands over a message read from several frames.
+	var bs mem.BufferSlice
+	for rest := in; len(rest) > 0; {
+		n := min(len(rest), 5)
+		bs = append(bs, mem.SliceBuffer(bytes.Clone(rest[:n])))
+		rest = rest[n:]
+	}
+	gerr := Codec{}.Unmarshal(bs, &got)
+	if (werr != nil) != (gerr != nil) {
+		t.Fatalf("input %x: proto.Unmarshal error %v, codec error %v", in, werr, gerr)
+	}
+	if werr != nil {
+		return
+	}
+	if !bytes.Equal(got.Traces, want.Traces) || (got.Traces == nil) != (want.Traces == nil) {
+		t.Fatalf("input %x: traces %x, want %x", in, got.Traces, want.Traces)
+	}
+	if !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
+		t.Fatalf("input %x: unknown fields %x, want %x", in, got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
+	}
+}
+
+func TestOtherMessagesUseStockCodec(t *testing.T) {
+	in := &pluginpb.ExportResponse{Result: pluginpb.Result_RESULT_PERMANENT, Message: "bad key"}
+	bs, err := Codec{}.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out pluginpb.ExportResponse
+	if err := (Codec{}).Unmarshal(bs, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(in, &out) {
+		t.Fatalf("round trip: got %v, want %v", &out, in)
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 32)] }
