@@ -75,3 +75,31 @@ func BenchmarkToOTLP(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(spans))/b.Elapsed().Seconds(), "spans/s")
 }
+
+// BenchmarkToOTLPMarshal is the fan-out path EncodeOTLP replaces: rebuild
+// pdata, then marshal it.
+func BenchmarkToOTLPMarshal(b *testing.B) {
+	spans, _ := FromOTLP(benchTraces(), time.Now(), Limits{})
+	b.ReportAllocs()
+	for b.Loop() {
+		td, err := ToOTLP(spans)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(spans))/b.Elapsed().Seconds(), "spans/s")
+}
+
+func BenchmarkEncodeOTLP(b *testing.B) {
+	spans, _ := FromOTLP(benchTraces(), time.Now(), Limits{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := EncodeOTLP(spans); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(spans))/b.Elapsed().Seconds(), "spans/s")
+}

@@ -3,7 +3,8 @@
 // FromOTLP is the ingest hot path: it writes each span's attributes column as
 // one JSON object, walking the pdata values directly, and builds the Go map
 // that semantics.Annotate reads exactly once per span. ToOTLP rebuilds OTLP
-// data from stored rows for the fan-out.
+// data from stored rows for the fan-out; EncodeOTLP writes the same data
+// straight as OTLP protobuf.
 //
 // The attributes column holds the sender's span attributes as sent (every
 // OTLP value type kept: int64 as an exact JSON integer, doubles always with a

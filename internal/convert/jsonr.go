@@ -1,20 +1,21 @@
 package convert
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
-// reader decodes stored attribute JSON straight into pcommon values, keeping
+// reader decodes stored attribute JSON, handing the values to a valueSink in
 // member order. encoding/json's token API allocates several times per token,
 // which made it the bottleneck of the fan-out; this reader allocates only
-// for the values it produces. The JSON it reads was written by this gateway
+// for what its sink produces. The JSON it reads was written by this gateway
 // (or output by PostgreSQL's jsonb), so it does not validate the whole
 // document first (json.Valid was half of its cost): it fails on what breaks
 // the structure, bad numbers and trailing data, reads bytes that are not
@@ -23,14 +24,17 @@ import (
 type reader struct {
 	data []byte
 	pos  int
+	// keys holds the names of the members being read (see key); scratch
+	// the strings skipped. Both are kept across reset.
+	keys, scratch []byte
 }
 
 var errSyntax = errors.New("malformed JSON")
 
-func newReader(data []byte) *reader {
-	r := &reader{data: data}
+// reset starts reading data.
+func (r *reader) reset(data []byte) {
+	r.data, r.pos, r.keys = data, 0, r.keys[:0]
 	r.ws()
-	return r
 }
 
 // separator passes the comma after a member or element; without one, the
@@ -91,53 +95,110 @@ func (r *reader) expect(c byte) error {
 	return nil
 }
 
-// str reads a JSON string.
-func (r *reader) str() (string, error) {
+// strBody reads a JSON string and returns its body, between the quotes and
+// as written, and whether that is its text: no escapes, valid UTF-8.
+func (r *reader) strBody() (body []byte, plain bool, err error) {
 	if r.peek() != '"' {
-		return "", fmt.Errorf("%w: want a string at offset %d", errSyntax, r.pos)
+		return nil, false, fmt.Errorf("%w: want a string at offset %d", errSyntax, r.pos)
 	}
-	start, esc := r.pos, false
-	i := start + 1
-	for ; i < len(r.data); i++ {
-		c := r.data[i]
-		if c == '\\' {
-			esc = true
-			i++
-			continue
+	// The closing quote is the first one not escaped, an escape passing
+	// over the byte after its backslash.
+	d, start, esc := r.data, r.pos, false
+	i, high := start+1, uint64(0)
+	for {
+		var h uint64
+		i, h = quoteOrBackslash(d, i)
+		high |= h
+		if i >= len(d) {
+			return nil, false, errSyntax
 		}
-		if c == '"' {
+		if d[i] == '"' {
 			break
 		}
-	}
-	if i >= len(r.data) {
-		return "", errSyntax
+		esc = true
+		i += 2
 	}
 	r.pos = i + 1
 	r.ws()
-	body := r.data[start+1 : i]
+	body = d[start+1 : i]
+	return body, !esc && (high&0x8080808080808080 == 0 || utf8.Valid(body)), nil
+}
+
+// quoteOrBackslash returns the index of the first '"' or '\\' in d from i
+// on (len(d) if none), eight bytes at a time, and the bytes passed ORed
+// together (over a few beyond): ASCII if the top bits are clear.
+func quoteOrBackslash(d []byte, i int) (int, uint64) {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	var high uint64
+	for ; i+8 <= len(d); i += 8 {
+		x := binary.LittleEndian.Uint64(d[i:])
+		high |= x
+		q, b := x^('"'*ones), x^('\\'*ones)
+		// The lowest flagged byte is a zero byte of q or b (borrows only
+		// flag bytes above one).
+		if m := ((q-ones)&^q | (b-ones)&^b) & tops; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3, high
+		}
+	}
+	for ; i < len(d); i++ {
+		c := d[i]
+		high |= uint64(c)
+		if c == '"' || c == '\\' {
+			return i, high
+		}
+	}
+	return len(d), high
+}
+
+// key reads a member name. Unless it is used as written, it is decoded onto
+// r.keys, where it stays valid until the caller drops it with
+// r.keys = r.keys[:mark]: nested members push theirs after it, so it can
+// still name the member in an error.
+func (r *reader) key() (k []byte, mark int, err error) {
+	body, plain, err := r.strBody()
+	if err != nil {
+		return nil, 0, err
+	}
+	mark = len(r.keys)
+	if plain {
+		return body[:len(body):len(body)], mark, nil
+	}
+	if r.keys, err = appendStr(r.keys, body); err != nil {
+		return nil, 0, err
+	}
+	return r.keys[mark:len(r.keys):len(r.keys)], mark, nil
+}
+
+// appendStr appends the text of a JSON string body that is not plain (see
+// strBody) to dst.
+func appendStr(dst, body []byte) ([]byte, error) {
 	if !utf8.Valid(body) {
 		// As encoding/json reads it: OTLP strings must be UTF-8.
 		body = []byte(strings.ToValidUTF8(string(body), "\uFFFD"))
 	}
-	if !esc {
-		return string(body), nil
-	}
-	return unescape(body)
+	return appendUnescaped(dst, body)
 }
 
 // unescape decodes the body of a JSON string with escapes (its bytes are
-// valid UTF-8); this is the hot path of fan-out.
+// valid UTF-8).
 func unescape(b []byte) (string, error) {
-	out := make([]byte, 0, len(b))
+	out, err := appendUnescaped(make([]byte, 0, len(b)), b)
+	return string(out), err
+}
+
+// appendUnescaped appends the decoded body of a JSON string with escapes
+// (its bytes are valid UTF-8) to out; this is the hot path of fan-out.
+func appendUnescaped(out, b []byte) ([]byte, error) {
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
+		// Copy up to the next escape in one go.
+		j := bytes.IndexByte(b[i:], '\\')
+		if j < 0 {
+			return append(out, b[i:]...), nil
 		}
-		i++
+		out = append(out, b[i:i+j]...)
+		i += j + 1
 		if i >= len(b) {
-			return "", errSyntax
+			return nil, errSyntax
 		}
 		switch b[i] {
 		case '"', '\\', '/':
@@ -155,7 +216,7 @@ func unescape(b []byte) (string, error) {
 		case 'u':
 			r, n, ok := hex4(b[i+1:])
 			if !ok {
-				return "", errSyntax
+				return nil, errSyntax
 			}
 			i += n
 			if utf16.IsSurrogate(r) {
@@ -173,10 +234,10 @@ func unescape(b []byte) (string, error) {
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", errSyntax
+			return nil, errSyntax
 		}
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // hex4 reads the four hex digits of a \u escape.
@@ -221,12 +282,11 @@ func (r *reader) skipValue(depth int) error {
 	}
 	switch r.peek() {
 	case '"':
-		_, err := r.str()
-		return err
+		return r.skipStr()
 	case '{':
 		r.consume('{')
 		for !r.consume('}') {
-			if _, err := r.str(); err != nil {
+			if err := r.skipStr(); err != nil {
 				return err
 			}
 			if err := r.expect(':'); err != nil {
@@ -257,6 +317,16 @@ func (r *reader) skipValue(depth int) error {
 	}
 }
 
+// skipStr passes over a string, checking its escapes.
+func (r *reader) skipStr() error {
+	body, plain, err := r.strBody()
+	if err != nil || plain || bytes.IndexByte(body, '\\') < 0 {
+		return err
+	}
+	r.scratch, err = appendStr(r.scratch[:0], body)
+	return err
+}
+
 // scalar reads a number or literal and returns its text.
 func (r *reader) scalar() ([]byte, error) {
 	start := r.pos
@@ -275,22 +345,59 @@ func (r *reader) scalar() ([]byte, error) {
 	return tok, nil
 }
 
-// members reads an object into m.
-func (r *reader) members(m pcommon.Map, depth int) error {
+// valueSink receives the values the reader walks, in document order: the
+// ToOTLP side fills pcommon values, the EncodeOTLP side appends protobuf.
+// A container is opened, filled member by member (or element by element)
+// and closed; null calls nothing and leaves the value empty. Keys are
+// decoded; string values come as their raw JSON body (see strBody and
+// appendStr) so that a sink can decode them straight into its own buffer.
+type valueSink interface {
+	beginMember(key []byte)
+	endMember()
+	beginElem()
+	endElem()
+	beginMap()
+	endMap()
+	beginSlice()
+	endSlice()
+	str(body []byte, plain bool) error
+	boolean(b bool)
+	integer(i int64)
+	double(f float64)
+}
+
+// object reads the JSON object in data (null: nothing) into the map s is
+// filling.
+func (r *reader) object(data []byte, s valueSink) error {
+	if isNull(data) {
+		return nil
+	}
+	r.reset(data)
+	if err := r.members(s, 0); err != nil {
+		return err
+	}
+	return r.end()
+}
+
+// members reads an object into the map s is filling.
+func (r *reader) members(s valueSink, depth int) error {
 	if err := r.expect('{'); err != nil {
 		return err
 	}
 	for !r.consume('}') {
-		k, err := r.str()
+		k, mark, err := r.key()
 		if err != nil {
 			return err
 		}
 		if err := r.expect(':'); err != nil {
 			return err
 		}
-		if err := r.value(m.PutEmpty(k), depth+1); err != nil {
+		s.beginMember(k)
+		if err := r.value(s, depth+1); err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
+		s.endMember()
+		r.keys = r.keys[:mark]
 		if err := r.separator('}'); err != nil {
 			return err
 		}
@@ -298,34 +405,41 @@ func (r *reader) members(m pcommon.Map, depth int) error {
 	return nil
 }
 
-// value sets v from the next JSON value: strings, bools, integers that fit
+// value passes the next JSON value to s: strings, bools, integers that fit
 // int64 as Int, other numbers as Double, arrays as Slice, objects as Map,
 // null as empty.
-func (r *reader) value(v pcommon.Value, depth int) error {
+func (r *reader) value(s valueSink, depth int) error {
 	if depth > maxReadDepth {
 		return errors.New("nested too deeply")
 	}
 	switch r.peek() {
 	case '"':
-		s, err := r.str()
+		body, plain, err := r.strBody()
 		if err != nil {
 			return err
 		}
-		v.SetStr(s)
-		return nil
+		return s.str(body, plain)
 	case '{':
-		return r.members(v.SetEmptyMap(), depth)
+		s.beginMap()
+		if err := r.members(s, depth); err != nil {
+			return err
+		}
+		s.endMap()
+		return nil
 	case '[':
 		r.consume('[')
-		sl := v.SetEmptySlice()
+		s.beginSlice()
 		for !r.consume(']') {
-			if err := r.value(sl.AppendEmpty(), depth+1); err != nil {
+			s.beginElem()
+			if err := r.value(s, depth+1); err != nil {
 				return err
 			}
+			s.endElem()
 			if err := r.separator(']'); err != nil {
 				return err
 			}
 		}
+		s.endSlice()
 		return nil
 	}
 	tok, err := r.scalar()
@@ -334,10 +448,10 @@ func (r *reader) value(v pcommon.Value, depth int) error {
 	}
 	switch string(tok) {
 	case "true":
-		v.SetBool(true)
+		s.boolean(true)
 		return nil
 	case "false":
-		v.SetBool(false)
+		s.boolean(false)
 		return nil
 	case "null":
 		return nil
@@ -354,7 +468,7 @@ func (r *reader) value(v pcommon.Value, depth int) error {
 	}
 	if integral {
 		if i, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
-			v.SetInt(i)
+			s.integer(i)
 			return nil
 		}
 	}
@@ -362,7 +476,7 @@ func (r *reader) value(v pcommon.Value, depth int) error {
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return fmt.Errorf("bad number %q", tok)
 	}
-	v.SetDouble(f)
+	s.double(f)
 	return nil
 }
 
