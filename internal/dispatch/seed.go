@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 
-	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 )
 
@@ -116,10 +115,6 @@ func encodeRows(rows []model.Span, want int) (chunk, bool) {
 	if len(rows) != want {
 		return chunk{}, false
 	}
-	td, err := convert.ToOTLP(rows)
-	if err != nil || td.SpanCount() != want {
-		return chunk{}, false
-	}
-	ch, err := newChunk(td)
+	ch, err := encodeChunk(rows)
 	return ch, err == nil
 }

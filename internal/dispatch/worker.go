@@ -504,14 +504,15 @@ func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (as
 // are needed and td may be empty.
 func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, ptrace.Traces, error) {
 	var td ptrace.Traces
-	ch, built, err := w.d.shared.do(ctx, ids, func() (chunk, bool, error) {
+	haveTD := false
+	ch, _, err := w.d.shared.do(ctx, ids, func() (chunk, bool, error) {
 		ch, fresh, clean, err := w.build(ctx, ids)
-		td = fresh
+		td, haveTD = fresh, fresh != ptrace.Traces{}
 		// Only clean conversions are shared: a row that failed to convert
 		// is dead-lettered by each destination for itself.
 		return ch, clean, err
 	})
-	if err != nil || encoded || built {
+	if err != nil || encoded || haveTD {
 		return ch, td, err
 	}
 	td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
@@ -519,11 +520,15 @@ func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, 
 }
 
 // build loads, converts and encodes the spans of ids. clean reports that
-// every loaded row converted.
+// every loaded row converted. td is set only when some row did not convert
+// (the slow path that dead-letters it); otherwise the chunk alone is built.
 func (w *worker) build(ctx context.Context, ids []string) (ch chunk, td ptrace.Traces, clean bool, err error) {
 	rows, err := w.d.log.Spans(ctx, ids)
 	if err != nil {
 		return chunk{}, td, false, err
+	}
+	if ch, err := encodeChunk(rows); err == nil {
+		return ch, td, true, nil
 	}
 	if td, err = w.convert(ctx, rows); err != nil {
 		return chunk{}, td, false, err
