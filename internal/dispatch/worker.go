@@ -503,38 +503,35 @@ func (w *worker) assemble(ctx context.Context, ids []string, pieces []piece) (as
 // copy the caller may change; when encoded is set only the chunk's bytes
 // are needed and td may be empty.
 func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, ptrace.Traces, error) {
-	var td ptrace.Traces
-	haveTD := false
 	ch, _, err := w.d.shared.do(ctx, ids, func() (chunk, bool, error) {
-		ch, fresh, clean, err := w.build(ctx, ids)
-		td, haveTD = fresh, fresh != ptrace.Traces{}
 		// Only clean conversions are shared: a row that failed to convert
 		// is dead-lettered by each destination for itself.
-		return ch, clean, err
+		return w.build(ctx, ids)
 	})
-	if err != nil || encoded || haveTD {
-		return ch, td, err
+	if err != nil || encoded {
+		return ch, ptrace.Traces{}, err
 	}
-	td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
 	return ch, td, err
 }
 
-// build loads, converts and encodes the spans of ids. clean reports that
-// every loaded row converted. td is set only when some row did not convert
-// (the slow path that dead-letters it); otherwise the chunk alone is built.
-func (w *worker) build(ctx context.Context, ids []string) (ch chunk, td ptrace.Traces, clean bool, err error) {
+// build loads and encodes the spans of ids. clean reports that every loaded
+// row converted; when one does not, the others are encoded row by row and
+// the failing ones dead-lettered.
+func (w *worker) build(ctx context.Context, ids []string) (ch chunk, clean bool, err error) {
 	rows, err := w.d.log.Spans(ctx, ids)
 	if err != nil {
-		return chunk{}, td, false, err
+		return chunk{}, false, err
 	}
 	if ch, err := encodeChunk(rows); err == nil {
-		return ch, td, true, nil
+		return ch, true, nil
 	}
-	if td, err = w.convert(ctx, rows); err != nil {
-		return chunk{}, td, false, err
+	td, err := w.convertEach(ctx, rows)
+	if err != nil {
+		return chunk{}, false, err
 	}
 	ch, err = newChunk(td)
-	return ch, td, err == nil && td.SpanCount() == len(rows), err
+	return ch, err == nil && td.SpanCount() == len(rows), err
 }
 
 // send delivers a in requests of at most MaxBytes each. Chunks are
@@ -594,15 +591,11 @@ func (w *worker) sendSpans(ctx context.Context, td ptrace.Traces) error {
 	return nil
 }
 
-// convert rebuilds OTLP data from stored rows. A row that cannot be
-// converted (corrupt attributes) can never be sent: it is dead-lettered and
-// the rest go on.
-func (w *worker) convert(ctx context.Context, rows []model.Span) (ptrace.Traces, error) {
-	td, err := convert.ToOTLP(rows)
-	if err == nil {
-		return td, nil
-	}
-	td = ptrace.NewTraces()
+// convertEach rebuilds OTLP data from stored rows one by one. A row that
+// cannot be converted (corrupt attributes) can never be sent: it is
+// dead-lettered and the rest go on.
+func (w *worker) convertEach(ctx context.Context, rows []model.Span) (ptrace.Traces, error) {
+	td := ptrace.NewTraces()
 	for i := range rows {
 		one, err := convert.ToOTLP(rows[i : i+1])
 		if err != nil {
