@@ -38,6 +38,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/gwbuild"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/procfs"
@@ -155,6 +156,8 @@ func run(dsn, gwBin string, runs, perReq, senders, sinks, rounds int) error {
 			r+1, base.rate, sinks, fo.rate, fo.rate/base.rate, ms(fo.lagP50), ms(fo.lagP99), mib(fo.peakRSS), fo.duplicates)
 		fmt.Printf("         gateway+plugins CPU: %.1f µs/span without destinations, %.2f µs more per span per destination (%.2f of it in the plugin)\n",
 			float64(base.cpu)/float64(want)/1e3, perDest, float64(fo.pluginCPU)/float64(want*sinks)/1e3)
+		fmt.Printf("         while ingesting without destinations: %s\n", base.window)
+		fmt.Printf("         while ingesting with %d destinations:    %s\n", sinks, fo.window)
 	}
 	fmt.Printf("ratio with / without destinations:       %10.2f  (median of %d rounds; every destination got every span each round)\n", median(ratios), rounds)
 	fmt.Printf("fan-out CPU in gateway+plugins:          %10.2f µs per span per destination (median; the database's and fake vendors' CPU not included)\n", median(cpuPerDest))
@@ -296,6 +299,42 @@ type gwResult struct {
 	pluginCPU      time.Duration // the part of cpu spent in plugin processes
 	lagP50, lagP99 time.Duration
 	duplicates     int
+	window         cpuUse // per span, while the senders ran
+}
+
+// cpuUse is where the machine's CPU time went: in all, in the gateway and
+// its plugins, and in this process (the senders and the fake vendors). The
+// rest is mostly PostgreSQL.
+type cpuUse struct {
+	machine, idle, gateway, bench time.Duration
+}
+
+// readCPU reads the CPU time used so far by the machine, the gateway
+// processes procs and this process.
+func readCPU(procs []int) cpuUse {
+	var u cpuUse
+	u.machine, u.idle, _ = procfs.MachineCPU()
+	for _, pid := range procs {
+		c, _ := procfs.CPUTime(pid)
+		u.gateway += c
+	}
+	u.bench, _ = procfs.CPUTime(os.Getpid())
+	return u
+}
+
+func (u cpuUse) since(b cpuUse) cpuUse {
+	return cpuUse{u.machine - b.machine, u.idle - b.idle, u.gateway - b.gateway, u.bench - b.bench}
+}
+
+func (u cpuUse) perSpan(n int) cpuUse {
+	d := time.Duration(max(n, 1))
+	return cpuUse{u.machine / d, u.idle / d, u.gateway / d, u.bench / d}
+}
+
+func (u cpuUse) String() string {
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	return fmt.Sprintf("machine %.0f µs/span busy, %.0f idle (gateway+plugins %.0f, load generator+fake vendors %.1f, database and the rest %.0f)",
+		us(u.machine), us(u.idle), us(u.gateway), us(u.bench), us(u.machine-u.gateway-u.bench))
 }
 
 func freeAddr() (string, error) {
@@ -379,6 +418,11 @@ log:
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, senders)
+	procs := []int{cmd.Process.Pid}
+	for _, pids := range gwbuild.PluginChildren(cmd.Process.Pid) {
+		procs = append(procs, pids...)
+	}
+	before := readCPU(procs)
 	start := time.Now()
 	for range senders {
 		wg.Add(1)
@@ -399,6 +443,7 @@ log:
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	window := readCPU(procs).since(before)
 	close(errc)
 	if err := <-errc; err != nil {
 		return gwResult{}, err
@@ -416,7 +461,7 @@ log:
 	if n != wantSpans {
 		return gwResult{}, fmt.Errorf("stored %d spans, sent %d", n, wantSpans)
 	}
-	res := gwResult{rate: float64(n) / elapsed.Seconds()}
+	res := gwResult{rate: float64(n) / elapsed.Seconds(), window: window.perSpan(n)}
 
 	// Wait for every open sink to hold every span.
 	var open []*otlpsink.Sink

@@ -5,6 +5,7 @@
 package otlpsink
 
 import (
+	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -40,18 +41,32 @@ func WithHook(h Hook) Option { return func(s *Sink) { s.hook = h } }
 type Sink struct {
 	srv    *http.Server
 	addr   string
+	start  time.Time // arrival times are kept relative to it (monotonic)
 	hook   Hook
 	closed atomic.Bool
 
-	mu   sync.Mutex
-	got  map[pcommon.SpanID]arrival
-	dups int
+	mu sync.Mutex
+	// pending holds the requests not yet indexed into got. Answering a
+	// request only appends its ids here; they are indexed when first asked
+	// about, so the fake vendor costs a load test's machine little while
+	// the test measures.
+	pending []request
+	got     map[pcommon.SpanID]arrival
+	dups    int
 }
 
-// arrival is what the sink knows of one span id.
+// request is one accepted request's span ids and when it arrived.
+type request struct {
+	at  time.Duration // after the sink's start
+	ids []pcommon.SpanID
+}
+
+// arrival is what the sink knows of one span id. It holds no pointers (a
+// time.Time does), so the garbage collector never scans the map: a load
+// test's sinks hold millions of arrivals.
 type arrival struct {
-	first time.Time // when it first arrived
-	n     int       // how often it arrived
+	first time.Duration // when it first arrived, after the sink's start
+	n     int           // how often it arrived
 }
 
 // New starts a sink on a free loopback port.
@@ -60,7 +75,7 @@ func New(opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otlp sink: listen: %w", err)
 	}
-	s := &Sink{addr: ln.Addr().String(), got: map[pcommon.SpanID]arrival{}}
+	s := &Sink{addr: ln.Addr().String(), start: time.Now(), got: map[pcommon.SpanID]arrival{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -89,7 +104,12 @@ func (s *Sink) Close() {
 func (s *Sink) Closed() bool { return s.closed.Load() }
 
 func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
-	b, err := readBody(r)
+	buf := new([]byte)
+	if s.hook == nil { // a hook may keep what it is given
+		buf = bodies.Get().(*[]byte)
+		defer bodies.Put(buf)
+	}
+	b, err := readBody(r, buf)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -99,44 +119,49 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	now := time.Now()
+	at := time.Since(s.start)
 	s.mu.Lock()
-	for _, id := range ids {
-		a, dup := s.got[id]
-		if dup {
-			s.dups++
-		} else {
-			a.first = now
-		}
-		a.n++
-		s.got[id] = a
-	}
+	s.pending = append(s.pending, request{at: at, ids: ids})
 	s.mu.Unlock()
-	out, _ := ptraceotlp.NewExportResponse().MarshalProto()
 	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
+	_, _ = w.Write(emptyResponse)
 }
 
-// readBody reads the (possibly gzipped) request body. A plain body with a
-// declared length is read into one buffer of that size: growing a buffer
-// for every multi-megabyte batch would make the fake vendor, not the sender,
-// what a load test measures.
-func readBody(r *http.Request) ([]byte, error) {
+// emptyResponse is an ExportTraceServiceResponse of full success.
+var emptyResponse, _ = ptraceotlp.NewExportResponse().MarshalProto()
+
+// bodies recycles request buffers when there is no hook (span ids are copied
+// out of the body; nothing else keeps it): a fresh
+// multi-megabyte buffer per batch would make the fake vendor's allocation,
+// not the sender, what a load test measures.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// readBody reads the (possibly gzipped) request body into *buf, which it
+// grows as needed. A plain body with a declared length is read in one go:
+// growing a buffer step by step for every multi-megabyte batch would make
+// the fake vendor, not the sender, what a load test measures.
+func readBody(r *http.Request, buf *[]byte) ([]byte, error) {
+	var src io.Reader = r.Body
 	if r.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
 			return nil, err
 		}
-		return io.ReadAll(zr)
-	}
-	if n := r.ContentLength; n > 0 && n <= maxBody {
-		b := make([]byte, n)
+		src = zr
+	} else if n := r.ContentLength; n > 0 && n <= maxBody {
+		if int64(cap(*buf)) < n {
+			*buf = make([]byte, n)
+		}
+		b := (*buf)[:n]
 		if _, err := io.ReadFull(r.Body, b); err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
-	return io.ReadAll(r.Body)
+	bb := bytes.NewBuffer((*buf)[:0])
+	_, err := bb.ReadFrom(src)
+	*buf = bb.Bytes()
+	return bb.Bytes(), err
 }
 
 // maxBody bounds the buffer a declared Content-Length may reserve.
@@ -157,10 +182,30 @@ func (s *Sink) decode(r *http.Request, b []byte) ([]pcommon.SpanID, error) {
 	return SpanIDs(req.Traces()), nil
 }
 
+// index folds the pending requests into got; the caller holds mu.
+func (s *Sink) index() {
+	for _, r := range s.pending {
+		for _, id := range r.ids {
+			a, dup := s.got[id]
+			if dup {
+				s.dups++
+				a.first = min(a.first, r.at) // concurrent requests may queue out of order
+			} else {
+				a.first = r.at
+			}
+			a.n++
+			s.got[id] = a
+		}
+	}
+	clear(s.pending)
+	s.pending = s.pending[:0]
+}
+
 // Count is the number of distinct spans received.
 func (s *Sink) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.index()
 	return len(s.got)
 }
 
@@ -168,6 +213,7 @@ func (s *Sink) Count() int {
 func (s *Sink) Duplicates() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.index()
 	return s.dups
 }
 
@@ -175,6 +221,7 @@ func (s *Sink) Duplicates() int {
 func (s *Sink) Deliveries() map[pcommon.SpanID]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.index()
 	out := make(map[pcommon.SpanID]int, len(s.got))
 	for id, a := range s.got {
 		out[id] = a.n
@@ -186,11 +233,12 @@ func (s *Sink) Deliveries() map[pcommon.SpanID]int {
 func (s *Sink) Received(id pcommon.SpanID) (time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.index()
 	a, ok := s.got[id]
 	if !ok {
 		return time.Time{}, false
 	}
-	return a.first, true
+	return s.start.Add(a.first), true
 }
 
 // SpanIDs lists the span ids in td in order.

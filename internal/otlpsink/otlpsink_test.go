@@ -31,7 +31,7 @@ func traces(ids ...pcommon.SpanID) ptrace.Traces {
 	return td
 }
 
-func body(t *testing.T, td ptrace.Traces, gz bool) []byte {
+func body(t testing.TB, td ptrace.Traces, gz bool) []byte {
 	t.Helper()
 	b, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 	if err != nil {

@@ -594,11 +594,7 @@ func TestBuiltinRunsAsChildProcess(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "out")
 	spec, _ := testSpec(t, "builtin-echo", "echo", map[string]any{"out": out})
-	spec.BuiltinCommand = func(name string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = []string{roleEnv + "=builtin", "PLUGINHOST_TEST_BUILTIN=" + name}
-		return cmd
-	}
+	spec.BuiltinCommand = builtinCommand
 	d := start(t, spec)
 	if d.Pid() == os.Getpid() || d.Pid() == 0 {
 		t.Fatalf("built-in not in its own process (pid %d)", d.Pid())

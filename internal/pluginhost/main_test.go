@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/kern-agents/trace-gateway/exporters/otlp"
 	"github.com/kern-agents/trace-gateway/internal/builtin"
 	"github.com/kern-agents/trace-gateway/plugins"
 )
@@ -99,9 +100,18 @@ func runHost() {
 	select {}
 }
 
+// builtinCommand runs this test binary as the built-in plugin name, as the
+// gateway runs itself as `gateway plugin NAME`.
+func builtinCommand(name string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = []string{roleEnv + "=builtin", "PLUGINHOST_TEST_BUILTIN=" + name}
+	return cmd
+}
+
 // runBuiltin serves a built-in exporter, as `gateway plugin NAME` does.
 func runBuiltin() {
 	builtin.Register("echo", func() plugins.Exporter { return &echoExporter{} })
+	builtin.Register("otlp", otlp.New)
 	if err := builtin.Serve(os.Getenv("PLUGINHOST_TEST_BUILTIN")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -250,7 +260,7 @@ func (s *logSink) await(substr string, within time.Duration) (logRecord, bool) {
 	}
 }
 
-func newSink(t *testing.T) (*logSink, *slog.Logger) {
+func newSink(t testing.TB) (*logSink, *slog.Logger) {
 	sink := &logSink{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -263,7 +273,7 @@ func newSink(t *testing.T) (*logSink, *slog.Logger) {
 }
 
 // testSpec is a Spec with short timeouts and backoff for tests.
-func testSpec(t *testing.T, name, plugin string, cfg map[string]any) (Spec, *logSink) {
+func testSpec(t testing.TB, name, plugin string, cfg map[string]any) (Spec, *logSink) {
 	sink, logger := newSink(t)
 	return Spec{
 		Name:              name,
@@ -279,7 +289,7 @@ func testSpec(t *testing.T, name, plugin string, cfg map[string]any) (Spec, *log
 }
 
 // start starts a destination that is closed when the test ends.
-func start(t *testing.T, spec Spec) *Destination {
+func start(t testing.TB, spec Spec) *Destination {
 	t.Helper()
 	d, err := Start(context.Background(), spec)
 	if err != nil {

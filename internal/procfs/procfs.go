@@ -95,3 +95,28 @@ func StatusBytes(pid int, key string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
 }
+
+// MachineCPU is the time every CPU of the machine has spent busy and idle
+// (waiting for I/O counts as idle) since boot, from /proc/stat. Time stolen
+// by a hypervisor is in neither.
+func MachineCPU() (busy, idle time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks [7]int64
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat field %d: %w", i+1, err)
+		}
+	}
+	busy = time.Duration(ticks[0]+ticks[1]+ticks[2]+ticks[5]+ticks[6]) * clockTick
+	idle = time.Duration(ticks[3]+ticks[4]) * clockTick
+	return busy, idle, nil
+}

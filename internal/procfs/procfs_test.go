@@ -36,3 +36,22 @@ func TestSelf(t *testing.T) {
 		t.Error("CPUTime of no process: no error")
 	}
 }
+
+func TestMachineCPU(t *testing.T) {
+	busy0, idle0, err := MachineCPU()
+	if err != nil || busy0 <= 0 || idle0 < 0 {
+		t.Fatalf("MachineCPU = %v, %v, %v", busy0, idle0, err)
+	}
+	// This process's own work shows up as machine busy time.
+	self0, _ := CPUTime(os.Getpid())
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); {
+	}
+	self1, _ := CPUTime(os.Getpid())
+	busy1, idle1, err := MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy1-busy0 < self1-self0-2*clockTick || idle1 < idle0 {
+		t.Fatalf("machine busy grew %v, idle %v → %v, while this process used %v", busy1-busy0, idle0, idle1, self1-self0)
+	}
+}
