@@ -58,12 +58,13 @@ func main() {
 		dBatch  = flag.Int("dest-batch", 2048, "batch.max_spans of each destination (the gateway's default)")
 		dDelay  = flag.String("dest-delay", "500ms", "batch.max_delay of each destination")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
-		rounds  = flag.Int("rounds", 3, "alternating no-destination / fan-out rounds of the comparison")
+		rounds  = flag.Int("rounds", 5, "alternating no-destination / fan-out rounds of the comparison")
+		dComp   = flag.String("dest-compression", "none", "compression of each destination (none, the adapters' default, or gzip)")
 		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
 		batch   = flag.Int("batch", 512, "ingest.max_batch_spans of the gateway")
 	)
 	flag.Parse()
-	destBatch, destDelay = *dBatch, *dDelay
+	destBatch, destDelay, destCompression = *dBatch, *dDelay, *dComp
 	ingest = fmt.Sprintf("ingest:\n  writers: %d\n  max_batch_spans: %d\n", *writers, *batch)
 	if err := run(*dsn, *gwBin, *runs, *perReq, *senders, *sinks, max(*rounds, 1)); err != nil {
 		log.Fatal(err)
@@ -75,8 +76,9 @@ var ingest string
 
 // Batch settings of the fan-out destinations.
 var (
-	destBatch = 2048
-	destDelay = "500ms"
+	destBatch       = 2048
+	destDelay       = "500ms"
+	destCompression = "none"
 )
 
 func envOr(k, def string) string {
@@ -367,7 +369,7 @@ func endToEnd(ctx context.Context, dsn, schema, gwBin string, reqs [][]byte, sen
 	if len(sinks) > 0 {
 		dests = "destinations:\n"
 		for i, sk := range sinks {
-			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: none}\n    retry: {initial: 200ms, max: 2s}\n    batch: {max_spans: %d, max_delay: %s}\n", i, sk.URL(), destBatch, destDelay)
+			dests += fmt.Sprintf("  - name: sink-%d\n    plugin: otlp\n    config: {endpoint: %q, compression: %s}\n    retry: {initial: 200ms, max: 2s}\n    batch: {max_spans: %d, max_delay: %s}\n", i, sk.URL(), destCompression, destBatch, destDelay)
 		}
 	}
 	cfg := fmt.Sprintf(`server:

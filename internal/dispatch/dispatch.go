@@ -49,10 +49,11 @@ type Exporter interface {
 }
 
 // EncodedExporter is implemented by exporters that can take a batch already
-// encoded as a protobuf OTLP ExportTraceServiceRequest: spans every
-// destination sends unchanged are encoded once for all of them.
+// encoded as protobuf OTLP ExportTraceServiceRequests, in parts that
+// concatenated are the batch: spans every destination sends unchanged are
+// encoded once for all of them, and never copied per destination.
 type EncodedExporter interface {
-	ExportEncoded(ctx context.Context, payload []byte) error
+	ExportEncoded(ctx context.Context, parts [][]byte) error
 }
 
 // Restarter is implemented by exporters that restart a plugin process; the

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -734,8 +735,8 @@ type encodedFake struct {
 	encoded, decoded atomic.Int64 // spans received each way
 }
 
-func (e *encodedFake) ExportEncoded(ctx context.Context, payload []byte) error {
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(payload)
+func (e *encodedFake) ExportEncoded(ctx context.Context, parts [][]byte) error {
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(parts, nil))
 	if err != nil {
 		return err
 	}

@@ -420,24 +420,19 @@ func layout(rows [][]string, done, size int) ([]string, []piece) {
 // encoded chunks, joined; spans the route filtered or redacted as pdata.
 type batch struct {
 	encoded bool
-	payload []byte   // when encoded
-	ids     []string // when encoded: the span ids in payload
+	parts   [][]byte // when encoded: encoded requests, together the batch
+	ids     []string // when encoded: the span ids in parts
 	td      ptrace.Traces
 }
 
-// joined is the batch of chunks sent as one request.
+// joined is the batch of chunks sent as one request. The chunks are shared
+// and read-only; they go to the exporter as they are, never copied into one.
 func joined(chunks []chunk) batch {
-	b := batch{encoded: true}
-	if len(chunks) == 1 {
-		b.payload, b.ids = chunks[0].payload, chunks[0].ids // shared and read-only
-		return b
-	}
-	payloads := make([][]byte, len(chunks))
+	b := batch{encoded: true, parts: make([][]byte, len(chunks))}
 	for i, ch := range chunks {
-		payloads[i] = ch.payload
+		b.parts[i] = ch.payload
 		b.ids = append(b.ids, ch.ids...)
 	}
-	b.payload = bytes.Join(payloads, nil)
 	return b
 }
 
@@ -673,9 +668,9 @@ func export(ctx context.Context, exp Exporter, b batch) error {
 		return exp.Export(ctx, b.td)
 	}
 	if ee, ok := exp.(EncodedExporter); ok {
-		return ee.ExportEncoded(ctx, b.payload)
+		return ee.ExportEncoded(ctx, b.parts)
 	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b.payload)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(b.parts, nil))
 	if err != nil {
 		return plugins.Permanent(fmt.Errorf("decoding a batch this gateway encoded: %w", err))
 	}

@@ -36,20 +36,50 @@ const tracesField protowire.Number = 1
 // Name is the content-subtype; "proto" keeps the stock wire contract.
 func (Codec) Name() string { return proto.Name }
 
-// Marshal encodes v. An ExportRequest becomes its field header followed by
-// the payload slice itself: gRPC only reads the buffers it is given, and the
-// payload is never written to after it is handed to Export.
+// ExportParts is an ExportRequest whose traces field is Parts concatenated,
+// for the host to send. Each part is an encoded OTLP
+// ExportTraceServiceRequest; a protobuf message's encodings concatenated are
+// the message with their repeated fields appended, so the parts together are
+// one request holding all their spans. Marshal sends the parts' own slices,
+// so a batch of shared chunks is never joined into a copy per destination.
+type ExportParts struct {
+	Parts [][]byte
+}
+
+// Marshal encodes v. An ExportRequest (or ExportParts) becomes its field
+// header followed by the payload slices themselves: gRPC only reads the
+// buffers it is given, and payloads are never written to after they are
+// handed to Export.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if p, ok := v.(*ExportParts); ok {
+		return marshalParts(p.Parts), nil
+	}
 	r, ok := v.(*pluginpb.ExportRequest)
 	if !ok || len(r.ProtoReflect().GetUnknown()) > 0 {
 		return stock.Marshal(v)
 	}
-	if len(r.Traces) == 0 {
-		return nil, nil // proto3 leaves an empty bytes field out
+	return marshalParts([][]byte{r.Traces}), nil
+}
+
+// marshalParts encodes an ExportRequest whose traces are parts concatenated.
+func marshalParts(parts [][]byte) mem.BufferSlice {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n == 0 {
+		return nil // proto3 leaves an empty bytes field out
 	}
 	hdr := protowire.AppendTag(make([]byte, 0, 16), tracesField, protowire.BytesType)
-	hdr = protowire.AppendVarint(hdr, uint64(len(r.Traces)))
-	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.SliceBuffer(r.Traces)}, nil
+	hdr = protowire.AppendVarint(hdr, uint64(n))
+	out := make(mem.BufferSlice, 1, 1+len(parts))
+	out[0] = mem.SliceBuffer(hdr)
+	for _, p := range parts {
+		if len(p) > 0 {
+			out = append(out, mem.SliceBuffer(p))
+		}
+	}
+	return out
 }
 
 // Unmarshal decodes data into v. For an ExportRequest the message is copied

@@ -2,7 +2,12 @@ package plugincodec
 
 import (
 	"bytes"
+	"slices"
 	"testing"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -50,6 +55,90 @@ func TestMarshalDoesNotCopyPayload(t *testing.T) {
 	if &last[0] != &payload[0] {
 		t.Fatal("the payload was copied")
 	}
+}
+
+// TestExportPartsIsTheJoinedRequest: ExportParts goes on the wire exactly as
+// an ExportRequest of its parts joined, each part sent from its own slice;
+// and what the plugin decodes is one OTLP request holding every part's spans.
+func TestExportPartsIsTheJoinedRequest(t *testing.T) {
+	a, b := otlpRequest(t, "a1", "a2"), otlpRequest(t, "b1")
+	for _, tc := range []struct {
+		name  string
+		parts [][]byte
+	}{
+		{"none", nil},
+		{"empty parts", [][]byte{{}, nil}},
+		{"one", [][]byte{a}},
+		{"two", [][]byte{a, b}},
+		{"with an empty one", [][]byte{a, {}, b}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Codec{}.Marshal(&ExportParts{Parts: tc.parts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			joined := bytes.Join(tc.parts, nil)
+			want, err := proto.Marshal(&pluginpb.ExportRequest{Traces: joined})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Materialize(), want) {
+				t.Fatalf("Marshal differs from proto.Marshal of the joined parts:\n got %x\nwant %x", head(got.Materialize()), head(want))
+			}
+			for _, p := range tc.parts {
+				if len(p) > 0 && !slices.ContainsFunc(got, func(buf mem.Buffer) bool { return &buf.ReadOnlyData()[0] == &p[0] }) {
+					t.Fatal("a part was copied")
+				}
+			}
+			var r pluginpb.ExportRequest
+			if err := (Codec{}).Unmarshal(got, &r); err != nil {
+				t.Fatal(err)
+			}
+			req := ptraceotlp.NewExportRequest()
+			if err := req.UnmarshalProto(r.Traces); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			rss := req.Traces().ResourceSpans()
+			for i := range rss.Len() {
+				spans := rss.At(i).ScopeSpans().At(0).Spans()
+				for j := range spans.Len() {
+					names = append(names, spans.At(j).Name())
+				}
+			}
+			var wantNames []string
+			for _, p := range tc.parts {
+				switch {
+				case len(p) == 0:
+				case bytes.Equal(p, a):
+					wantNames = append(wantNames, "a1", "a2")
+				default:
+					wantNames = append(wantNames, "b1")
+				}
+			}
+			if !slices.Equal(names, wantNames) {
+				t.Fatalf("plugin decodes spans %v, want %v", names, wantNames)
+			}
+		})
+	}
+}
+
+// otlpRequest encodes an OTLP request with one resource holding spans named
+// names.
+func otlpRequest(t *testing.T, names ...string) []byte {
+	t.Helper()
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for i, n := range names {
+		sp := ss.Spans().AppendEmpty()
+		sp.SetName(n)
+		sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
+	}
+	b, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestUnmarshalMatchesProto feeds the same bytes to the codec and to

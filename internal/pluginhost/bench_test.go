@@ -41,7 +41,7 @@ func BenchmarkExportEncodedOTLP(b *testing.B) {
 	spec.ExportTimeout = time.Minute
 	d := start(b, spec)
 	ctx := context.Background()
-	if err := d.ExportEncoded(ctx, payload); err != nil { // warm up connections
+	if err := d.ExportEncoded(ctx, [][]byte{payload}); err != nil { // warm up connections
 		b.Fatal(err)
 	}
 
@@ -49,7 +49,7 @@ func BenchmarkExportEncodedOTLP(b *testing.B) {
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
 	for b.Loop() {
-		if err := d.ExportEncoded(ctx, payload); err != nil {
+		if err := d.ExportEncoded(ctx, [][]byte{payload}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -270,18 +271,23 @@ func (d *Destination) Export(ctx context.Context, td ptrace.Traces) error {
 	}
 }
 
-// ExportEncoded is Export for a batch already encoded as a protobuf OTLP
-// ExportTraceServiceRequest (the dispatcher encodes a chunk once for every
-// destination that takes it unchanged). A payload over the message limit is
-// decoded and split as Export would.
-func (d *Destination) ExportEncoded(ctx context.Context, payload []byte) error {
-	if len(payload) == 0 {
+// ExportEncoded is Export for a batch already encoded as protobuf OTLP
+// ExportTraceServiceRequests: the parts concatenated are the batch (the
+// dispatcher encodes each chunk once for every destination that takes it
+// unchanged, and sends several without joining them). A batch over the
+// message limit is decoded and split as Export would.
+func (d *Destination) ExportEncoded(ctx context.Context, parts [][]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n == 0 {
 		return nil
 	}
-	if requestSize(len(payload)) <= d.split.limit {
-		return d.exportPayload(ctx, payload)
+	if requestSize(n) <= d.split.limit {
+		return d.exportPayload(ctx, parts)
 	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(payload)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(parts, nil))
 	if err != nil {
 		return plugins.Permanent(fmt.Errorf("destination %q: decoding batch: %w", d.spec.Name, err))
 	}
@@ -293,18 +299,20 @@ func (d *Destination) exportPart(ctx context.Context, td ptrace.Traces) error {
 	if err != nil {
 		return plugins.Permanent(fmt.Errorf("destination %q: encoding batch: %w", d.spec.Name, err))
 	}
-	return d.exportPayload(ctx, payload)
+	return d.exportPayload(ctx, [][]byte{payload})
 }
 
-// exportPayload makes one Export call with an encoded batch that fits the
-// message limit.
-func (d *Destination) exportPayload(ctx context.Context, payload []byte) error {
+// exportPayload makes one Export call with an encoded batch, in parts, that
+// fits the message limit.
+func (d *Destination) exportPayload(ctx context.Context, parts [][]byte) error {
 	inst, err := d.running(ctx)
 	if err != nil {
 		return err
 	}
 	ectx, cancel := context.WithTimeout(ctx, d.spec.ExportTimeout)
-	resp, err := inst.rpc.Export(ectx, &pluginpb.ExportRequest{Traces: payload}, grpc.ForceCodecV2(plugincodec.Codec{}))
+	resp := new(pluginpb.ExportResponse)
+	err = inst.conn.Invoke(ectx, pluginpb.Exporter_Export_FullMethodName, &plugincodec.ExportParts{Parts: parts}, resp,
+		grpc.ForceCodecV2(plugincodec.Codec{}))
 	cancel()
 	if err != nil {
 		return d.callFailed(ctx, ectx, inst, "export", d.spec.ExportTimeout, err)

@@ -430,20 +430,22 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	}
 }
 
-// TestExportEncoded: an encoded batch that fits goes as it is; one over the
-// message limit is decoded and split like any other; bytes that are not a
-// request are refused for good.
+// TestExportEncoded: an encoded batch, in one part or several, that fits
+// goes as it is; one over the message limit is decoded and split like any
+// other; bytes that are not a request are refused for good.
 func TestExportEncoded(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name      string
-		spans     int
+		spans     []int  // spans of each part
 		payload   []byte // when set, sent instead of the spans
 		permanent bool
 	}{
-		{"fits", 3, nil, false},
-		{"over the limit", 200, nil, false},
-		{"not a request", 0, []byte{0xff, 0xff, 0xff}, true},
+		{"fits", []int{3}, nil, false},
+		{"parts that fit together", []int{2, 0, 3}, nil, false},
+		{"over the limit", []int{200}, nil, false},
+		{"parts over the limit together", []int{60, 60, 60}, nil, false},
+		{"not a request", nil, []byte{0xff, 0xff, 0xff}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -452,15 +454,21 @@ func TestExportEncoded(t *testing.T) {
 			spec, _ := testSpec(t, "encoded", bin("testplugin"), map[string]any{"out": out})
 			spec.MaxMessageBytes = 2048
 			d := start(t, spec)
-			want := numbered("enc", tc.spans)
-			payload := tc.payload
-			if payload == nil {
-				var err error
-				if payload, err = (&ptrace.ProtoMarshaler{}).MarshalTraces(makeTraces(want...)); err != nil {
-					t.Fatal(err)
+			var want []string
+			parts := [][]byte{tc.payload}
+			if tc.payload == nil {
+				parts = nil
+				for i, n := range tc.spans {
+					names := numbered(fmt.Sprintf("enc%d", i), n)
+					want = append(want, names...)
+					part, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(makeTraces(names...))
+					if err != nil {
+						t.Fatal(err)
+					}
+					parts = append(parts, part)
 				}
 			}
-			err := d.ExportEncoded(context.Background(), payload)
+			err := d.ExportEncoded(context.Background(), parts)
 			if tc.permanent {
 				if !plugins.IsPermanent(err) {
 					t.Fatalf("ExportEncoded = %v, want a permanent error", err)
@@ -471,7 +479,7 @@ func TestExportEncoded(t *testing.T) {
 				t.Fatalf("ExportEncoded: %v", err)
 			}
 			if got := readLines(t, out); !slices.Equal(got, want) {
-				t.Fatalf("plugin got %d spans, want %d", len(got), len(want))
+				t.Fatalf("plugin got %d spans %v, want %d", len(got), got, len(want))
 			}
 		})
 	}

@@ -32,6 +32,7 @@ const pluginName = "exporter"
 type instance struct {
 	client *plugin.Client
 	rpc    pluginpb.ExporterClient
+	conn   grpc.ClientConnInterface // for Export calls made with plugincodec.ExportParts
 	proc   *os.Process
 	pid    int
 	stderr *stderrLogger
@@ -54,7 +55,7 @@ func (hostPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
 }
 
 func (hostPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pluginpb.NewExporterClient(c), nil
+	return c, nil
 }
 
 // pluginEnv is a plugin's environment: inherited then ours (later entries
@@ -117,9 +118,11 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 		client.Kill()
 		return nil, fmt.Errorf("plugin %s: %w", d.spec.Plugin, err)
 	}
+	conn := raw.(*grpc.ClientConn)
 	inst := &instance{
 		client: client,
-		rpc:    raw.(pluginpb.ExporterClient),
+		rpc:    pluginpb.NewExporterClient(conn),
+		conn:   conn,
 		proc:   cmd.Process,
 		stderr: stderr,
 	}
