@@ -14,8 +14,8 @@ $GO build -o bin/gatewaybench ./cmd/gatewaybench
 echo "== end to end: OTLP/HTTP protobuf → PostgreSQL, vs raw COPY"
 ./bin/gatewaybench -dsn "$dsn" -gateway bin/gateway ${BENCH_FLAGS:-}
 
-echo "== Go benchmarks"
-$GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/
+echo "== Go benchmarks (pluginhost: one destination's path through a plugin process)"
+$GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/ ./internal/pluginhost/
 
 echo "== trace API: list over 1,000,000 traces (index plans asserted) and a 2,000-span tree"
 $GO test -run '^$' -bench 'ListTraces1M|TraceTree2000' -benchtime 1x ./internal/api/

@@ -417,7 +417,7 @@ func layout(rows [][]string, done, size int) ([]string, []piece) {
 }
 
 // batch is one export. Spans the route passes unchanged travel as the
-// encoded chunks, joined; spans the route filtered or redacted as pdata.
+// encoded chunks, in parts; spans the route filtered or redacted as pdata.
 type batch struct {
 	encoded bool
 	parts   [][]byte // when encoded: encoded requests, together the batch

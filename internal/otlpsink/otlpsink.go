@@ -131,9 +131,9 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 var emptyResponse, _ = ptraceotlp.NewExportResponse().MarshalProto()
 
 // bodies recycles request buffers when there is no hook (span ids are copied
-// out of the body; nothing else keeps it): a fresh
-// multi-megabyte buffer per batch would make the fake vendor's allocation,
-// not the sender, what a load test measures.
+// out of the body; nothing else keeps it): a fresh multi-megabyte buffer per
+// batch would make the fake vendor's allocations, not the sender, what a
+// load test measures.
 var bodies = sync.Pool{New: func() any { return new([]byte) }}
 
 // readBody reads the (possibly gzipped) request body into *buf, which it

@@ -209,3 +209,22 @@ func TestSpanIDsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstArrivalIsTheEarliest: requests answered concurrently may queue
+// out of order; a span's first arrival is still the earliest, and the later
+// one counts as a duplicate.
+func TestFirstArrivalIsTheEarliest(t *testing.T) {
+	id := pcommon.SpanID{9}
+	s := &Sink{start: time.Now(), got: map[pcommon.SpanID]arrival{}}
+	s.pending = []request{
+		{at: 2 * time.Second, ids: []pcommon.SpanID{id}},
+		{at: time.Second, ids: []pcommon.SpanID{id}},
+	}
+	at, ok := s.Received(id)
+	if !ok || at.Sub(s.start) != time.Second {
+		t.Fatalf("Received = %v, %v; want 1s after the start", at.Sub(s.start), ok)
+	}
+	if s.Count() != 1 || s.Duplicates() != 1 || s.Deliveries()[id] != 2 {
+		t.Fatalf("count %d, duplicates %d, deliveries %d; want 1, 1, 2", s.Count(), s.Duplicates(), s.Deliveries()[id])
+	}
+}
