@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +126,39 @@ func TestSplitBytes(t *testing.T) {
 	}
 	if got := splitBytes(big, limit); len(got) != 3 {
 		t.Fatalf("3 oversize spans split into %d parts, want 3", len(got))
+	}
+}
+
+func TestHalveSpans(t *testing.T) {
+	for _, n := range []int{2, 3, 7, 80} {
+		td := ptrace.NewTraces()
+		for i := range n {
+			// a new resource every 3 spans and a new scope every 2
+			rss := td.ResourceSpans()
+			if i%3 == 0 {
+				rss.AppendEmpty().Resource().Attributes().PutInt("r", int64(i))
+			}
+			rs := rss.At(rss.Len() - 1)
+			if i%2 == 0 || rs.ScopeSpans().Len() == 0 {
+				rs.ScopeSpans().AppendEmpty().Scope().SetName(fmt.Sprint("s", i))
+			}
+			sss := rs.ScopeSpans()
+			sp := sss.At(sss.Len() - 1).Spans().AppendEmpty()
+			sp.SetSpanID([8]byte{byte(i), 1})
+		}
+		want := spanIDs(td)
+		parts := halveSpans(td)
+		if len(parts) != 2 || parts[0].SpanCount() != n/2 || parts[1].SpanCount() != n-n/2 {
+			t.Fatalf("%d spans halved into %d parts", n, len(parts))
+		}
+		if got := append(spanIDs(parts[0]), spanIDs(parts[1])...); !slices.Equal(got, want) {
+			t.Fatalf("%d spans: halves hold %v, want %v", n, got, want)
+		}
+		for _, p := range parts {
+			if _, ok := p.ResourceSpans().At(0).Resource().Attributes().Get("r"); !ok || p.ResourceSpans().At(0).ScopeSpans().At(0).Scope().Name() == "" {
+				t.Fatalf("%d spans: a half lost its resource or scope", n)
+			}
+		}
 	}
 }
 

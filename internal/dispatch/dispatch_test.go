@@ -853,3 +853,76 @@ func TestWrittenRowsAreSeeded(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusedSpansAreIsolated: a destination that refuses every request
+// holding one bad span gets every other span, and only the bad one is
+// dead-lettered, for about 2·log2(batch) more calls; a destination that
+// refuses everything costs two more calls per batch before the batch is
+// dead-lettered whole.
+func TestRefusedSpansAreIsolated(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		refuseAll bool
+	}{
+		{"one bad span", false},
+		{"everything refused", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openSQLite(t)
+			var mu sync.Mutex
+			var poison string
+			var refusals int
+			f := newFake(func(_ int, td ptrace.Traces) error {
+				mu.Lock()
+				defer mu.Unlock()
+				ids := spanIDs(td)
+				if poison == "" {
+					poison = ids[len(ids)/3] // a span of the first batch
+				}
+				if tc.refuseAll || slices.Contains(ids, poison) {
+					refusals++
+					return plugins.Permanent(errors.New("400 invalid span"))
+				}
+				return nil
+			})
+			run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: fastPolicy()}}, fastOptions(t))
+			time.Sleep(50 * time.Millisecond)
+			ids := write(t, s, 30, 5, time.Now())
+			ctx := context.Background()
+			var lettered []string
+			var letters []store.DeadLetter
+			waitFor(t, "delivery or dead letters", 10*time.Second, func() bool {
+				letters, _ = s.DeadLetters(ctx, store.DeadLetterFilter{})
+				lettered = nil
+				for _, l := range letters {
+					lettered = append(lettered, l.SpanIDs...)
+				}
+				return len(f.delivered())+len(lettered) == len(ids)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if tc.refuseAll {
+				if len(lettered) != len(ids) {
+					t.Fatalf("%d of %d spans dead-lettered", len(lettered), len(ids))
+				}
+				if refusals > 3*len(letters) {
+					t.Fatalf("%d refused calls for %d batches; want at most 3 each", refusals, len(letters))
+				}
+				return
+			}
+			if !slices.Equal(lettered, []string{poison}) || !strings.Contains(letters[0].Reason, "400 invalid span") {
+				t.Fatalf("dead letters %v (%q), want only the bad span %s", lettered, letters[0].Reason, poison)
+			}
+			got := f.delivered()
+			for _, id := range ids {
+				if id != poison && got[id] == 0 {
+					t.Fatalf("span %s was not delivered", id)
+				}
+			}
+			// 1 + 2 per halving of a batch of at most MaxSpans (200 → 8 halvings).
+			if refusals > 1+2*8 {
+				t.Fatalf("%d refused calls to isolate one span", refusals)
+			}
+		})
+	}
+}

@@ -18,13 +18,35 @@ func splitBytes(td ptrace.Traces, maxBytes int) []ptrace.Traces {
 	if sizer.TracesSize(td) <= maxBytes {
 		return []ptrace.Traces{td}
 	}
+	return cut(td, func(size, need, _ int) bool { return size+need > maxBytes })
+}
+
+// halveSpans cuts td into two parts of half its spans each (the first one
+// fewer when the count is odd), in order.
+func halveSpans(td ptrace.Traces) []ptrace.Traces {
+	half, cutDone := td.SpanCount()/2, false
+	return cut(td, func(_, _, spans int) bool {
+		if cutDone || spans < half {
+			return false
+		}
+		cutDone = true
+		return true
+	})
+}
+
+// cut copies td's spans, in order, into parts, each keeping its spans'
+// resources and scopes. full reports whether the part being filled, with
+// spans spans of size encoded bytes, must be closed before a span that
+// needs need more bytes.
+func cut(td ptrace.Traces, full func(size, need, spans int) bool) []ptrace.Traces {
+	var sizer ptrace.ProtoMarshaler
 	var parts []ptrace.Traces
-	cur, size := ptrace.NewTraces(), 0
+	cur, size, n := ptrace.NewTraces(), 0, 0
 	flush := func() {
 		if cur.SpanCount() > 0 {
 			parts = append(parts, cur)
 		}
-		cur, size = ptrace.NewTraces(), 0
+		cur, size, n = ptrace.NewTraces(), 0, 0
 	}
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
@@ -48,7 +70,7 @@ func splitBytes(td ptrace.Traces, maxBytes int) []ptrace.Traces {
 				if !hasSS {
 					need += ssHead
 				}
-				if size > 0 && size+need > maxBytes {
+				if n > 0 && full(size, need, n) {
 					flush()
 					hasRS, hasSS = false, false
 					need = sizer.SpanSize(sp) + envelope + rsHead + ssHead
@@ -67,6 +89,7 @@ func splitBytes(td ptrace.Traces, maxBytes int) []ptrace.Traces {
 				}
 				sp.CopyTo(curSS.Spans().AppendEmpty())
 				size += need
+				n++
 			}
 			hasSS = false
 		}

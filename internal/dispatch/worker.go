@@ -608,12 +608,76 @@ func (w *worker) convertEach(ctx context.Context, rows []model.Span) (ptrace.Tra
 // (dead letter), or retries run out (dead letter). It returns an error only
 // when ctx ends (shutdown, lost lease) or a dead letter cannot be recorded.
 func (w *worker) deliver(ctx context.Context, b batch) error {
+	refused, err := w.exportRetrying(ctx, b)
+	if err != nil || refused == nil {
+		return err
+	}
+	return w.isolate(ctx, b, refused)
+}
+
+// isolate deals with a batch the destination refused for good. A refusal
+// may concern a few spans (a vendor that rejects one malformed or oversized
+// span rejects the whole request with it) or all of them (bad credentials,
+// a wrong endpoint). The batch is halved: while one half is accepted and the
+// other refused, the refused half is halved again, so that one bad span
+// costs about 2·log2(n) more calls and only it is dead-lettered. When both
+// halves are refused the refusal is taken to be about the whole, and both
+// are dead-lettered without more calls.
+func (w *worker) isolate(ctx context.Context, b batch, refused error) error {
+	halves, ok := halve(b)
+	if !ok {
+		return w.recordDeadLetter(ctx, b.spanIDs(), refused.Error())
+	}
+	w.log.Info("destination refused a batch for good; halving it to find the spans it refuses",
+		"spans", b.spans(), "err", refused)
+	var refusals [2]error
+	for i, h := range halves {
+		r, err := w.exportRetrying(ctx, h)
+		if err != nil {
+			return err
+		}
+		refusals[i] = r
+	}
+	switch {
+	case refusals[0] != nil && refusals[1] != nil:
+		return w.recordDeadLetter(ctx, b.spanIDs(), refusals[0].Error())
+	case refusals[0] != nil:
+		return w.isolate(ctx, halves[0], refusals[0])
+	case refusals[1] != nil:
+		return w.isolate(ctx, halves[1], refusals[1])
+	}
+	return nil
+}
+
+// halve cuts b into two batches of half its spans each; ok is false when
+// it holds fewer than two spans (or, encoded, does not decode: that cannot
+// be halved either).
+func halve(b batch) (halves [2]batch, ok bool) {
+	td := b.td
+	if b.encoded {
+		var err error
+		if td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(b.parts, nil)); err != nil {
+			return halves, false
+		}
+	}
+	if td.SpanCount() < 2 {
+		return halves, false
+	}
+	parts := halveSpans(td)
+	return [2]batch{{td: parts[0]}, {td: parts[1]}}, true
+}
+
+// exportRetrying exports b, retrying, until the destination accepts it
+// (nil, nil), refuses it for good (the refusal, nil: the caller decides what
+// to dead-letter), or retries run out (dead-lettered here). err is set only
+// when ctx ends or a dead letter cannot be recorded.
+func (w *worker) exportRetrying(ctx context.Context, b batch) (refused, err error) {
 	n := b.spans()
 	first := time.Now()
 	for attempt := 0; ; {
 		if wait := w.breakerWait(); wait > 0 {
 			if !w.pause(ctx, wait) {
-				return w.interrupted(ctx)
+				return nil, w.interrupted(ctx)
 			}
 			continue
 		}
@@ -629,16 +693,16 @@ func (w *worker) deliver(ctx context.Context, b batch) error {
 			if attempt > 0 {
 				w.log.Info("destination accepted the batch again", "attempts", attempt+1, "after", time.Since(first).Round(time.Millisecond))
 			}
-			return nil
+			return nil, nil
 		}
 		if ctx.Err() != nil {
-			return context.Cause(ctx)
+			return nil, context.Cause(ctx)
 		}
 		permanent := plugins.IsPermanent(err)
 		w.obs.ExportFailed(w.name, permanent)
 		if permanent {
 			w.breakerSuccess() // it answered: the destination is up
-			return w.recordDeadLetter(ctx, b.spanIDs(), err.Error())
+			return err, nil
 		}
 		attempt++
 		w.breakerFailure()
@@ -647,7 +711,7 @@ func (w *worker) deliver(ctx context.Context, b batch) error {
 			wait = min(after, maxRetryAfter)
 		}
 		if w.p.RetryMaxElapsed > 0 && time.Since(first)+wait > w.p.RetryMaxElapsed {
-			return w.recordDeadLetter(ctx, b.spanIDs(), fmt.Sprintf("gave up after %d attempts in %s: %v",
+			return nil, w.recordDeadLetter(ctx, b.spanIDs(), fmt.Sprintf("gave up after %d attempts in %s: %v",
 				attempt, time.Since(first).Round(time.Millisecond), err))
 		}
 		w.obs.Retried(w.name)
@@ -657,7 +721,7 @@ func (w *worker) deliver(ctx context.Context, b batch) error {
 			w.log.Debug("export failed again", "spans", n, "attempt", attempt, "err", err, "retry_in", wait)
 		}
 		if !w.pause(ctx, wait) {
-			return w.interrupted(ctx)
+			return nil, w.interrupted(ctx)
 		}
 	}
 }
