@@ -56,6 +56,13 @@ type EncodedExporter interface {
 	ExportEncoded(ctx context.Context, parts [][]byte) error
 }
 
+// RefusedSpans is implemented by an exporter's permanent error that names
+// the only spans of the batch the destination refused; it took the rest.
+// Other permanent errors leave the worker to find the refused spans itself.
+type RefusedSpans interface {
+	RefusedSpanIDs() []string
+}
+
 // Restarter is implemented by exporters that restart a plugin process; the
 // count is reported as a metric.
 type Restarter interface{ Restarts() uint64 }

@@ -856,35 +856,52 @@ func TestWrittenRowsAreSeeded(t *testing.T) {
 
 // TestRefusedSpansAreIsolated: a destination that refuses every request
 // holding one bad span gets every other span, and only the bad one is
-// dead-lettered, for about 2·log2(batch) more calls; a destination that
-// refuses everything costs two more calls per batch before the batch is
-// dead-lettered whole.
+// dead-lettered, for about 2·log2(batch) more calls, or for none when the
+// refusal names the span; a destination that refuses everything costs two
+// more calls per batch before the batch is dead-lettered whole.
 func TestRefusedSpansAreIsolated(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		refuseAll bool
+		named     bool // the refusal names the span and the rest is taken, as the plugin host's RefusedSpans
 	}{
-		{"one bad span", false},
-		{"everything refused", true},
+		{"one bad span", false, false},
+		{"one bad span named", false, true},
+		{"everything refused", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openSQLite(t)
 			var mu sync.Mutex
 			var poison string
 			var refusals int
-			f := newFake(func(_ int, td ptrace.Traces) error {
+			f := newFake(nil)
+			f.behave = func(_ int, td ptrace.Traces) error {
 				mu.Lock()
 				defer mu.Unlock()
 				ids := spanIDs(td)
 				if poison == "" {
 					poison = ids[len(ids)/3] // a span of the first batch
 				}
-				if tc.refuseAll || slices.Contains(ids, poison) {
-					refusals++
-					return plugins.Permanent(errors.New("400 invalid span"))
+				if !tc.refuseAll && !slices.Contains(ids, poison) {
+					return nil
 				}
-				return nil
-			})
+				refusals++
+				refusal := plugins.Permanent(errors.New("400 invalid span"))
+				if tc.named {
+					rest := ptrace.NewTraces()
+					td.CopyTo(rest)
+					rest.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+						rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+							ss.Spans().RemoveIf(func(sp ptrace.Span) bool { return sp.SpanID().String() == poison })
+							return ss.Spans().Len() == 0
+						})
+						return rs.ScopeSpans().Len() == 0
+					})
+					f.record(rest)
+					return namedRefusal{refusal, []string{poison}}
+				}
+				return refusal
+			}
 			run(t, s, []Destination{{Name: "d", Start: starter(f), Policy: fastPolicy()}}, fastOptions(t))
 			time.Sleep(50 * time.Millisecond)
 			ids := write(t, s, 30, 5, time.Now())
@@ -919,10 +936,21 @@ func TestRefusedSpansAreIsolated(t *testing.T) {
 					t.Fatalf("span %s was not delivered", id)
 				}
 			}
-			// 1 + 2 per halving of a batch of at most MaxSpans (200 → 8 halvings).
-			if refusals > 1+2*8 {
+			switch {
+			case tc.named && (refusals != 1 || f.duplicates() > 0):
+				t.Fatalf("%d refused calls and %d duplicates; a named refusal needs no more calls", refusals, f.duplicates())
+			case refusals > 1+2*8: // 1 + 2 per halving of at most MaxSpans (200 → 8 halvings)
 				t.Fatalf("%d refused calls to isolate one span", refusals)
 			}
 		})
 	}
 }
+
+// namedRefusal is a permanent error naming the only spans refused.
+type namedRefusal struct {
+	error
+	ids []string
+}
+
+func (n namedRefusal) Unwrap() error            { return n.error }
+func (n namedRefusal) RefusedSpanIDs() []string { return n.ids }

@@ -101,6 +101,12 @@ func (f *fakeExporter) Export(ctx context.Context, td ptrace.Traces) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	f.record(td)
+	return nil
+}
+
+// record notes td as accepted.
+func (f *fakeExporter) record(td ptrace.Traces) {
 	size := (&ptrace.ProtoMarshaler{}).TracesSize(td)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -111,7 +117,6 @@ func (f *fakeExporter) Export(ctx context.Context, td ptrace.Traces) error {
 	f.maxBytes = max(f.maxBytes, size)
 	f.last = ptrace.NewTraces()
 	td.CopyTo(f.last)
-	return nil
 }
 
 func (f *fakeExporter) Close(context.Context) error {
@@ -135,6 +140,15 @@ func (f *fakeExporter) callTimes() []time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]time.Time(nil), f.calls...)
+}
+
+// duplicates counts deliveries of spans delivered before.
+func (f *fakeExporter) duplicates() int {
+	n := 0
+	for _, c := range f.delivered() {
+		n += c - 1
+	}
+	return n
 }
 
 // has reports whether every id was delivered at least once.

@@ -612,7 +612,27 @@ func (w *worker) deliver(ctx context.Context, b batch) error {
 	if err != nil || refused == nil {
 		return err
 	}
+	return w.settle(ctx, b, refused)
+}
+
+// settle dead-letters what the destination refused of b for good: the spans
+// the refusal names when it names them (the rest was accepted), else what
+// isolate finds.
+func (w *worker) settle(ctx context.Context, b batch, refused error) error {
+	if ids := refusedSpanIDs(refused); ids != nil {
+		return w.recordDeadLetter(ctx, ids, refused.Error())
+	}
 	return w.isolate(ctx, b, refused)
+}
+
+// refusedSpanIDs returns the spans a refusal names as the only ones refused
+// (see RefusedSpans), or nil.
+func refusedSpanIDs(err error) []string {
+	var some RefusedSpans
+	if errors.As(err, &some) {
+		return some.RefusedSpanIDs()
+	}
+	return nil
 }
 
 // isolate deals with a batch the destination refused for good. A refusal
@@ -638,13 +658,21 @@ func (w *worker) isolate(ctx context.Context, b batch, refused error) error {
 		}
 		refusals[i] = r
 	}
-	switch {
-	case refusals[0] != nil && refusals[1] != nil:
-		return w.recordDeadLetter(ctx, b.spanIDs(), refusals[0].Error())
-	case refusals[0] != nil:
-		return w.isolate(ctx, halves[0], refusals[0])
-	case refusals[1] != nil:
-		return w.isolate(ctx, halves[1], refusals[1])
+	if refusals[0] != nil && refusals[1] != nil {
+		var ids []string
+		for i, h := range halves {
+			named := refusedSpanIDs(refusals[i])
+			if named == nil {
+				named = h.spanIDs()
+			}
+			ids = append(ids, named...)
+		}
+		return w.recordDeadLetter(ctx, ids, refusals[0].Error())
+	}
+	for i, h := range halves {
+		if refusals[i] != nil {
+			return w.settle(ctx, h, refusals[i])
+		}
 	}
 	return nil
 }

@@ -255,7 +255,16 @@ func (d *Destination) Export(ctx context.Context, td ptrace.Traces) error {
 		}
 	}
 	if len(over) > 0 {
-		permanent = append(permanent, plugins.Permanent(fmt.Errorf("destination %q: %s", d.spec.Name, describeOversize(over, d.spec.MaxMessageBytes))))
+		err := plugins.Permanent(fmt.Errorf("destination %q: %s", d.spec.Name, describeOversize(over, d.spec.MaxMessageBytes)))
+		if len(permanent) == 0 {
+			// Everything else was delivered: only these spans are refused.
+			ids := make([]string, len(over))
+			for i, o := range over {
+				ids[i] = o.spanID
+			}
+			return &RefusedSpans{IDs: ids, Err: err}
+		}
+		permanent = append(permanent, err)
 	}
 	switch len(permanent) {
 	case 0:
@@ -270,6 +279,19 @@ func (d *Destination) Export(ctx context.Context, td ptrace.Traces) error {
 		return plugins.Permanent(errors.Join(causes...))
 	}
 }
+
+// RefusedSpans is Export's permanent error when the destination refused only
+// some spans of a batch, named by their hex ids, and took every other one.
+type RefusedSpans struct {
+	IDs []string
+	Err error // a *plugins.PermanentError
+}
+
+func (e *RefusedSpans) Error() string { return e.Err.Error() }
+func (e *RefusedSpans) Unwrap() error { return e.Err }
+
+// RefusedSpanIDs lists the refused spans.
+func (e *RefusedSpans) RefusedSpanIDs() []string { return e.IDs }
 
 // ExportEncoded is Export for a batch already encoded as protobuf OTLP
 // ExportTraceServiceRequests: the parts concatenated are the batch (the

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/plugins"
@@ -415,6 +416,7 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	batch := makeTraces(numbered("split", 200)...)
 	huge := batch.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty()
 	huge.SetName("huge")
+	huge.SetSpanID(pcommon.SpanID{0xab, 0xcd, 1})
 	huge.Attributes().PutStr("payload", strings.Repeat("x", 4096))
 
 	err := d.Export(context.Background(), batch)
@@ -423,6 +425,11 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `"huge"`) || !strings.Contains(err.Error(), "1 span(s) exceed the 2048-byte message limit") {
 		t.Fatalf("error %q does not name the oversize span", err)
+	}
+	// The rest went, so the error names the only span refused.
+	var refused *RefusedSpans
+	if !errors.As(err, &refused) || !slices.Equal(refused.IDs, []string{huge.SpanID().String()}) {
+		t.Fatalf("Export = %#v, want RefusedSpans naming span %s", err, huge.SpanID())
 	}
 	want := numbered("split", 200)
 	if got := readLines(t, out); !slices.Equal(got, want) {
