@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // Faults on the fan-out path: destinations served by the built-in otlp
@@ -110,8 +114,12 @@ func (f *fanout) finish(t *testing.T, drain time.Duration) fanoutFigures {
 		time.Sleep(100 * time.Millisecond)
 	}
 	drained := time.Since(stopped)
-	if n := f.gw.mustMetric("kern_gateway_destination_spans_dead_lettered_total"); n > 0 {
-		t.Errorf("%v spans were dead-lettered; every fault here is transient", n)
+	refused := 0 // spans a vendor refuses for good: they alone may be dead letters
+	for _, n := range f.names {
+		refused += len(f.vendors[n].Refused())
+	}
+	if n := f.gw.mustMetric("kern_gateway_destination_spans_dead_lettered_total"); n != float64(refused) {
+		t.Errorf("%v spans were dead-lettered; the vendors refuse %d for good, every other fault here is transient", n, refused)
 	}
 	if n := f.gw.mustMetric("kern_gateway_fanout_chunks_total"); n == 0 {
 		t.Error("kern_gateway_fanout_chunks_total counts no chunk after every span was delivered")
@@ -225,6 +233,55 @@ func TestFanOutVendorFlaky(t *testing.T) {
 		t.Error("the vendor never answered 500; the scenario did not happen")
 	}
 	t.Logf("FIGURES %s: %s", t.Name(), figs)
+}
+
+// (c2) The vendor answers 400 to every export that holds one invalid span,
+// as vendors reject a whole request for one bad span: the gateway halves the
+// refused batches until that span alone is a dead letter; the vendor gets
+// every other span and the other destination everything.
+func TestFanOutVendorRefusesOneSpan(t *testing.T) {
+	e2eOnly(t)
+	t.Parallel()
+	picky, other := newVendor(t), newVendor(t)
+	db := postgresDB(t)
+	f := startFanout(t, db, map[string]*fakeVendor{"picky": picky, "other": other}, fanoutLoad)
+	f.load.waitAcked(500, time.Minute)
+	picky.RefuseOneSpan()
+	time.Sleep(8 * time.Second)
+	figs := f.finish(t, 60*time.Second)
+	poison := picky.Refused()
+	if len(poison) != 1 {
+		t.Fatal("the vendor never refused a span; the scenario did not happen")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := openStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	letters, err := st.(store.DeliveryLog).DeadLetters(ctx, store.DeadLetterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[string]bool{}
+	for _, l := range letters {
+		if l.Destination != "picky" || !strings.Contains(l.Reason, "400") {
+			t.Errorf("dead letter for %q: %q", l.Destination, l.Reason)
+		}
+		for _, id := range l.SpanIDs {
+			dead[id] = true
+		}
+	}
+	if !maps.Equal(dead, poison) {
+		t.Errorf("dead letters hold %v, want only the refused span %v", dead, poison)
+	}
+	for id := range poison {
+		if other.Received()[id] == 0 {
+			t.Errorf("the other destination did not get span %s", id)
+		}
+	}
+	t.Logf("FIGURES %s: %d exports answered 400 while isolating one span; %s", t.Name(), figs.Vendors["picky"].Answers[400], figs)
 }
 
 // lagStats are delivery lags (acknowledgement → first receipt) of one vendor.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,11 @@ type fakeVendor struct {
 	received   map[string]int       // span id → times accepted
 	first      map[string]time.Time // span id → first accepted
 	badBodies  int
+	// With pickPoison set, the next export's first span becomes poison: from
+	// then on the vendor answers 400 to every export that holds it, as
+	// vendors reject a whole request for one invalid span.
+	pickPoison bool
+	poison     string
 }
 
 // newVendor starts a healthy fake vendor; it stops when the test ends.
@@ -133,6 +139,24 @@ func (v *fakeVendor) Set429(secs int) {
 	v.SetMode(vendor429)
 }
 
+// RefuseOneSpan makes the first span of the next export poison: every
+// export holding it is answered 400 from then on.
+func (v *fakeVendor) RefuseOneSpan() {
+	v.mu.Lock()
+	v.pickPoison = true
+	v.mu.Unlock()
+}
+
+// Refused returns the span the vendor refuses, if any.
+func (v *fakeVendor) Refused() map[string]bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.poison == "" {
+		return nil
+	}
+	return map[string]bool{v.poison: true}
+}
+
 func (v *fakeVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v.mu.Lock()
 	v.requests++
@@ -179,6 +203,15 @@ func (v *fakeVendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	v.mu.Lock()
+	if v.pickPoison && len(ids) > 0 {
+		v.poison, v.pickPoison = ids[0], false
+	}
+	if v.poison != "" && slices.Contains(ids, v.poison) {
+		v.answers[http.StatusBadRequest]++
+		v.mu.Unlock()
+		http.Error(w, "span "+v.poison+" is invalid", http.StatusBadRequest)
+		return
+	}
 	for _, id := range ids {
 		if v.received[id] == 0 {
 			v.first[id] = now
@@ -258,13 +291,14 @@ func (v *fakeVendor) Figures() vendorFigures {
 	return f
 }
 
-// Missing counts the ids in want not received yet.
+// Missing counts the ids in want not received yet, leaving out the span
+// the vendor refuses.
 func (v *fakeVendor) Missing(want map[string]bool) int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := 0
 	for id := range want {
-		if v.received[id] == 0 {
+		if v.received[id] == 0 && id != v.poison {
 			n++
 		}
 	}
