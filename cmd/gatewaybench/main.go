@@ -59,7 +59,7 @@ func main() {
 		dDelay  = flag.String("dest-delay", "500ms", "batch.max_delay of each destination")
 		sinks   = flag.Int("sinks", 5, "fake OTLP/HTTP destinations for the fan-out comparison (0 skips it)")
 		rounds  = flag.Int("rounds", 5, "alternating no-destination / fan-out rounds of the comparison")
-		dComp   = flag.String("dest-compression", "none", "compression of each destination (none, the adapters' default, or gzip)")
+		dComp   = flag.String("dest-compression", "none", "compression of each destination: none (the sinks are on loopback) or gzip (the otlp adapter's default, for links to a vendor)")
 		writers = flag.Int("writers", 2, "ingest.writers of the gateway")
 		batch   = flag.Int("batch", 512, "ingest.max_batch_spans of the gateway")
 	)
