@@ -443,6 +443,14 @@ func (b batch) spans() int {
 	return b.td.SpanCount()
 }
 
+// traces returns b's spans as pdata, decoding the parts of an encoded batch.
+func (b batch) traces() (ptrace.Traces, error) {
+	if !b.encoded {
+		return b.td, nil
+	}
+	return (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(b.parts, nil))
+}
+
 // spanIDs lists the batch's span ids, for dead letters.
 func (b batch) spanIDs() []string {
 	if b.encoded {
@@ -681,14 +689,8 @@ func (w *worker) isolate(ctx context.Context, b batch, refused error) error {
 // it holds fewer than two spans (or, encoded, does not decode: that cannot
 // be halved either).
 func halve(b batch) (halves [2]batch, ok bool) {
-	td := b.td
-	if b.encoded {
-		var err error
-		if td, err = (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(b.parts, nil)); err != nil {
-			return halves, false
-		}
-	}
-	if td.SpanCount() < 2 {
+	td, err := b.traces()
+	if err != nil || td.SpanCount() < 2 {
 		return halves, false
 	}
 	parts := halveSpans(td)
@@ -762,7 +764,7 @@ func export(ctx context.Context, exp Exporter, b batch) error {
 	if ee, ok := exp.(EncodedExporter); ok {
 		return ee.ExportEncoded(ctx, b.parts)
 	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(bytes.Join(b.parts, nil))
+	td, err := b.traces()
 	if err != nil {
 		return plugins.Permanent(fmt.Errorf("decoding a batch this gateway encoded: %w", err))
 	}
