@@ -104,10 +104,12 @@ func (s *Sink) Close() {
 func (s *Sink) Closed() bool { return s.closed.Load() }
 
 func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
-	buf := new([]byte)
-	if s.hook == nil { // a hook may keep what it is given
+	var buf *[]byte
+	if s.hook == nil {
 		buf = bodies.Get().(*[]byte)
 		defer bodies.Put(buf)
+	} else {
+		buf = new([]byte) // a hook may keep what it is given
 	}
 	b, err := readBody(r, buf)
 	if err != nil {
