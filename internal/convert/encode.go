@@ -155,6 +155,7 @@ func (e *encoder) object(dst []byte, field protowire.Number, data []byte) ([]byt
 func (e *encoder) span(s *model.Span) error {
 	e.sink.reset(e.scratch[:0], fieldSpanAttributes)
 	p, err := splitAttributes(&e.r, s.Attributes, &e.sink)
+	p.resolveOrigin(s)
 	e.scratch = e.sink.out
 	if err != nil {
 		return fmt.Errorf("attributes: %w", err)

@@ -45,6 +45,7 @@
 package convert
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
 	"slices"
@@ -167,6 +168,10 @@ type conv struct {
 	scopeJSON  []byte
 	scopeTrunc []string
 
+	// origin is the current resource and scope pair, shared by their spans;
+	// nil until a span needs it, and when both are empty.
+	origin *model.Origin
+
 	lastTrace    pcommon.TraceID
 	lastTraceHex string
 
@@ -175,7 +180,7 @@ type conv struct {
 
 func (c *conv) setResource(r pcommon.Resource) {
 	w := c.w
-	c.resJSON, c.resMap, c.resTrunc = nil, nil, nil
+	c.resJSON, c.resMap, c.resTrunc, c.origin = nil, nil, nil, nil
 	if r.Attributes().Len() == 0 {
 		return
 	}
@@ -190,7 +195,7 @@ func (c *conv) setResource(r pcommon.Resource) {
 
 func (c *conv) setScope(s pcommon.InstrumentationScope) {
 	w := c.w
-	c.scopeJSON, c.scopeTrunc = nil, nil
+	c.scopeJSON, c.scopeTrunc, c.origin = nil, nil, nil
 	if s.Name() == "" && s.Version() == "" && s.Attributes().Len() == 0 {
 		return
 	}
@@ -210,6 +215,34 @@ func (c *conv) setScope(s pcommon.InstrumentationScope) {
 	}
 }
 
+// currentOrigin returns the Origin of the current resource and scope,
+// made once for all their spans.
+func (c *conv) currentOrigin() *model.Origin {
+	if c.origin != nil || (c.resJSON == nil && c.scopeJSON == nil) {
+		return c.origin
+	}
+	c.origin = NewOrigin(c.resJSON, c.scopeJSON)
+	if t, ok := c.resMap[TenantKey].(string); ok {
+		c.origin.Tenant = t
+	}
+	return c.origin
+}
+
+// TenantKey is the resource attribute carrying the authenticated tenant.
+const TenantKey = "kern.tenant"
+
+// NewOrigin makes the Origin of a resource and scope (JSON objects, nil when
+// absent); its id is a hash of both, so the same pair always gets the same id
+// in every replica.
+func NewOrigin(resource, scope []byte) *model.Origin {
+	h := sha256.New()
+	h.Write(resource)
+	h.Write([]byte{0})
+	h.Write(scope)
+	var sum [sha256.Size]byte
+	return &model.Origin{ID: hex.EncodeToString(h.Sum(sum[:0])[:8]), Resource: resource, Scope: scope}
+}
+
 func kindString(k ptrace.SpanKind) string {
 	switch k {
 	case ptrace.SpanKindInternal:
@@ -223,7 +256,7 @@ func kindString(k ptrace.SpanKind) string {
 	case ptrace.SpanKindConsumer:
 		return "CONSUMER"
 	}
-	return "UNSPECIFIED"
+	return "INTERNAL" // as agno stores an unspecified kind
 }
 
 func statusString(s ptrace.StatusCode) string {
@@ -278,22 +311,8 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 	}
 
 	w := c.w
-	w.buf, w.truncated, w.kernKeys = w.buf[:0], w.truncated[:0], 0
+	w.buf, w.truncated = w.buf[:0], w.truncated[:0]
 	attrs, dropped := w.object(sp.Attributes(), 1, true, true, w.maxN, reserved)
-	senderKern := w.kernKeys
-	w.buf = w.buf[:len(w.buf)-1] // reopen the object to append our keys
-
-	if c.resJSON != nil {
-		w.key(model.KeyResource)
-		w.buf = append(w.buf, c.resJSON...)
-	}
-	if c.scopeJSON != nil {
-		w.key(model.KeyScope)
-		w.buf = append(w.buf, c.scopeJSON...)
-	}
-	events := c.events(sp.Events())
-	c.links(sp.Links())
-
 	info := semantics.Info{
 		Name:          out.Name,
 		Kind:          out.SpanKind,
@@ -302,10 +321,35 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 		StatusMessage: out.StatusMessage,
 		StartUnixNano: start,
 		EndUnixNano:   end,
-		Events:        events,
+		Events:        c.eventsOf(sp.Events()),
 		Resource:      c.resMap,
 	}
-	c.annotate(sp, info, attrs, senderKern)
+	wrote := safeAnnotate(info, attrs)
+	if c.replaced(sp, wrote) {
+		// Rare: the sender sent a key AgentOS reads with a type it cannot
+		// read; write the sender's keys again without it.
+		w.buf, w.truncated = w.buf[:0], w.truncated[:0]
+		skip := func(k string) bool { return reserved(k) || slices.Contains(wrote, k) }
+		w.object(sp.Attributes(), 1, false, true, w.maxN, skip)
+	}
+	w.buf = w.buf[:len(w.buf)-1] // reopen the object to append our keys
+	for _, k := range wrote {
+		if v, ok := attrs[k]; ok {
+			w.key(k)
+			w.goValue(v, 0)
+		}
+	}
+	if o := c.currentOrigin(); o != nil {
+		out.Origin = o
+		w.key(model.KeyResource)
+		w.str(o.ID)
+	}
+	c.events(sp.Events())
+	c.links(sp.Links())
+	if out.ParentSpanID == "" {
+		ids := semantics.RootIDs(attrs)
+		out.Root = &ids
+	}
 
 	c.dropped(int(sp.DroppedAttributesCount())+dropped, sp.DroppedEventsCount(), sp.DroppedLinksCount())
 	if n := len(c.resTrunc) + len(c.scopeTrunc) + len(w.truncated); n > 0 {
@@ -337,13 +381,26 @@ func (w *writer) key(k string) {
 	w.buf = append(w.buf, ':')
 }
 
-// events appends kern.events and returns the events for Annotate.
-func (c *conv) events(evs ptrace.SpanEventSlice) []semantics.Event {
+// eventsOf returns the span's events for Annotate (names and attributes
+// only of "exception" events, the only ones it reads).
+func (c *conv) eventsOf(evs ptrace.SpanEventSlice) []semantics.Event {
+	var out []semantics.Event
+	for i := range evs.Len() {
+		ev := evs.At(i)
+		if ev.Name() != "exception" {
+			continue
+		}
+		out = append(out, semantics.Event{Name: "exception", TimeUnix: int64(ev.Timestamp()), Attributes: ev.Attributes().AsRaw()})
+	}
+	return out
+}
+
+// events appends kern.events.
+func (c *conv) events(evs ptrace.SpanEventSlice) {
 	if evs.Len() == 0 {
-		return nil
+		return
 	}
 	w := c.w
-	out := make([]semantics.Event, 0, evs.Len())
 	w.key(model.KeyEvents)
 	w.buf = append(w.buf, '[')
 	for i := range evs.Len() {
@@ -351,24 +408,21 @@ func (c *conv) events(evs ptrace.SpanEventSlice) []semantics.Event {
 		if i > 0 {
 			w.buf = append(w.buf, ',')
 		}
-		name := cleanString(ev.Name())
 		w.buf = append(w.buf, `{"name":`...)
-		w.str(name)
+		w.str(cleanString(ev.Name()))
 		w.buf = append(w.buf, `,"time":"`...)
 		w.buf = append(w.buf, model.FormatUnixNano(int64(ev.Timestamp()))...)
 		w.buf = append(w.buf, `","attributes":`...)
 		mark := len(w.truncated)
-		attrs, dropped := w.object(ev.Attributes(), 1, true, true, w.maxN, nil)
+		_, dropped := w.object(ev.Attributes(), 1, false, true, w.maxN, nil)
 		c.prefixTruncated(mark, model.KeyEvents, i)
 		if n := int(ev.DroppedAttributesCount()) + dropped; n > 0 {
 			w.buf = append(w.buf, `,"dropped_attributes_count":`...)
 			w.buf = strconv.AppendInt(w.buf, int64(n), 10)
 		}
 		w.buf = append(w.buf, '}')
-		out = append(out, semantics.Event{Name: name, TimeUnix: int64(ev.Timestamp()), Attributes: attrs})
 	}
 	w.buf = append(w.buf, ']')
-	return out
 }
 
 // links appends kern.links.
@@ -444,76 +498,27 @@ func (c *conv) dropped(attrs int, events, links uint32) {
 	w.buf = append(w.buf, '}')
 }
 
-// annotate runs semantics.Annotate and appends the keys it added, sorted so
-// the column is deterministic. senderKern is how many of the sender's kept
-// keys start with "kern.".
-func (c *conv) annotate(sp ptrace.Span, info semantics.Info, attrs map[string]any, senderKern int) {
-	var before map[string]struct{}
-	if senderKern > 0 {
-		// Rare: the sender used our prefix; remember its keys so that they
-		// are not mistaken for annotations.
-		before = make(map[string]struct{}, senderKern)
-		for k := range attrs {
-			if strings.HasPrefix(k, "kern.") {
-				before[k] = struct{}{}
-			}
+// replaced reports whether Annotate replaced a key the sender sent.
+func (c *conv) replaced(sp ptrace.Span, wrote []string) bool {
+	for _, k := range wrote {
+		if _, sent := sp.Attributes().Get(k); sent {
+			return true
 		}
 	}
-	n0 := len(attrs)
-	safeAnnotate(info, attrs)
-	addedN := len(attrs) - n0
-	if addedN <= 0 {
-		return
-	}
-	added := c.added[:0]
-	for k := range attrs {
-		if !strings.HasPrefix(k, "kern.") {
-			continue
-		}
-		if _, sender := before[k]; sender {
-			continue
-		}
-		added = append(added, k)
-	}
-	if len(added) != addedN {
-		// Annotate added keys outside kern.*: find them against the
-		// sender's map (slow, contract violation only).
-		added = added[:0]
-		for k := range attrs {
-			if _, sender := before[k]; sender {
-				continue
-			}
-			if strings.HasPrefix(k, "kern.") {
-				added = append(added, k)
-				continue
-			}
-			if _, sender := sp.Attributes().Get(k); !sender {
-				added = append(added, k)
-			}
-		}
-	}
-	slices.Sort(added)
-	w := c.w
-	for _, k := range added {
-		if reserved(k) {
-			continue
-		}
-		w.key(k)
-		w.goValue(attrs[k], 0)
-	}
-	c.added = added[:0]
+	return false
 }
 
 // safeAnnotate keeps a bug in classification from failing ingest: a panic is
 // logged and the span stored with whatever annotations were made.
-func safeAnnotate(info semantics.Info, attrs map[string]any) {
+func safeAnnotate(info semantics.Info, attrs map[string]any) (wrote []string) {
 	defer func() {
 		if r := recover(); r != nil {
-			slog.Error("span annotation panicked; storing the span without full annotations",
+			slog.Error("span annotation panicked; storing the span without annotations",
 				"span", info.Name, "panic", r)
+			wrote = nil
 		}
 	}()
-	annotateFunc(info, attrs)
+	return annotateFunc(info, attrs)
 }
 
 // annotateFunc is semantics.Annotate; tests replace it to exercise the

@@ -13,10 +13,11 @@ import (
 )
 
 // ToOTLP rebuilds OTLP trace data from stored rows, for the fan-out. Spans
-// are grouped into ResourceSpans/ScopeSpans by identical kern.resource and
-// kern.scope (in first-seen order). kern.resource, kern.scope, kern.events,
-// kern.links and kern.dropped go back to their OTLP fields; every other key,
-// kern.* annotations and kern.truncated included, stays a span attribute.
+// are grouped into ResourceSpans/ScopeSpans by identical resource and scope
+// (in first-seen order): the span's Origin, which kern.resource references.
+// kern.resource, kern.events, kern.links and kern.dropped go back to their
+// OTLP fields; every other key, the OpenInference keys the gateway added and
+// kern.truncated included, stays a span attribute.
 //
 // JSON has fewer types than OTLP, so a few values come back changed: bytes
 // and the NaN/±Inf doubles come back as the strings they were stored as, and
@@ -37,6 +38,7 @@ func ToOTLP(spans []model.Span) (ptrace.Traces, error) {
 		if err != nil {
 			return ptrace.Traces{}, fmt.Errorf("span %s of trace %s: attributes: %w", s.SpanID, s.TraceID, err)
 		}
+		p.resolveOrigin(s)
 		ri, si, newRes, newScope := groups.place(p.resource, p.scope)
 		if newRes {
 			rs := td.ResourceSpans().AppendEmpty()
@@ -105,6 +107,20 @@ func (g *grouping) reset() {
 type parts struct {
 	resource, scope        json.RawMessage
 	events, links, dropped json.RawMessage
+}
+
+// resolveOrigin puts the span's resource and scope in p: from its Origin when
+// the row references one (a JSON string under kern.resource), else as the
+// row holds them inline (rows stored before origins were kept apart). A
+// reference whose Origin was not loaded gives an empty resource and scope.
+func (p *parts) resolveOrigin(s *model.Span) {
+	if len(p.resource) == 0 || p.resource[0] != '"' {
+		return
+	}
+	p.resource, p.scope = nil, nil
+	if s.Origin != nil {
+		p.resource, p.scope = s.Origin.Resource, s.Origin.Scope
+	}
 }
 
 // splitAttributes walks a stored attributes object: the converter's keys go

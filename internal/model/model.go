@@ -34,53 +34,75 @@ type Span struct {
 	TraceID       string // 32 lowercase hex chars
 	ParentSpanID  string
 	Name          string
-	SpanKind      string // INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER, UNSPECIFIED
+	SpanKind      string // INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER
 	StatusCode    string // UNSET, OK, ERROR
 	StatusMessage string
 	StartTime     string // TimeLayout
 	EndTime       string // TimeLayout
 	DurationMS    int64
-	Attributes    []byte // a JSON object; see the Key* constants for what the gateway adds
+	Attributes    []byte // a JSON object: the sender's attributes, what AgentOS reads, and the Key* keys below
 	CreatedAt     string // TimeLayout, when the gateway stored it
+
+	// Origin is the span's resource and instrumentation scope, stored once
+	// per distinct pair in the gateway's resources table and referenced from
+	// Attributes under KeyResource. Spans of one ResourceSpans/ScopeSpans
+	// share it. Nil when the span has neither, or when it was read without.
+	Origin *Origin
+	// Root holds the ids a root span gives its trace row (see
+	// semantics.RootIDs); nil for child spans and for spans read back.
+	Root *TraceIDs
 }
 
-// Keys the gateway writes into agno_spans.attributes beside the sender's own
-// attributes (which are kept as sent). All live under the reserved "kern."
-// prefix so they never collide with OTel, OpenInference or agno.* keys.
+// Origin is a resource and instrumentation scope, as stored in the
+// gateway_resources table.
+type Origin struct {
+	ID       string // KeyResource's value: a hash of Resource and Scope
+	Resource []byte // JSON object of the resource attributes; nil when none
+	Scope    []byte // {"name":..,"version":..,"attributes":{..}}; nil when none
+	Tenant   string // the resource's kern.tenant, "" when none
+}
+
+// TraceIDs are the id columns of an agno_traces row.
+type TraceIDs struct {
+	RunID, SessionID, UserID, AgentID, TeamID, WorkflowID string
+}
+
+// Fields returns pointers to the ids in column order (TraceIDColumns).
+func (t *TraceIDs) Fields() []*string {
+	return []*string{&t.RunID, &t.SessionID, &t.UserID, &t.AgentID, &t.TeamID, &t.WorkflowID}
+}
+
+// TraceIDColumns are the agno_traces id columns, in TraceIDs.Fields order.
+var TraceIDColumns = []string{"run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id"}
+
+// The only keys the gateway writes into agno_spans.attributes besides the
+// sender's own and the OpenInference keys AgentOS reads (see package
+// semantics). They live under the reserved "kern." prefix so they never
+// collide with OTel, OpenInference or agno.* keys; docs/semantics.md says
+// why each earns its bytes.
 const (
-	// KeyResource holds the resource attributes (service.name, ...) as an object.
+	// KeyResource holds the id of the span's Origin (resource and scope) in
+	// the gateway_resources table, so neither is copied into every span.
 	KeyResource = "kern.resource"
-	// KeyScope holds the instrumentation scope as {"name":..,"version":..}.
+	// KeyScope is where rows stored before origins were kept apart hold the
+	// scope inline (read only; new rows keep it with the resource).
 	KeyScope = "kern.scope"
 	// KeyEvents holds span events as [{"name":..,"time":..,"attributes":{..}}].
 	KeyEvents = "kern.events"
 	// KeyLinks holds span links as [{"trace_id":..,"span_id":..,"attributes":{..}}].
 	KeyLinks = "kern.links"
-	// KeyDroppedCounts holds the dropped attribute/event/link counts when non-zero.
+	// KeyDropped holds the dropped attribute/event/link counts when non-zero.
 	KeyDropped = "kern.dropped"
 	// KeyTruncated lists attribute keys whose values the gateway truncated.
 	KeyTruncated = "kern.truncated"
-
-	// KeySpanType is the gateway's classification of the span (run, llm, ...).
-	KeySpanType = "kern.span.type"
-
-	// Normalised ids; the trace row's columns of the same name are taken from
-	// these (root span first, then the earliest span that has the key).
-	KeyRunID      = "kern.run_id"
-	KeySessionID  = "kern.session_id"
-	KeyUserID     = "kern.user_id"
-	KeyAgentID    = "kern.agent_id"
-	KeyTeamID     = "kern.team_id"
-	KeyWorkflowID = "kern.workflow_id"
 )
 
-// TraceIDKeys maps each agno_traces id column to the attribute key it is
-// derived from.
-var TraceIDKeys = []struct{ Column, Key string }{
-	{"run_id", KeyRunID},
-	{"session_id", KeySessionID},
-	{"user_id", KeyUserID},
-	{"agent_id", KeyAgentID},
-	{"team_id", KeyTeamID},
-	{"workflow_id", KeyWorkflowID},
-}
+// Span kinds as agno stores them; an unknown OTLP kind is INTERNAL, as in
+// agno's Span.from_otel_span.
+const (
+	KindInternal = "INTERNAL"
+	KindServer   = "SERVER"
+	KindClient   = "CLIENT"
+	KindProducer = "PRODUCER"
+	KindConsumer = "CONSUMER"
+)

@@ -15,12 +15,12 @@ var (
 		Key     string
 		Sources []string
 	}{
-		{model.KeyRunID, []string{"agno.run.id", "run_id"}},
-		{model.KeySessionID, []string{"gen_ai.conversation.id", "session.id", "agno.session.id", "session_id"}},
-		{model.KeyUserID, []string{"user.id", "enduser.id", "agno.user.id", "user_id"}},
-		{model.KeyAgentID, []string{"gen_ai.agent.id", "agno.agent.id", "agent_id"}},
-		{model.KeyTeamID, []string{"agno.team.id", "team_id"}},
-		{model.KeyWorkflowID, []string{"agno.workflow.id", "workflow_id"}},
+		{KeyRunID, []string{"agno.run.id", "run_id"}},
+		{KeySessionID, []string{"gen_ai.conversation.id", "session.id", "agno.session.id", "session_id"}},
+		{KeyUserID, []string{"user.id", "enduser.id", "agno.user.id", "user_id"}},
+		{KeyAgentID, []string{"gen_ai.agent.id", "agno.agent.id", "agent_id"}},
+		{KeyTeamID, []string{"agno.team.id", "team_id"}},
+		{KeyWorkflowID, []string{"agno.workflow.id", "workflow_id"}},
 	}
 
 	modelSources     = []string{"gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "agno.model.id", "agno.model"}
@@ -46,6 +46,16 @@ var (
 	memberSources   = []string{"agno.team.member"}
 	memberArgFields = []string{"member_id", "member_name", "agent_name", "member"}
 )
+
+// sourcesOf lists the attribute keys an id fact is read from.
+func sourcesOf(fact string) []string {
+	for _, id := range idSources {
+		if id.Key == fact {
+			return id.Sources
+		}
+	}
+	return nil
+}
 
 func textOf(v any) (string, bool) { return text(v, MaxValueBytes) }
 

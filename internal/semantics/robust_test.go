@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kern-agents/trace-gateway/internal/model"
 )
 
 // knownKeys are the keys Annotate reads; random spans draw most of their keys
@@ -43,7 +41,7 @@ var knownKeys = func() []string {
 	}
 	for _, l := range [][]string{modelSources, embedModelSource, inputTokenSources, outputTokenSources,
 		totalTokenSources, toolArgSources, toolResultSources, runInputSources, runOutputSources,
-		hookInputSources, hookOutputSources, querySources, vectorStoreSources, kSources, OwnedKeys} {
+		hookInputSources, hookOutputSources, querySources, vectorStoreSources, kSources, attrKeys} {
 		for _, k := range l {
 			set[k] = true
 		}
@@ -149,53 +147,46 @@ var validTypes = map[any]bool{
 	TypePostHook: true, TypeRetrieval: true, TypeDelegation: true, TypeOther: true,
 }
 
-// checkInvariants asserts what every annotated span must satisfy whatever
-// the input: a valid type, well-typed owned keys within their limits, JSON
-// that marshals, and the sender's keys untouched.
-func checkInvariants(t *testing.T, before, after map[string]any) {
+// checkInvariants asserts what every span must satisfy whatever the input:
+// facts of a valid type, well-typed and within their limits, that marshal;
+// and annotations that only add AgentOS's keys, keep every other sender key
+// as sent and leave AgentOS's keys with types its trace view can read.
+func checkInvariants(t *testing.T, info Info, before map[string]any) {
 	t.Helper()
-	owned := map[string]any{} // what Annotate wrote
-	for _, k := range OwnedKeys {
-		if _, sent := before[k]; sent {
-			continue
-		}
-		if v, ok := after[k]; ok {
-			owned[k] = v
-		}
+	facts := Normalize(info, maps.Clone(before))
+	if !validTypes[facts[KeySpanType]] {
+		t.Fatalf("invalid %s: %#v", KeySpanType, facts[KeySpanType])
 	}
-	if _, sent := before[model.KeySpanType]; !sent && !validTypes[after[model.KeySpanType]] {
-		t.Fatalf("invalid %s: %#v", model.KeySpanType, after[model.KeySpanType])
-	}
-	if _, err := json.Marshal(owned); err != nil {
-		t.Fatalf("owned keys do not marshal: %v (%#v)", err, owned)
+	if _, err := json.Marshal(facts); err != nil {
+		t.Fatalf("facts do not marshal: %v (%#v)", err, facts)
 	}
 	for _, k := range []string{KeyInputTokens, KeyOutputTokens, KeyRetrievalK} {
-		if v, ok := owned[k]; ok {
+		if v, ok := facts[k]; ok {
 			n, isInt := v.(int64)
 			if !isInt || n < 0 {
 				t.Fatalf("%s = %#v, want a non-negative int64", k, v)
 			}
 		}
 	}
-	if v, ok := owned[KeyTotalTokens]; ok {
+	if v, ok := facts[KeyTotalTokens]; ok {
 		if n, isInt := v.(int64); !isInt || n < 0 || n > 2*MaxTokenCount {
 			t.Fatalf("%s = %#v", KeyTotalTokens, v)
 		}
 	}
-	if v, ok := owned[KeyTemperature]; ok {
+	if v, ok := facts[KeyTemperature]; ok {
 		if f, isF := v.(float64); !isF || f < 0 || f > MaxTemperature {
 			t.Fatalf("%s = %#v", KeyTemperature, v)
 		}
 	}
-	for _, k := range []string{model.KeyRunID, model.KeySessionID, model.KeyUserID, model.KeyAgentID,
-		model.KeyTeamID, model.KeyWorkflowID, KeyModel} {
-		if v, ok := owned[k]; ok {
+	for _, k := range []string{KeyRunID, KeySessionID, KeyUserID, KeyAgentID,
+		KeyTeamID, KeyWorkflowID, KeyModel} {
+		if v, ok := facts[k]; ok {
 			if s, isS := v.(string); !isS || s == "" || len(s) > MaxIDBytes {
 				t.Fatalf("%s = %#v", k, v)
 			}
 		}
 	}
-	for k, v := range owned {
+	for k, v := range facts {
 		if s, ok := v.(string); ok && len(s) > MaxValueBytes+64 {
 			t.Fatalf("%s is %d bytes, over the limit", k, len(s))
 		}
@@ -203,16 +194,17 @@ func checkInvariants(t *testing.T, before, after map[string]any) {
 			t.Fatalf("%s has %d items", k, len(l))
 		}
 	}
-	checkSenderKeysKept(t, before, after)
+
+	after := maps.Clone(before)
+	wrote := Annotate(info, after)
+	checkAnnotation(t, before, after, wrote)
 }
 
 func TestAnnotateRandomInputs(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 1500; i++ {
 		info, attrs := randomSpan(r, r.IntN(40))
-		before := maps.Clone(attrs)
-		Annotate(info, attrs)
-		checkInvariants(t, before, attrs)
+		checkInvariants(t, info, attrs)
 	}
 }
 
@@ -226,13 +218,11 @@ func TestAnnotateTenThousandAttributes(t *testing.T) {
 	delete(attrs, "gen_ai.operation.name")
 	delete(attrs, "agno.hook.type")
 	delete(attrs, "agno.team.member")
-	before := maps.Clone(attrs)
 	start := time.Now()
-	Annotate(info, attrs)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Annotate took %v on 15k attributes", d)
+	checkInvariants(t, info, attrs)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("Normalize and Annotate took %v on 15k attributes", d)
 	}
-	checkInvariants(t, before, attrs)
 }
 
 // FuzzAnnotate feeds arbitrary JSON objects as attributes.
@@ -247,8 +237,6 @@ func FuzzAnnotate(f *testing.F) {
 		if json.Unmarshal([]byte(attrsJSON), &attrs) != nil || attrs == nil {
 			return
 		}
-		before := maps.Clone(attrs)
-		Annotate(Info{Name: name, StatusCode: status, StatusMessage: name}, attrs)
-		checkInvariants(t, before, attrs)
+		checkInvariants(t, Info{Name: name, StatusCode: status, StatusMessage: name}, attrs)
 	})
 }

@@ -1,7 +1,15 @@
 // Package semantics recognises what an agent-run span is (run, LLM call,
-// tool, hook, retrieval, team delegation...) and writes normalised kern.*
-// attributes so that queries and exporters need not know which convention
-// the sender used.
+// tool, hook, retrieval, team delegation...) whatever convention the sender
+// used, and does two things with it:
+//
+//   - Annotate adds to a span's attributes the OpenInference keys AgentOS's
+//     trace view reads (openinference.span.kind, input.value, llm.model_name,
+//     llm.token_count.*, tool.name, ...) when the span lacks them, so the
+//     AgentOS control plane shows spans from any sender. The sender's own
+//     keys stay as sent.
+//   - Normalize returns the span's normalised facts (model, tokens, tool
+//     arguments, retrieved documents...) for the explorer, routing and the
+//     vendor mappings. Facts are computed when read, never stored.
 //
 // Classification is one ordered table (see Rules and docs/semantics.md).
 // Normalised values are read from the sender's attributes with a fixed
@@ -9,7 +17,12 @@
 // then agno.*, then plain keys such as agent_id.
 package semantics
 
-import "github.com/kern-agents/trace-gateway/internal/model"
+import (
+	"slices"
+	"strings"
+
+	"github.com/kern-agents/trace-gateway/internal/model"
+)
 
 // Event is a span event as the converter hands it over.
 type Event struct {
@@ -18,7 +31,8 @@ type Event struct {
 	Attributes map[string]any
 }
 
-// Info is what Annotate may read about a span besides its attributes.
+// Info is what Annotate and Normalize may read about a span besides its
+// attributes.
 type Info struct {
 	Name          string
 	Kind          string // INTERNAL, CLIENT, ...
@@ -31,41 +45,22 @@ type Info struct {
 	Resource      map[string]any
 }
 
-// OwnedKeys are the keys Annotate computes, all in the gateway's reserved
-// kern.* namespace. Senders should not use that namespace; if one does send
-// a key of the same name, its value is kept as sent and Annotate does not
-// write that key (the converter stores the sender's keys verbatim).
-var OwnedKeys = []string{
-	model.KeySpanType, KeyRunKind,
-	model.KeyRunID, model.KeySessionID, model.KeyUserID,
-	model.KeyAgentID, model.KeyTeamID, model.KeyWorkflowID,
-	KeyModel, KeyInput, KeyOutput,
-	KeyInputTokens, KeyOutputTokens, KeyTotalTokens, KeyTemperature, KeyToolCalls,
-	KeyToolName, KeyToolArguments, KeyToolResult,
-	KeyExceptionType, KeyExceptionMessage,
-	KeyHookName,
-	KeyRetrievalQuery, KeyRetrievalVectorStore, KeyRetrievalK, KeyRetrievalDocuments, KeyRetrievalScores,
-	KeyDelegationMember, KeyDelegationMode,
-}
-
-// Annotate adds the kern.* keys to attrs (the span's own attributes decoded
-// to Go values: string, bool, int64, float64, []any, map[string]any). It
-// never removes or changes the sender's keys, and only adds keys listed in
-// OwnedKeys that the sender did not send. Values of unexpected types are
-// ignored, never fatal; a nil map is left alone.
+// Normalize returns the span's facts under the Key* fact keys (attrs are the
+// span's attributes decoded to Go values: string, bool, int64, float64, []any,
+// map[string]any). It never changes attrs. Values of unexpected types are
+// ignored, never fatal; a nil map gives only the type.
 //
-// Written values: strings, int64 (token counts, k), float64 (temperature,
-// scores) and []any of map[string]any (tool calls, documents), so that they
-// serialise to JSON strings, numbers and arrays.
-func Annotate(info Info, attrs map[string]any) {
-	if attrs == nil {
-		return
-	}
+// Values: strings, int64 (token counts, k), float64 (temperature, scores)
+// and []any of map[string]any (tool calls, documents).
+func Normalize(info Info, attrs map[string]any) map[string]any {
 	s := newView(info, attrs)
 	typ, kind := s.classify()
+	return s.normalize(typ, kind)
+}
 
+func (s *view) normalize(typ, kind string) map[string]any {
 	out := make(map[string]any, 16)
-	out[model.KeySpanType] = typ
+	out[KeySpanType] = typ
 	s.ids(out)
 	switch typ {
 	case TypeRun:
@@ -93,11 +88,199 @@ func Annotate(info Info, attrs map[string]any) {
 		s.delegation(out)
 	}
 	s.exception(out)
+	return out
+}
 
-	// Written last so extraction only ever read the sender's keys.
-	for k, v := range out {
-		if _, sent := attrs[k]; !sent {
-			attrs[k] = v
+// Annotate makes the span readable by AgentOS's trace view. It adds to attrs
+// the keys of that view (the Attr* constants) the span lacks, derived from
+// the sender's convention, and makes the ones the sender sent with a type
+// AgentOS cannot read readable (see coerce). It returns the keys it wrote,
+// sorted; the caller stores those and keeps every other key as sent.
+//
+// It never writes a value the span already holds under a key AgentOS reads
+// (a tool's arguments already in input.value are not copied to
+// tool.parameters), so a span stores each value once besides the sender's
+// own convention.
+func Annotate(info Info, attrs map[string]any) []string {
+	if attrs == nil {
+		return nil
+	}
+	s := newView(info, attrs)
+	typ, kind := s.classify()
+	f := s.normalize(typ, kind)
+
+	a := annotation{attrs: attrs}
+	a.coerce()
+	if _, ok := attrs[AttrSpanKind]; !ok {
+		a.set(AttrSpanKind, SpanKindOf(typ, kind))
+	}
+	oiKind, _ := attrs[AttrSpanKind].(string)
+
+	// Ids AgentOS shows in a node's metadata: the span's own, never the
+	// resource's (which is stored once for all its spans).
+	for _, id := range []struct{ dst, fact string }{{AttrSessionID, KeySessionID}, {AttrUserID, KeyUserID}} {
+		if _, ok := attrs[id.dst]; ok {
+			continue
+		}
+		if v, ok := s.first(idString, sourcesOf(id.fact)...); ok {
+			a.set(id.dst, v)
 		}
 	}
+
+	switch oiKind {
+	case KindLLM:
+		a.add(AttrModelName, f[KeyModel])
+		a.add(AttrTokensPrompt, f[KeyInputTokens])
+		a.add(AttrTokensCompletion, f[KeyOutputTokens])
+		a.add(AttrTokensTotal, f[KeyTotalTokens])
+	case KindEmbedding:
+		a.add(AttrEmbeddingModel, f[KeyModel])
+		a.add(AttrTokensPrompt, f[KeyInputTokens])
+		a.add(AttrTokensTotal, f[KeyTotalTokens])
+	case KindTool:
+		if n := s.toolName(); n != "" {
+			a.add(AttrToolName, n)
+		}
+	}
+	args, result := f[KeyInput], f[KeyOutput]
+	if typ == TypeTool {
+		args, result = f[KeyToolArguments], f[KeyToolResult]
+	}
+	a.add(AttrInput, args)
+	if oiKind == KindTool {
+		// AgentOS shows tool.parameters beside the input; only worth its
+		// bytes when input.value holds something else.
+		if _, ok := attrs[AttrToolParameters]; !ok && args != nil && !a.holds(args) {
+			a.set(AttrToolParameters, args)
+		}
+	}
+	a.add(AttrOutput, result)
+	if strings.EqualFold(info.StatusCode, model.StatusError) && info.StatusMessage == "" {
+		a.add(AttrExceptionMessage, f[KeyExceptionMessage])
+	}
+	slices.Sort(a.wrote)
+	return a.wrote
+}
+
+// annotation collects what Annotate writes.
+type annotation struct {
+	attrs map[string]any
+	wrote []string
+}
+
+func (a *annotation) set(k string, v any) {
+	if !slices.Contains(a.wrote, k) {
+		a.wrote = append(a.wrote, k)
+	}
+	a.attrs[k] = v
+}
+
+// add writes v under k when the span has no k and does not hold v under
+// another key AgentOS reads.
+func (a *annotation) add(k string, v any) {
+	if v == nil {
+		return
+	}
+	if _, ok := a.attrs[k]; ok || a.holds(v) {
+		return
+	}
+	a.set(k, v)
+}
+
+// holds reports whether a string value is already stored under one of the
+// keys AgentOS reads as text.
+func (a *annotation) holds(v any) bool {
+	sv, ok := v.(string)
+	if !ok {
+		return false
+	}
+	for _, k := range []string{AttrInput, AttrOutput, AttrToolParameters} {
+		if cur, ok := a.attrs[k].(string); ok && cur == sv {
+			return true
+		}
+	}
+	return false
+}
+
+// coerce replaces values of keys AgentOS reads that would make its trace
+// routes fail (they are typed str or summed as int there): a non-string
+// span kind, input, output or exception message becomes its JSON text, a
+// token count that is not an integer becomes one or null, and a non-list
+// step list becomes null. Upper-case is restored on a known span kind sent
+// in another case. Everything else stays as sent.
+func (a *annotation) coerce() {
+	for _, k := range []string{AttrInput, AttrOutput, AttrExceptionMessage} {
+		v, ok := a.attrs[k]
+		if !ok || v == nil {
+			continue
+		}
+		if _, isStr := v.(string); !isStr {
+			t, _ := text(v, MaxValueBytes)
+			a.set(k, t)
+		}
+	}
+	if v, ok := a.attrs[AttrSpanKind]; ok {
+		sv, isStr := v.(string)
+		switch {
+		case !isStr || strings.TrimSpace(sv) == "":
+			delete(a.attrs, AttrSpanKind) // Annotate classifies it
+		case !knownKinds[sv] && knownKinds[strings.ToUpper(strings.TrimSpace(sv))]:
+			a.set(AttrSpanKind, strings.ToUpper(strings.TrimSpace(sv)))
+		}
+	}
+	for _, k := range []string{AttrTokensPrompt, AttrTokensCompletion, AttrTokensTotal} {
+		v, ok := a.attrs[k]
+		if !ok || v == nil {
+			continue
+		}
+		switch v.(type) {
+		case int64, int:
+			continue
+		}
+		if n, ok := tokenCount(v); ok {
+			a.set(k, n)
+		} else {
+			a.set(k, nil)
+		}
+	}
+	if v, ok := a.attrs[AttrWorkflowSteps]; ok && v != nil {
+		if _, isList := v.([]any); !isList {
+			a.set(AttrWorkflowSteps, nil)
+		}
+	}
+}
+
+// TraceIDSources lists, per agno_traces id column, the root-span keys tried
+// in order.
+var TraceIDSources = []struct {
+	Column string
+	Keys   []string
+}{
+	{"run_id", []string{"run_id", "agno.run.id"}},
+	{"session_id", []string{"session_id", "agno.session.id", "session.id", "gen_ai.conversation.id"}},
+	{"user_id", []string{"user_id", "agno.user.id", "user.id", "enduser.id"}},
+	{"agent_id", []string{"agent_id", "agno.agent.id", "gen_ai.agent.id"}},
+	{"team_id", []string{"team_id", "agno.team.id", "team.id"}},
+	{"workflow_id", []string{"workflow_id", "agno.workflow.id"}},
+}
+
+// RootIDs derives a trace row's ids from its root span's attributes the way
+// agno 2.9 derives them (tracing/schemas.py, create_trace_from_spans): per
+// column, the first key of TraceIDSources with a usable value, in agno's
+// order, then the GenAI / OpenInference equivalents for other senders.
+// Values must be non-empty strings or integers (see idString); anything else
+// is skipped like a missing key, so a client never puts a document into an
+// indexed id column.
+func RootIDs(attrs map[string]any) model.TraceIDs {
+	var ids model.TraceIDs
+	dst := ids.Fields()
+	for i, src := range TraceIDSources {
+		for _, k := range src.Keys {
+			if v, ok := idString(attrs[k]); ok {
+				*dst[i] = v
+				break
+			}
+		}
+	}
+	return ids
 }

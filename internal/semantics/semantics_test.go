@@ -8,8 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/kern-agents/trace-gateway/internal/model"
 )
 
 type annotateCase struct {
@@ -50,11 +48,11 @@ var annotateCases = []annotateCase{
 		},
 		wantType: TypeRun, wantKind: RunAgent,
 		want: map[string]any{
-			model.KeyRunID: "run-abc", model.KeySessionID: "sess-4", model.KeyUserID: "user-17",
-			model.KeyAgentID: "finance-agent",
-			KeyInput:         "What is NVDA trading at?", KeyOutput: "NVDA is at 120 USD.",
+			KeyRunID: "run-abc", KeySessionID: "sess-4", KeyUserID: "user-17",
+			KeyAgentID: "finance-agent",
+			KeyInput:   "What is NVDA trading at?", KeyOutput: "NVDA is at 120 USD.",
 		},
-		absent: []string{model.KeyTeamID, KeyInputTokens, KeyExceptionType},
+		absent: []string{KeyTeamID, KeyInputTokens, KeyExceptionType},
 	},
 	{
 		name: "openinference agno team run",
@@ -66,8 +64,8 @@ var annotateCases = []annotateCase{
 			"session.id":              "sess-1",
 		},
 		wantType: TypeRun, wantKind: RunTeam,
-		want:   map[string]any{model.KeyTeamID: "research-team", model.KeySessionID: "sess-1"},
-		absent: []string{model.KeyAgentID},
+		want:   map[string]any{KeyTeamID: "research-team", KeySessionID: "sess-1"},
+		absent: []string{KeyAgentID},
 	},
 	{
 		name: "openinference agno workflow run",
@@ -119,7 +117,7 @@ var annotateCases = []annotateCase{
 		wantType: TypeLLM,
 		want: map[string]any{
 			KeyModel: "gpt-4o-mini", KeyInputTokens: int64(120), KeyOutputTokens: int64(30), KeyTotalTokens: int64(150),
-			KeyTemperature: 0.2, model.KeySessionID: "sess-4",
+			KeyTemperature: 0.2, KeySessionID: "sess-4",
 			KeyToolCalls: []any{
 				map[string]any{"name": "get_stock_price", "arguments": `{"symbol":"NVDA"}`, "id": "call_1"},
 				map[string]any{"name": "get_news", "arguments": `{"q":"NVDA"}`},
@@ -166,7 +164,7 @@ var annotateCases = []annotateCase{
 		wantType: TypeLLM,
 		want: map[string]any{
 			KeyModel: "gpt-4o", KeyInputTokens: int64(42), KeyOutputTokens: int64(7), KeyTotalTokens: int64(49),
-			KeyTemperature: 0.7, model.KeySessionID: "conv-9",
+			KeyTemperature: 0.7, KeySessionID: "conv-9",
 			KeyToolCalls: []any{map[string]any{"name": "get_weather", "arguments": `{"location":"Paris"}`, "id": "call_VSP"}},
 			KeyInput:     `[{"role":"user","parts":[{"type":"text","content":"Weather in Paris?"}]}]`,
 		},
@@ -425,8 +423,8 @@ var annotateCases = []annotateCase{
 		},
 		wantType: TypeRun, wantKind: RunAgent,
 		want: map[string]any{
-			model.KeyAgentID: "support-agent", KeyModel: "claude-sonnet-4", model.KeySessionID: "conv-1",
-			model.KeyRunID: "run-1", model.KeyUserID: "1234",
+			KeyAgentID: "support-agent", KeyModel: "claude-sonnet-4", KeySessionID: "conv-1",
+			KeyRunID: "run-1", KeyUserID: "1234",
 		},
 	},
 	{
@@ -434,21 +432,21 @@ var annotateCases = []annotateCase{
 		info:     Info{Name: "invoke_agent Research Team"},
 		attrs:    map[string]any{"gen_ai.operation.name": "invoke_agent", "agno.team.id": "research-team", "team_id": "other"},
 		wantType: TypeRun, wantKind: RunTeam,
-		want: map[string]any{model.KeyTeamID: "research-team"},
+		want: map[string]any{KeyTeamID: "research-team"},
 	},
 	{
 		name:     "genai invoke_workflow",
 		info:     Info{Name: "invoke_workflow etl"},
 		attrs:    map[string]any{"gen_ai.operation.name": "invoke_workflow", "agno.workflow.id": "etl", "agent_id": "a"},
 		wantType: TypeRun, wantKind: RunWorkflow,
-		want: map[string]any{model.KeyWorkflowID: "etl"},
+		want: map[string]any{KeyWorkflowID: "etl"},
 	},
 	{
 		name:     "genai create_agent is not a run",
 		info:     Info{Name: "create_agent Math Tutor"},
 		attrs:    map[string]any{"gen_ai.operation.name": "create_agent", "gen_ai.agent.id": "asst_1"},
 		wantType: TypeOther,
-		want:     map[string]any{model.KeyAgentID: "asst_1"},
+		want:     map[string]any{KeyAgentID: "asst_1"},
 		absent:   []string{KeyRunKind},
 	},
 	// --- agno keys and span names only ---
@@ -461,7 +459,7 @@ var annotateCases = []annotateCase{
 		},
 		wantType: TypeRun, wantKind: RunAgent,
 		want: map[string]any{
-			model.KeyRunID: "r1", model.KeyAgentID: "a1", model.KeySessionID: "s1", model.KeyUserID: "u1", KeyModel: "gpt-4.1",
+			KeyRunID: "r1", KeyAgentID: "a1", KeySessionID: "s1", KeyUserID: "u1", KeyModel: "gpt-4.1",
 		},
 	},
 	{
@@ -472,7 +470,7 @@ var annotateCases = []annotateCase{
 		},
 		wantType: TypeRun, wantKind: RunTeam,
 		want: map[string]any{
-			model.KeyRunID: "r2", model.KeySessionID: "s2", model.KeyUserID: "u2", model.KeyTeamID: "t2", model.KeyWorkflowID: "w2",
+			KeyRunID: "r2", KeySessionID: "s2", KeyUserID: "u2", KeyTeamID: "t2", KeyWorkflowID: "w2",
 		},
 	},
 	{
@@ -546,7 +544,7 @@ var annotateCases = []annotateCase{
 		info:     Info{Name: "HTTP GET", Kind: "CLIENT"},
 		attrs:    map[string]any{"http.request.method": "GET"},
 		wantType: TypeOther,
-		absent:   []string{KeyModel, KeyInput, model.KeyRunID},
+		absent:   []string{KeyModel, KeyInput, KeyRunID},
 	},
 	// --- resource fallback and precedence ---
 	{
@@ -556,7 +554,7 @@ var annotateCases = []annotateCase{
 		}},
 		attrs:    map[string]any{"agno.agent.id": "span-agent"},
 		wantType: TypeRun, wantKind: RunAgent,
-		want: map[string]any{model.KeyUserID: "resource-user", model.KeyAgentID: "span-agent"},
+		want: map[string]any{KeyUserID: "resource-user", KeyAgentID: "span-agent"},
 	},
 	{
 		name: "conflicting conventions: semconv first",
@@ -608,7 +606,7 @@ var annotateCases = []annotateCase{
 			"agno.agent.id":           true,
 		},
 		wantType: TypeOther,
-		absent:   []string{model.KeySessionID, model.KeyUserID, model.KeyRunID, model.KeyAgentID},
+		absent:   []string{KeySessionID, KeyUserID, KeyRunID, KeyAgentID},
 	},
 	{
 		name: "overlong ids are ignored",
@@ -619,79 +617,115 @@ var annotateCases = []annotateCase{
 			"agno.agent.id": "agent",
 		},
 		wantType: TypeRun, wantKind: RunAgent,
-		want: map[string]any{model.KeySessionID: "short"},
-	},
-	{
-		name: "sender's own kern keys are kept as sent",
-		info: Info{Name: "get_price"},
-		attrs: map[string]any{
-			"openinference.span.kind": "TOOL",
-			"kern.span.type":          "custom",
-			"kern.tool.name":          "sender-name",
-			"kern.resource":           map[string]any{"service.name": "svc"},
-		},
-		wantType: "custom",
-		want:     map[string]any{KeyToolName: "sender-name"},
-		absent:   []string{KeyInputTokens},
+		want: map[string]any{KeySessionID: "short"},
 	},
 }
 
-func TestAnnotate(t *testing.T) {
+func TestNormalize(t *testing.T) {
 	for _, tc := range annotateCases {
 		t.Run(tc.name, func(t *testing.T) {
 			attrs := maps.Clone(tc.attrs)
-			before := maps.Clone(tc.attrs)
-			Annotate(tc.info, attrs)
-
-			if got := attrs[model.KeySpanType]; got != tc.wantType {
-				t.Fatalf("%s = %v, want %q", model.KeySpanType, got, tc.wantType)
+			facts := Normalize(tc.info, attrs)
+			if !reflect.DeepEqual(attrs, tc.attrs) {
+				t.Fatal("Normalize changed the attributes")
 			}
-			if tc.wantKind != "" || attrs[KeyRunKind] != nil {
-				if got := attrs[KeyRunKind]; got != tc.wantKind {
+			if got := facts[KeySpanType]; got != tc.wantType {
+				t.Fatalf("%s = %v, want %q", KeySpanType, got, tc.wantType)
+			}
+			if tc.wantKind != "" || facts[KeyRunKind] != nil {
+				if got := facts[KeyRunKind]; got != tc.wantKind {
 					t.Errorf("%s = %v, want %q", KeyRunKind, got, tc.wantKind)
 				}
 			}
 			for k, want := range tc.want {
-				if got, ok := attrs[k]; !ok {
+				if got, ok := facts[k]; !ok {
 					t.Errorf("%s missing, want %#v", k, want)
 				} else if !reflect.DeepEqual(got, want) {
 					t.Errorf("%s = %#v, want %#v", k, got, want)
 				}
 			}
 			for _, k := range tc.absent {
-				if v, ok := attrs[k]; ok {
+				if v, ok := facts[k]; ok {
 					t.Errorf("%s = %#v, want absent", k, v)
 				}
 			}
-			checkSenderKeysKept(t, before, attrs)
-			if _, err := json.Marshal(attrs); err != nil {
-				t.Errorf("annotated attributes do not marshal: %v", err)
+			if _, err := json.Marshal(facts); err != nil {
+				t.Errorf("facts do not marshal: %v", err)
 			}
+			// Every case also annotates within the invariants.
+			after := maps.Clone(tc.attrs)
+			checkAnnotation(t, tc.attrs, after, Annotate(tc.info, after))
 		})
 	}
 }
 
-// checkSenderKeysKept asserts every key the sender sent is still there,
-// unchanged, and that Annotate added only owned keys.
-func checkSenderKeysKept(t *testing.T, before, after map[string]any) {
+// attrKeys are the keys Annotate may write.
+var attrKeys = []string{AttrSpanKind, AttrInput, AttrOutput, AttrModelName, AttrEmbeddingModel,
+	AttrTokensPrompt, AttrTokensCompletion, AttrTokensTotal, AttrToolName, AttrToolParameters,
+	AttrExceptionMessage, AttrSessionID, AttrUserID, AttrWorkflowSteps}
+
+// checkAnnotation asserts that Annotate wrote only AgentOS's keys, reported
+// every key it wrote, kept every other sender key as sent, and left AgentOS's
+// keys with types its trace view reads without failing.
+func checkAnnotation(t *testing.T, before, after map[string]any, wrote []string) {
 	t.Helper()
-	owned := map[string]bool{}
-	for _, k := range OwnedKeys {
-		owned[k] = true
+	allowed := map[string]bool{}
+	for _, k := range attrKeys {
+		allowed[k] = true
+	}
+	reported := map[string]bool{}
+	for _, k := range wrote {
+		if !allowed[k] {
+			t.Errorf("Annotate wrote %q, which is not a key AgentOS reads", k)
+		}
+		reported[k] = true
 	}
 	for k, v := range before {
 		got, ok := after[k]
-		if !ok {
-			t.Errorf("sender key %q removed", k)
+		if reported[k] {
 			continue
 		}
-		if !reflect.DeepEqual(got, v) && !isNaN(v) {
-			t.Errorf("sender key %q changed: %#v -> %#v", k, v, got)
+		if !ok {
+			t.Errorf("sender key %q removed", k)
+		} else if !reflect.DeepEqual(got, v) && !isNaN(v) {
+			t.Errorf("sender key %q changed but not reported: %#v -> %#v", k, v, got)
 		}
 	}
 	for k := range after {
-		if _, sent := before[k]; !sent && !owned[k] {
-			t.Errorf("Annotate wrote %q, which is not an owned key", k)
+		if _, sent := before[k]; !sent && !reported[k] {
+			t.Errorf("Annotate added %q without reporting it", k)
+		}
+	}
+	if k, ok := after[AttrSpanKind].(string); !ok || k == "" {
+		t.Errorf("%s = %#v, want a non-empty string on every span", AttrSpanKind, after[AttrSpanKind])
+	}
+	for _, k := range []string{AttrInput, AttrOutput, AttrExceptionMessage} {
+		if v, ok := after[k]; ok && v != nil {
+			if _, isStr := v.(string); !isStr {
+				t.Errorf("%s = %#v, want a string (AgentOS types it str)", k, v)
+			}
+		}
+	}
+	for _, k := range []string{AttrTokensPrompt, AttrTokensCompletion, AttrTokensTotal} {
+		switch v := after[k].(type) {
+		case nil, int64, int:
+		default:
+			t.Errorf("%s = %#v, want an integer or null (AgentOS sums it)", k, v)
+		}
+	}
+	if v, ok := after[AttrWorkflowSteps]; ok && v != nil {
+		if _, isList := v.([]any); !isList {
+			t.Errorf("%s = %#v, want a list", AttrWorkflowSteps, v)
+		}
+	}
+	for _, k := range wrote {
+		if s, ok := after[k].(string); ok && len(s) > MaxValueBytes+64 {
+			t.Errorf("%s is %d bytes, over the limit", k, len(s))
+		}
+	}
+	for _, k := range wrote {
+		if _, err := json.Marshal(after[k]); err != nil {
+			t.Errorf("%s does not marshal: %v", k, err)
 		}
 	}
 }
@@ -700,9 +734,6 @@ func isNaN(v any) bool { f, ok := v.(float64); return ok && f != f }
 
 func TestClassifyMatchesAnnotate(t *testing.T) {
 	for _, tc := range annotateCases {
-		if _, sent := tc.attrs[model.KeySpanType]; sent {
-			continue // the sender's own value is what Annotate keeps
-		}
 		typ, kind := Classify(tc.info, tc.attrs)
 		if typ != tc.wantType || kind != tc.wantKind {
 			t.Errorf("%s: Classify = %q/%q, want %q/%q", tc.name, typ, kind, tc.wantType, tc.wantKind)
@@ -756,8 +787,7 @@ func TestTruncate(t *testing.T) {
 func TestLongValuesAreTruncated(t *testing.T) {
 	long := strings.Repeat("x", MaxValueBytes+100)
 	attrs := map[string]any{"openinference.span.kind": "TOOL", "input.value": long}
-	Annotate(Info{Name: "t"}, attrs)
-	got, _ := attrs[KeyToolArguments].(string)
+	got, _ := Normalize(Info{Name: "t"}, attrs)[KeyToolArguments].(string)
 	if !strings.HasSuffix(got, "…[truncated 100 bytes]") || len(got) > MaxValueBytes+64 {
 		t.Errorf("arguments not truncated as expected: len %d, tail %q", len(got), got[len(got)-30:])
 	}

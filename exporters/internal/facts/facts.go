@@ -1,5 +1,5 @@
-// Package facts reads the gateway's normalised kern.* span attributes (see
-// internal/semantics and internal/model) into one struct, so each vendor
+// Package facts reads a span's normalised facts (internal/semantics) into
+// one struct, so each vendor
 // adapter maps a run's facts without knowing which OTel convention the
 // sender used. It also holds the small attribute helpers the mappings share.
 package facts
@@ -63,17 +63,38 @@ type Document struct {
 	HasScore bool
 }
 
-// Read collects the facts of span.
-func Read(span ptrace.Span) Facts {
-	a := span.Attributes()
-	str := func(k string) string { return Text(a, k) }
+// Read collects the facts of span, whatever convention its sender used
+// (semantics.Normalize); res is the span's resource, whose ids stand in for
+// ids the span lacks.
+func Read(res pcommon.Resource, span ptrace.Span) Facts {
+	info := semantics.Info{
+		Name:          span.Name(),
+		Kind:          span.Kind().String(),
+		StatusMessage: span.Status().Message(),
+		StartUnixNano: int64(span.StartTimestamp()),
+		EndUnixNano:   int64(span.EndTimestamp()),
+		Resource:      res.Attributes().AsRaw(),
+	}
+	if span.Status().Code() == ptrace.StatusCodeError {
+		info.StatusCode = model.StatusError
+	}
+	if !span.ParentSpanID().IsEmpty() {
+		info.ParentSpanID = span.ParentSpanID().String()
+	}
+	for _, ev := range span.Events().All() {
+		if ev.Name() == "exception" {
+			info.Events = append(info.Events, semantics.Event{Name: ev.Name(), TimeUnix: int64(ev.Timestamp()), Attributes: ev.Attributes().AsRaw()})
+		}
+	}
+	n := semantics.Normalize(info, span.Attributes().AsRaw())
+	str := func(k string) string { s, _ := n[k].(string); return s }
+	num := func(k string) (int64, bool) { v, ok := n[k].(int64); return v, ok }
 	f := Facts{
-		Type:             str(model.KeySpanType),
+		Type:             str(semantics.KeySpanType),
 		RunKind:          str(semantics.KeyRunKind),
 		Model:            str(semantics.KeyModel),
 		Input:            str(semantics.KeyInput),
 		Output:           str(semantics.KeyOutput),
-		ToolCalls:        str(semantics.KeyToolCalls),
 		ToolName:         str(semantics.KeyToolName),
 		ToolArguments:    str(semantics.KeyToolArguments),
 		ToolResult:       str(semantics.KeyToolResult),
@@ -84,20 +105,25 @@ func Read(span ptrace.Span) Facts {
 		VectorStore:      str(semantics.KeyRetrievalVectorStore),
 		DelegationMember: str(semantics.KeyDelegationMember),
 		DelegationMode:   str(semantics.KeyDelegationMode),
-		RunID:            str(model.KeyRunID),
-		SessionID:        str(model.KeySessionID),
-		UserID:           str(model.KeyUserID),
-		AgentID:          str(model.KeyAgentID),
-		TeamID:           str(model.KeyTeamID),
-		WorkflowID:       str(model.KeyWorkflowID),
+		RunID:            str(semantics.KeyRunID),
+		SessionID:        str(semantics.KeySessionID),
+		UserID:           str(semantics.KeyUserID),
+		AgentID:          str(semantics.KeyAgentID),
+		TeamID:           str(semantics.KeyTeamID),
+		WorkflowID:       str(semantics.KeyWorkflowID),
 		StatusMessage:    span.Status().Message(),
 	}
-	f.InputTokens, f.HasInputTokens = Int(a, semantics.KeyInputTokens)
-	f.OutputTokens, f.HasOutputTokens = Int(a, semantics.KeyOutputTokens)
-	f.TotalTokens, f.HasTotalTokens = Int(a, semantics.KeyTotalTokens)
-	f.Temperature, f.HasTemperature = Float(a, semantics.KeyTemperature)
-	f.RetrievalK, f.HasRetrievalK = Int(a, semantics.KeyRetrievalK)
-	f.Documents = documents(a)
+	if calls, ok := n[semantics.KeyToolCalls]; ok {
+		if b, err := json.Marshal(calls); err == nil {
+			f.ToolCalls = string(b)
+		}
+	}
+	f.InputTokens, f.HasInputTokens = num(semantics.KeyInputTokens)
+	f.OutputTokens, f.HasOutputTokens = num(semantics.KeyOutputTokens)
+	f.TotalTokens, f.HasTotalTokens = num(semantics.KeyTotalTokens)
+	f.Temperature, f.HasTemperature = n[semantics.KeyTemperature].(float64)
+	f.RetrievalK, f.HasRetrievalK = num(semantics.KeyRetrievalK)
+	f.Documents = documents(n[semantics.KeyRetrievalDocuments])
 	f.Failed = span.Status().Code() == ptrace.StatusCodeError || f.ExceptionType != "" || f.ExceptionMessage != ""
 	return f
 }
@@ -223,24 +249,9 @@ func Float(a pcommon.Map, key string) (float64, bool) {
 	return 0, false
 }
 
-// documents reads kern.retrieval.documents, stored either as a JSON string
-// or as a list of maps.
-func documents(a pcommon.Map) []Document {
-	v, ok := a.Get(semantics.KeyRetrievalDocuments)
-	if !ok {
-		return nil
-	}
-	var raw []any
-	switch v.Type() {
-	case pcommon.ValueTypeStr:
-		if err := json.Unmarshal([]byte(v.Str()), &raw); err != nil {
-			return nil
-		}
-	case pcommon.ValueTypeSlice:
-		raw = v.Slice().AsRaw()
-	default:
-		return nil
-	}
+// documents reads the normalised retrieved documents ([]any of maps).
+func documents(v any) []Document {
+	raw, _ := v.([]any)
 	docs := make([]Document, 0, len(raw))
 	for _, item := range raw {
 		m, ok := item.(map[string]any)
@@ -254,17 +265,13 @@ func documents(a pcommon.Map) []Document {
 		if c, ok := m["content"]; ok && c != nil {
 			d.Content = scalarText(c)
 		}
-		switch s := m["score"].(type) {
-		case float64:
+		if s, ok := m["score"].(float64); ok {
 			d.Score, d.HasScore = s, true
-		case int64:
-			d.Score, d.HasScore = float64(s), true
-		case json.Number:
-			if x, err := s.Float64(); err == nil {
-				d.Score, d.HasScore = x, true
-			}
 		}
 		docs = append(docs, d)
+	}
+	if len(docs) == 0 {
+		return nil
 	}
 	return docs
 }

@@ -17,9 +17,17 @@ type SpanFunc func(span ptrace.Span, f Facts, tf *TraceFacts)
 // every vendor mapping shares. td itself is never modified.
 func MapSpans(td ptrace.Traces, fn SpanFunc) ptrace.Traces {
 	out := Copy(td)
-	traces := Collect(out)
+	// Each span's facts are read once, for its trace's facts and its own.
+	var all []Facts
+	traces := collect(out, func(res pcommon.Resource, span ptrace.Span) Facts {
+		f := Read(res, span)
+		all = append(all, f)
+		return f
+	})
+	i := 0
 	Each(out, func(_ pcommon.Resource, span ptrace.Span) {
-		fn(span, Read(span), traces[span.TraceID()])
+		fn(span, all[i], traces[span.TraceID()])
+		i++
 	})
 	return out
 }

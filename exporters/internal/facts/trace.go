@@ -16,13 +16,18 @@ type TraceFacts struct {
 
 // Collect gathers TraceFacts for each trace in td.
 func Collect(td ptrace.Traces) map[pcommon.TraceID]*TraceFacts {
+	return collect(td, Read)
+}
+
+// collect is Collect with the facts of each span from read.
+func collect(td ptrace.Traces, read func(pcommon.Resource, ptrace.Span) Facts) map[pcommon.TraceID]*TraceFacts {
 	type pick struct {
 		root  bool
 		start pcommon.Timestamp
 	}
 	out := map[pcommon.TraceID]*TraceFacts{}
 	picks := map[pcommon.TraceID]map[string]pick{}
-	Each(td, func(_ pcommon.Resource, span ptrace.Span) {
+	Each(td, func(res pcommon.Resource, span ptrace.Span) {
 		tid := span.TraceID()
 		tf := out[tid]
 		if tf == nil {
@@ -34,7 +39,7 @@ func Collect(td ptrace.Traces) map[pcommon.TraceID]*TraceFacts {
 		if root && tf.RootName == "" {
 			tf.RootName = span.Name()
 		}
-		f := Read(span)
+		f := read(res, span)
 		cand := pick{root: root, start: span.StartTimestamp()}
 		better := func(field string) bool {
 			old, ok := picks[tid][field]
