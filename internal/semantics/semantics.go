@@ -276,6 +276,11 @@ func RootIDs(attrs map[string]any) model.TraceIDs {
 	dst := ids.Fields()
 	for i, src := range TraceIDSources {
 		for _, k := range src.Keys {
+			if f, isNum := number(attrs[k]); isNum && f == 0 {
+				if _, isStr := attrs[k].(string); !isStr {
+					continue // 0 is falsy in agno's `or` chain
+				}
+			}
 			if v, ok := idString(attrs[k]); ok {
 				*dst[i] = v
 				break

@@ -1,6 +1,6 @@
 package store
 
-import "fmt"
+
 
 // The AgentOS tables (DESIGN.md section 2), shared by both drivers so the
 // schema is written once. Only the attributes column type and identifier
@@ -12,9 +12,11 @@ var (
 	SpanIndexColumns  = []string{"trace_id", "parent_span_id", "start_time", "created_at"}
 )
 
-// TablesDDL returns the idempotent CREATE TABLE statements. traces and spans
-// are the quoted, qualified names; jsonType is the attributes column type
-// (JSONB on PostgreSQL, TEXT on SQLite).
+// TablesDDL returns the idempotent CREATE TABLE statements, column for
+// column AgentOS's own (agno 2.9 db/*/schemas.py). traces and spans are the
+// quoted, qualified names; jsonType is the attributes column type (JSONB on
+// PostgreSQL; JSON on SQLite, which AgentOS's SqliteDb declares and needs to
+// read a dict back).
 func TablesDDL(traces, spans, jsonType string) []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + traces + ` (
@@ -49,18 +51,41 @@ func TablesDDL(traces, spans, jsonType string) []string {
 	}
 }
 
-// IndexesDDL returns the idempotent CREATE INDEX statements, named
-// ix_<table>_<column>. quote quotes an identifier; on (table) returns the
-// quoted name the index is created on.
-func IndexesDDL(tracesTable, spansTable string, quote func(string) string, on func(table string) string) []string {
-	var out []string
-	add := func(table string, cols []string) {
-		for _, c := range cols {
-			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
-				quote("ix_"+table+"_"+c), on(table), quote(c)))
-		}
+// IndexName is AgentOS's name for the index on one column (agno 2.9
+// db/postgres/postgres.py _create_table): idx_<table>_<column>.
+func IndexName(table, column string) string { return "idx_" + table + "_" + column }
+
+// OldIndexName is the name earlier gateway versions gave the same index;
+// the stores rename (or, where they cannot, replace) such indexes on start.
+func OldIndexName(table, column string) string { return "ix_" + table + "_" + column }
+
+// IndexSpec is one single-column index the AgentOS tables have.
+type IndexSpec struct{ Table, Column string }
+
+// Indexes lists the indexes of the AgentOS tables named traces and spans.
+func Indexes(traces, spans string) []IndexSpec {
+	var out []IndexSpec
+	for _, c := range TraceIndexColumns {
+		out = append(out, IndexSpec{traces, c})
 	}
-	add(tracesTable, TraceIndexColumns)
-	add(spansTable, SpanIndexColumns)
+	for _, c := range SpanIndexColumns {
+		out = append(out, IndexSpec{spans, c})
+	}
 	return out
+}
+
+// ResourcesTable holds each distinct resource and instrumentation scope
+// once (model.Origin), referenced from spans by model.KeyResource.
+const ResourcesTable = "gateway_resources"
+
+// ResourcesDDL creates the resources table; table is its quoted, qualified
+// name and jsonType the type of its JSON columns.
+func ResourcesDDL(table, jsonType string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+		id VARCHAR NOT NULL PRIMARY KEY,
+		resource ` + jsonType + `,
+		scope ` + jsonType + `,
+		tenant VARCHAR,
+		created_at VARCHAR NOT NULL
+	)`
 }

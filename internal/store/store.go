@@ -28,7 +28,7 @@ func (o Options) WithDefaults() Options {
 		o.SpansTable = "agno_spans"
 	}
 	if o.Schema == "" {
-		o.Schema = "agno"
+		o.Schema = "ai"
 	}
 	return o
 }

@@ -259,21 +259,25 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.progress.Query(ctx, `SELECT span_id, trace_id, parent_span_id, name, span_kind, status_code,
-		status_message, start_time, end_time, duration_ms, attributes::text, created_at
-		FROM `+s.spans+` WHERE span_id = ANY($1::varchar[])`, ids)
+	rows, err := s.progress.Query(ctx, `SELECT s.span_id, s.trace_id, s.parent_span_id, s.name, s.span_kind, s.status_code,
+		s.status_message, s.start_time, s.end_time, s.duration_ms, s.attributes::text, s.created_at,
+		r.id, r.resource::text, r.scope::text
+		FROM `+s.spans+` s LEFT JOIN `+s.res+` r ON r.id = s.attributes->>'`+model.KeyResource+`'
+		WHERE s.span_id = ANY($1::varchar[])`, ids)
 	if err != nil {
 		return nil, s.wrap("load spans", err)
 	}
 	out := make([]model.Span, 0, len(ids))
 	var sp model.Span
-	var parent, msg, attrs pgtype.Text
+	var parent, msg, attrs, oid, res, scope pgtype.Text
+	origins := store.OriginCache{}
 	_, err = pgx.ForEachRow(rows, []any{&sp.SpanID, &sp.TraceID, &parent, &sp.Name, &sp.SpanKind, &sp.StatusCode,
-		&msg, &sp.StartTime, &sp.EndTime, &sp.DurationMS, &attrs, &sp.CreatedAt}, func() error {
+		&msg, &sp.StartTime, &sp.EndTime, &sp.DurationMS, &attrs, &sp.CreatedAt, &oid, &res, &scope}, func() error {
 		sp.ParentSpanID, sp.StatusMessage, sp.Attributes = parent.String, msg.String, nil
 		if attrs.Valid {
 			sp.Attributes = []byte(attrs.String)
 		}
+		sp.Origin = origins.Get(oid.String, res, scope)
 		out = append(out, sp)
 		return nil
 	})

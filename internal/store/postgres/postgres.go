@@ -6,7 +6,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -42,6 +44,10 @@ type Store struct {
 	schema   string
 	traces   string // schema-qualified, quoted
 	spans    string
+	res      string // the resources table (store.ResourcesTable)
+	// origins holds the ids of the origins known to be stored, so a write
+	// inserts each resource once per process, not once per batch.
+	origins sync.Map
 	q        queries
 	dq       deliveryQueries
 	closed   atomic.Bool
@@ -94,9 +100,10 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		schema:   opts.Schema,
 		traces:   pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
 		spans:    pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
+		res:      pgx.Identifier{opts.Schema, store.ResourcesTable}.Sanitize(),
 	}
 	s.dq = newDeliveryQueries(opts.Schema)
-	s.q = buildQueries(s.traces, s.spans, s.dq.log)
+	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res)
 	if err := s.migrate(ctx, opts); err != nil {
 		pool.Close()
 		progress.Close()
@@ -119,9 +126,7 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	id := func(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
 	stmts := append([]string{"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema)},
 		store.TablesDDL(s.traces, s.spans, "JSONB")...)
-	stmts = append(stmts, store.IndexesDDL(opts.TracesTable, opts.SpansTable,
-		func(c string) string { return id(c) },
-		func(table string) string { return id(opts.Schema, table) })...)
+	stmts = append(stmts, store.ResourcesDDL(s.res, "JSONB"))
 	stmts = append(stmts, s.dq.ddl(opts.Schema)...)
 
 	tx, err := s.pool.Begin(ctx)
@@ -139,8 +144,65 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 			return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
 		}
 	}
+	if err := s.reconcileIndexes(ctx, tx, opts); err != nil {
+		return classify(fmt.Errorf("postgres store: migrate %s: indexes: %w", opts.Schema, err))
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+	}
+	return nil
+}
+
+// reconcileIndexes gives each indexed column of the AgentOS tables exactly
+// one index, named as AgentOS names it: an index AgentOS (or anyone) already
+// made on the column is adopted as it is, one an earlier gateway made under
+// its old name is renamed, and a duplicate the gateway made beside
+// AgentOS's is dropped.
+func (s *Store) reconcileIndexes(ctx context.Context, tx pgx.Tx, opts store.Options) error {
+	rows, err := tx.Query(ctx, `SELECT t.relname, a.attname, c.relname
+		FROM pg_index i
+		JOIN pg_class c ON c.oid = i.indexrelid
+		JOIN pg_class t ON t.oid = i.indrelid
+		JOIN pg_namespace n ON n.oid = t.relnamespace
+		JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+		WHERE n.nspname = $1 AND t.relname = ANY($2) AND i.indnatts = 1
+			AND i.indexprs IS NULL AND i.indpred IS NULL AND NOT i.indisprimary`,
+		opts.Schema, []string{opts.TracesTable, opts.SpansTable})
+	if err != nil {
+		return err
+	}
+	have := map[[2]string][]string{} // (table, column) -> index names
+	for rows.Next() {
+		var table, col, name string
+		if err := rows.Scan(&table, &col, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		have[[2]string{table, col}] = append(have[[2]string{table, col}], name)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	id := func(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
+	for _, ix := range store.Indexes(opts.TracesTable, opts.SpansTable) {
+		names := have[[2]string{ix.Table, ix.Column}]
+		newName, oldName := store.IndexName(ix.Table, ix.Column), store.OldIndexName(ix.Table, ix.Column)
+		var q string
+		switch {
+		case slices.Contains(names, newName) && slices.Contains(names, oldName):
+			q = "DROP INDEX " + id(opts.Schema, oldName)
+		case slices.Contains(names, oldName) && len(names) == 1:
+			q = "ALTER INDEX " + id(opts.Schema, oldName) + " RENAME TO " + id(newName)
+		case slices.Contains(names, oldName):
+			q = "DROP INDEX " + id(opts.Schema, oldName) // another index already covers it
+		case len(names) == 0:
+			q = "CREATE INDEX " + id(newName) + " ON " + id(opts.Schema, ix.Table) + " (" + id(ix.Column) + ")"
+		default:
+			continue // adopted
+		}
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
 	}
 	return nil
 }

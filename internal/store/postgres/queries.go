@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
@@ -9,10 +8,13 @@ import (
 
 // queries are Write's statements, built once per store for its table names.
 type queries struct {
-	insertTraces string // $1 created_at; returns the trace ids it inserted
-	insertSpans  string // returns how many spans it inserted
-	updateTraces string // $1 trace ids
-	deleteEmpty  string // $1 trace ids
+	insertOrigins string // $1 ids, $2 resources, $3 scopes, $4 tenants, $5 created_at
+	insertTraces  string // traceArgs + $13 created_at
+	mergeTraces   string // traceArgs
+	insertSpans   string // returns how many spans it inserted and their ids
+	spansOf       string // $1 trace ids: the stored spans Write derives rows from
+	updateTraces  string // traceArgs, rows to overwrite
+	deleteEmpty   string // $1 trace ids
 }
 
 // traceColumns are agno_traces' columns in table order.
@@ -21,24 +23,91 @@ var traceColumns = []string{
 	"run_id", "session_id", "user_id", "agent_id", "team_id", "workflow_id", "created_at",
 }
 
-func buildQueries(traces, spans, deliveryLog string) queries {
+// batchRows unnests the trace rows a batch gives (store.TraceRow), passed
+// as one array per field: $1 trace_id, $2 name, $3 status, $4 start_time,
+// $5 end_time, $6 has_root, $7 root_start, $8 root_span_id, $9..$14 ids
+// (empty for none).
+const batchRows = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
+	AS b(trace_id, name, status, start_time, end_time, has_root, root_start, root_span_id,
+		run_id, session_id, user_id, agent_id, team_id, workflow_id)`
+
+// durationMS is end − start in whole milliseconds, never negative.
+func durationMS(start, end string) string {
+	return `GREATEST(0, trunc(EXTRACT(EPOCH FROM (` + end + `)::timestamptz - (` + start + `)::timestamptz) * 1000))::bigint`
+}
+
+func buildQueries(traces, spans, deliveryLog, origins string) queries {
 	cols := strings.Join(spanColumns, ", ")
-	derived := traceColumns[1 : len(traceColumns)-1] // all but trace_id and created_at
-	set := make([]string, len(derived))
-	for i, c := range derived {
-		set[i] = c + " = a." + c
+	ids := model.TraceIDColumns
+	nullIDs := make([]string, len(ids))
+	for i, c := range ids {
+		nullIDs[i] = "nullif(b." + c + ", '') AS " + c
 	}
+	merged := []string{"name", "status", "start_time", "end_time"}
+	merged = append(merged, ids...)
+	set := make([]string, 0, len(merged)+1)
+	for _, c := range merged {
+		set = append(set, c+" = m."+c)
+	}
+	set = append(set, "duration_ms = "+durationMS("m.start_time", "m.end_time"))
+	idPicks := make([]string, len(ids))
+	for i, c := range ids {
+		idPicks[i] = "CASE WHEN take_root THEN nullif(b_" + c + ", '') ELSE t_" + c + " END AS " + c
+	}
+	var bIDs, tIDs []string
+	for _, c := range ids {
+		bIDs = append(bIDs, "b."+c+" AS b_"+c)
+		tIDs = append(tIDs, "t."+c+" AS t_"+c)
+	}
+	distinct := `(t.` + strings.Join(merged, ", t.") + `) IS DISTINCT FROM (m.` + strings.Join(merged, ", m.") + `)`
 	return queries{
-		// New traces get their final row straight away, computed from the
-		// staged batch (their only spans). Existing rows are only locked:
-		// ON CONFLICT DO UPDATE locks the conflicting row even when its WHERE
-		// is false, so no row version is written, and the ORDER BY takes the
-		// locks in trace_id order, so two batches touching the same traces
-		// wait for each other instead of deadlocking.
+		insertOrigins: `INSERT INTO ` + origins + ` (id, resource, scope, tenant, created_at)
+			SELECT o.id, o.resource::jsonb, o.scope::jsonb, nullif(o.tenant, ''), $5
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, resource, scope, tenant)
+			ON CONFLICT (id) DO NOTHING`,
+		// New traces get the batch's row straight away. Existing rows are
+		// only locked: ON CONFLICT DO UPDATE locks the conflicting row even
+		// when its WHERE is false, so no row version is written, and the
+		// ORDER BY takes the locks in trace_id order, so two batches touching
+		// the same traces wait for each other instead of deadlocking. The
+		// merge then runs as a separate statement, whose fresh snapshot sees
+		// every batch committed before the locks were granted.
 		insertTraces: `INSERT INTO ` + traces + ` (` + strings.Join(traceColumns, ", ") + `)
-			SELECT a.*, $1::varchar FROM (` + traceRows(stageTable) + `) a ORDER BY a.trace_id
-			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false
-			RETURNING trace_id`,
+			SELECT b.trace_id, b.name, b.status, b.start_time, b.end_time, ` + durationMS("b.start_time", "b.end_time") + `,
+				` + strings.Join(nullIDs, ", ") + `, $15::text
+			FROM ` + batchRows + ` ORDER BY b.trace_id
+			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false`,
+		// The merge of store.Merge, in SQL, against the locked rows. It reads
+		// no stored span except to rank roots: whether a root is stored
+		// (decides the name of a batch without one) and whether a stored
+		// root starts before the batch's (several roots: the first wins).
+		// A freshly inserted row merges into itself and is not rewritten.
+		mergeTraces: `WITH m0 AS (
+				SELECT t.trace_id,
+					LEAST(t.start_time COLLATE "C", b.start_time COLLATE "C") AS start_time,
+					GREATEST(t.end_time COLLATE "C", b.end_time COLLATE "C") AS end_time,
+					CASE WHEN t.status = '` + model.StatusError + `' OR b.status = '` + model.StatusError + `'
+						THEN '` + model.StatusError + `' ELSE '` + model.StatusOK + `' END AS status,
+					b.has_root AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s
+						WHERE s.trace_id = b.trace_id AND s.parent_span_id IS NULL AND s.span_id <> b.root_span_id
+						AND (s.start_time COLLATE "C", s.span_id COLLATE "C") < (b.root_start COLLATE "C", b.root_span_id COLLATE "C")) AS take_root,
+					NOT b.has_root AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s
+						WHERE s.trace_id = b.trace_id AND s.parent_span_id IS NULL) AS rootless,
+					t.name AS t_name, b.name AS b_name, t.start_time AS t_start, b.start_time AS b_start,
+					` + strings.Join(append(bIDs, tIDs...), ", ") + `
+				FROM ` + batchRows + ` JOIN ` + traces + ` t ON t.trace_id = b.trace_id
+			), m AS (
+				SELECT trace_id, start_time, end_time, status,
+					CASE WHEN take_root THEN b_name
+						WHEN rootless AND (b_start COLLATE "C" < t_start COLLATE "C"
+							OR (b_start = t_start AND b_name COLLATE "C" < t_name COLLATE "C")) THEN b_name
+						ELSE t_name END AS name,
+					` + strings.Join(idPicks, ",\n\t\t\t\t\t") + `
+				FROM m0
+			)
+			UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `
+			FROM m WHERE t.trace_id = m.trace_id AND ` + distinct,
 		// The spans are inserted and the delivery log appended in one
 		// statement: the log row lists the span ids this Write inserted (a
 		// span already stored is not fanned out again), and the statement
@@ -53,59 +122,14 @@ func buildQueries(traces, spans, deliveryLog string) queries {
 				RETURNING span_count, span_ids
 			)
 			SELECT coalesce((SELECT span_count FROM logged), 0), (SELECT span_ids FROM logged)`,
-		// A fresh statement sees every batch committed so far (READ
-		// COMMITTED), and the rows it updates are locked by insertTraces.
+		spansOf: `SELECT span_id, trace_id, coalesce(parent_span_id, ''), name, status_code, start_time, end_time,
+				CASE WHEN parent_span_id IS NULL THEN attributes END
+			FROM ` + spans + ` WHERE trace_id = ANY($1::varchar[])`,
 		updateTraces: `UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `
-			FROM (` + traceRows(`(SELECT * FROM `+spans+` WHERE trace_id = ANY($1::varchar[])) x`) + `) a
-			WHERE t.trace_id = a.trace_id
-			AND (t.` + strings.Join(derived, ", t.") + `) IS DISTINCT FROM (a.` + strings.Join(derived, ", a.") + `)`,
+			FROM (SELECT b.trace_id, b.name, b.status, b.start_time, b.end_time, ` + strings.Join(nullIDs, ", ") + `
+				FROM ` + batchRows + `) m
+			WHERE t.trace_id = m.trace_id AND ` + distinct,
 		deleteEmpty: `DELETE FROM ` + traces + ` t WHERE t.trace_id = ANY($1::varchar[])
 			AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)`,
 	}
-}
-
-// traceRows is a query over the spans in from (a relation with agno_spans'
-// columns) giving one agno_traces row per trace id, without created_at:
-//   - spans rank by (root first, start_time, span_id), compared byte-wise
-//     (COLLATE "C"), which is time order for the fixed-width time strings
-//     whatever the database's collation;
-//   - name is the best-ranked span's name; each id column is the value of its
-//     attribute key (JSON strings only, not empty) on the best-ranked span that
-//     has one: min() over ARRAY[rank..., value] picks it in one pass;
-//   - status is ERROR if any span errored, else OK once a root is stored;
-//   - duration_ms is end − start, never negative.
-func traceRows(from string) string {
-	var ids, picks []string
-	for _, k := range model.TraceIDKeys {
-		key := strings.ReplaceAll(k.Key, "'", "''")
-		ids = append(ids, fmt.Sprintf(
-			"CASE WHEN jsonb_typeof(attributes -> '%[1]s') = 'string' THEN attributes ->> '%[1]s' END AS %[2]s", key, k.Column))
-		picks = append(picks, fmt.Sprintf(
-			"(min(ARRAY[rk, start_time, span_id, %[1]s] COLLATE \"C\") FILTER (WHERE %[1]s <> ''))[4] AS %[1]s", k.Column))
-	}
-	var idCols []string
-	for _, k := range model.TraceIDKeys {
-		idCols = append(idCols, k.Column)
-	}
-	return `SELECT trace_id, name, status, start_time, end_time,
-			GREATEST(0, trunc(EXTRACT(EPOCH FROM end_time::timestamptz - start_time::timestamptz) * 1000))::bigint AS duration_ms,
-			` + strings.Join(idCols, ", ") + `
-		FROM (
-			SELECT trace_id,
-				(min(ARRAY[rk, start_time, span_id, name] COLLATE "C"))[4] AS name,
-				CASE WHEN bool_or(status_code = '` + model.StatusError + `') THEN '` + model.StatusError + `'
-					WHEN bool_or(rk = '0') THEN '` + model.StatusOK + `'
-					ELSE '` + model.StatusUnset + `' END AS status,
-				min(start_time COLLATE "C") AS start_time,
-				max(end_time COLLATE "C") AS end_time,
-				` + strings.Join(picks, ",\n\t\t\t\t") + `
-			FROM (
-				SELECT trace_id, status_code, name::text AS name, span_id::text AS span_id,
-					start_time::text AS start_time, end_time::text AS end_time,
-					CASE WHEN parent_span_id IS NULL THEN '0' ELSE '1' END AS rk,
-					` + strings.Join(ids, ",\n\t\t\t\t\t") + `
-				FROM ` + from + `
-			) s
-			GROUP BY trace_id
-		) g`
 }

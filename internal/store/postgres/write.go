@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // maxAttempts bounds how often Write runs a batch whose transaction failed in
@@ -21,12 +22,17 @@ const maxAttempts = 3
 
 // Write stores spans in one transaction:
 //  1. COPY the batch into the connection's staging table;
-//  2. insert the rows of traces not stored yet (computed from the batch) and
-//     lock the rows of the others, in trace_id order;
-//  3. insert the spans, skipping span ids already stored, and append the
-//     ids it inserted to the delivery log (same statement, see queries.go);
-//  4. recompute the rows of the traces that already existed from all their
-//     stored spans.
+//  2. store the resources and scopes not stored yet (model.Origin);
+//  3. insert the rows of traces not stored yet, computed from the batch in
+//     Go (store.DeriveTraces), and lock the rows of the others, in trace_id
+//     order;
+//  4. merge the batch's rows into the locked ones (store.Merge in SQL);
+//  5. insert the spans, skipping span ids already stored, and append the
+//     ids it inserted to the delivery log (same statement, see queries.go).
+//
+// Statements 2-5 go in one round trip. When some span was stored already
+// (an SDK re-sending), the rows of the batch's traces are derived again
+// from what is stored, so a span that was not inserted never counts.
 //
 // Within the batch the first span with a given span id wins; across batches
 // the stored one does. Spans without CreatedAt get the time of the write.
@@ -45,11 +51,16 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 	}
 	now := model.FormatTime(time.Now())
 	batch, traceIDs := dedupe(spans, now)
+	rows := store.DeriveTraces(batch)
+	origins := s.newOrigins(batch)
 	var err error
 	for attempt := 1; ; attempt++ {
 		var logged []string
-		logged, err = s.write(ctx, batch, traceIDs, now)
+		logged, err = s.write(ctx, batch, traceIDs, rows, origins, now)
 		if err == nil {
+			for _, o := range origins {
+				s.origins.Store(o.ID, struct{}{})
+			}
 			return logged, nil
 		}
 		if attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
@@ -60,15 +71,34 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 	return nil, classify(fmt.Errorf("postgres store: write %d spans of %d traces: %w", len(batch), len(traceIDs), err))
 }
 
+// newOrigins lists the distinct origins of batch this process has not
+// stored yet.
+func (s *Store) newOrigins(batch []model.Span) []*model.Origin {
+	var out []*model.Origin
+	var last *model.Origin
+	for i := range batch {
+		o := batch[i].Origin
+		if o == nil || o == last {
+			continue
+		}
+		last = o
+		if _, ok := s.origins.Load(o.ID); ok || slices.ContainsFunc(out, func(x *model.Origin) bool { return x.ID == o.ID }) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 // write runs one attempt and returns the span ids it added to the delivery
 // log.
-func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, now string) ([]string, error) {
+func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string) ([]string, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Release()
-	logged, err := s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+	logged, err := s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" && strings.Contains(pgErr.Message, stageTable) {
 		// The session lost its staging table (DISCARD TEMP, or a pooler
@@ -76,12 +106,12 @@ func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string
 		if _, err := conn.Exec(ctx, stageDDL); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		logged, err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, now)
+		logged, err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now)
 	}
 	return logged, err
 }
 
-func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, now string) ([]string, error) {
+func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string) ([]string, error) {
 	var logged []string
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
@@ -94,20 +124,28 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			return fmt.Errorf("stage spans: %w", err)
 		}
 
-		// Both statements go in one round trip.
 		b := &pgx.Batch{}
-		b.Queue(s.q.insertTraces, now)
+		if len(origins) > 0 {
+			b.Queue(s.q.insertOrigins, originArgs(origins, now)...)
+		}
+		args := traceArgs(rows)
+		b.Queue(s.q.insertTraces, append(args, now)...)
+		b.Queue(s.q.mergeTraces, args...)
 		b.Queue(s.q.insertSpans)
 		res := tx.SendBatch(ctx, b)
-		rows, err := res.Query()
-		if err != nil {
+		if len(origins) > 0 {
+			if _, err := res.Exec(); err != nil {
+				res.Close()
+				return fmt.Errorf("insert resources: %w", err)
+			}
+		}
+		if _, err := res.Exec(); err != nil {
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
 		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
+		if _, err := res.Exec(); err != nil {
 			res.Close()
-			return fmt.Errorf("insert traces: %w", err)
+			return fmt.Errorf("merge traces: %w", err)
 		}
 		var added int
 		if err := res.QueryRow().Scan(&added, &logged); err != nil {
@@ -117,31 +155,85 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		if err := res.Close(); err != nil {
 			return err
 		}
-
 		if added == len(batch) {
-			// Every span was new, so the new traces' rows are right as
-			// inserted; only traces stored before need recomputing.
-			if existing := without(traceIDs, inserted); len(existing) > 0 {
-				if _, err := tx.Exec(ctx, s.q.updateTraces, existing); err != nil {
-					return fmt.Errorf("update traces: %w", err)
-				}
-			}
 			return nil
 		}
-		// Some spans were stored already: recompute every trace of the
-		// batch, and drop the rows of new traces that got no span at all
-		// (their spans' ids were taken by spans of other traces).
-		if _, err := tx.Exec(ctx, s.q.updateTraces, traceIDs); err != nil {
-			return fmt.Errorf("update traces: %w", err)
-		}
-		if len(inserted) > 0 {
-			if _, err := tx.Exec(ctx, s.q.deleteEmpty, inserted); err != nil {
-				return fmt.Errorf("delete empty traces: %w", err)
-			}
-		}
-		return nil
+		// Some spans were stored already: derive the batch's traces again
+		// from what is stored, and drop the rows of traces left without a
+		// span (their spans' ids were taken by spans of other traces).
+		return s.rederive(ctx, tx, traceIDs)
 	})
 	return logged, err
+}
+
+// rederive overwrites the rows of traceIDs with what their stored spans
+// give, and deletes those without any.
+func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string) error {
+	rs, err := tx.Query(ctx, s.q.spansOf, traceIDs)
+	if err != nil {
+		return fmt.Errorf("read stored spans: %w", err)
+	}
+	var stored []model.Span
+	for rs.Next() {
+		var sp model.Span
+		if err := rs.Scan(&sp.SpanID, &sp.TraceID, &sp.ParentSpanID, &sp.Name, &sp.StatusCode,
+			&sp.StartTime, &sp.EndTime, &sp.Attributes); err != nil {
+			rs.Close()
+			return fmt.Errorf("read stored spans: %w", err)
+		}
+		stored = append(stored, sp)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("read stored spans: %w", err)
+	}
+	if _, err := tx.Exec(ctx, s.q.updateTraces, traceArgs(store.DeriveTraces(stored))...); err != nil {
+		return fmt.Errorf("update traces: %w", err)
+	}
+	if _, err := tx.Exec(ctx, s.q.deleteEmpty, traceIDs); err != nil {
+		return fmt.Errorf("delete empty traces: %w", err)
+	}
+	return nil
+}
+
+// traceArgs are the arrays queries.batchRows unnests.
+func traceArgs(rows []store.TraceRow) []any {
+	n := len(rows)
+	tid, name, status, start, end := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	hasRoot, rootStart, rootSpan := make([]bool, n), make([]string, n), make([]string, n)
+	ids := make([][]string, len(model.TraceIDColumns))
+	for i := range ids {
+		ids[i] = make([]string, n)
+	}
+	for i := range rows {
+		r := &rows[i]
+		tid[i], name[i], status[i], start[i], end[i] = r.TraceID, r.Name, r.Status, r.StartTime, r.EndTime
+		hasRoot[i], rootStart[i], rootSpan[i] = r.HasRoot, r.RootStart, r.RootSpanID
+		for j, f := range r.IDs.Fields() {
+			ids[j][i] = *f
+		}
+	}
+	args := []any{tid, name, status, start, end, hasRoot, rootStart, rootSpan}
+	for _, l := range ids {
+		args = append(args, l)
+	}
+	return args
+}
+
+// originArgs are the arrays queries.insertOrigins unnests.
+func originArgs(origins []*model.Origin, now string) []any {
+	ids, res, scope, tenant := make([]string, len(origins)), make([]*string, len(origins)), make([]*string, len(origins)), make([]string, len(origins))
+	for i, o := range origins {
+		ids[i], tenant[i] = o.ID, o.Tenant
+		if o.Resource != nil {
+			v := string(o.Resource)
+			res[i] = &v
+		}
+		if o.Scope != nil {
+			v := string(o.Scope)
+			scope[i] = &v
+		}
+	}
+	return []any{ids, res, scope, tenant, now}
 }
 
 // dedupe keeps the first span of each span id, fills CreatedAt, and returns
@@ -167,24 +259,6 @@ func dedupe(spans []model.Span, now string) ([]model.Span, []string) {
 	}
 	slices.Sort(ids)
 	return out, ids
-}
-
-// without returns the ids not in drop.
-func without(ids, drop []string) []string {
-	if len(drop) == 0 {
-		return ids
-	}
-	set := make(map[string]struct{}, len(drop))
-	for _, id := range drop {
-		set[id] = struct{}{}
-	}
-	out := make([]string, 0, len(ids)-len(drop))
-	for _, id := range ids {
-		if _, ok := set[id]; !ok {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 func retryable(err error) bool {

@@ -203,24 +203,28 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+spanColumns+` FROM `+s.spans+`
-		WHERE span_id IN (SELECT value FROM json_each(?))`, string(list))
+	rows, err := s.r.QueryContext(ctx, `SELECT s.span_id, s.trace_id, s.parent_span_id, s.name, s.span_kind, s.status_code,
+		s.status_message, s.start_time, s.end_time, s.duration_ms, s.attributes, s.created_at, r.id, r.resource, r.scope
+		FROM `+s.spans+` s LEFT JOIN `+quote(store.ResourcesTable)+` r ON r.id = json_extract(s.attributes, '$."`+model.KeyResource+`"')
+		WHERE s.span_id IN (SELECT value FROM json_each(?))`, string(list))
 	if err != nil {
 		return nil, wrap("load spans", err)
 	}
 	defer rows.Close()
 	out := make([]model.Span, 0, len(ids))
+	origins := store.OriginCache{}
 	for rows.Next() {
 		var sp model.Span
-		var parent, msg, attrs sql.NullString
+		var parent, msg, attrs, oid, res, scope sql.NullString
 		if err := rows.Scan(&sp.SpanID, &sp.TraceID, &parent, &sp.Name, &sp.SpanKind, &sp.StatusCode,
-			&msg, &sp.StartTime, &sp.EndTime, &sp.DurationMS, &attrs, &sp.CreatedAt); err != nil {
+			&msg, &sp.StartTime, &sp.EndTime, &sp.DurationMS, &attrs, &sp.CreatedAt, &oid, &res, &scope); err != nil {
 			return nil, wrap("load spans", err)
 		}
 		sp.ParentSpanID, sp.StatusMessage = parent.String, msg.String
 		if attrs.Valid {
 			sp.Attributes = []byte(attrs.String)
 		}
+		sp.Origin = origins.Get(oid.String, res, scope)
 		out = append(out, sp)
 	}
 	return out, wrap("load spans", rows.Err())

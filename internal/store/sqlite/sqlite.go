@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	sqlite3 "modernc.org/sqlite"
@@ -43,7 +45,10 @@ type Store struct {
 	traces  string // quoted
 	spans   string
 	inserts map[int]*sql.Stmt // by number of rows
-	upsert  *sql.Stmt
+	upsert  *sql.Stmt         // one trace row
+	origin  *sql.Stmt         // one resources row
+	// origins holds the ids of the origins known to be stored.
+	origins sync.Map
 	logRow  *sql.Stmt // appends a Write's row to the delivery log
 	closed  atomic.Bool
 }
@@ -129,8 +134,8 @@ func withParams(dsn string, writer bool) (string, error) {
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
 func (s *Store) migrate(ctx context.Context, opts store.Options) error {
-	stmts := store.TablesDDL(s.traces, s.spans, "TEXT")
-	stmts = append(stmts, store.IndexesDDL(opts.TracesTable, opts.SpansTable, quote, quote)...)
+	stmts := store.TablesDDL(s.traces, s.spans, "JSON")
+	stmts = append(stmts, store.ResourcesDDL(quote(store.ResourcesTable), "JSON"))
 	stmts = append(stmts, deliveryDDL...)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -142,11 +147,100 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 		}
 	}
+	if err := reconcileIndexes(ctx, tx, opts); err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: indexes: %w", err))
+	}
+	if err := declareJSON(ctx, tx, opts.SpansTable); err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+	}
 	if err := tx.Commit(); err != nil {
 		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 	}
 	return nil
 }
+
+// reconcileIndexes gives each indexed column of the AgentOS tables exactly
+// one index named as AgentOS names it: an index already on the column is
+// adopted, one an earlier gateway made under its old name is replaced
+// (SQLite cannot rename an index), and a duplicate beside AgentOS's dropped.
+func reconcileIndexes(ctx context.Context, tx *sql.Tx, opts store.Options) error {
+	have := map[[2]string][]string{}
+	for _, table := range []string{opts.TracesTable, opts.SpansTable} {
+		rows, err := tx.QueryContext(ctx, `SELECT il.name, ii.name FROM pragma_index_list(?) il
+			JOIN pragma_index_info(il.name) ii WHERE il.origin = 'c' AND il.partial = 0
+			AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1`, table)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var name string
+			var col sql.NullString
+			if err := rows.Scan(&name, &col); err != nil {
+				rows.Close()
+				return err
+			}
+			if col.Valid {
+				have[[2]string{table, col.String}] = append(have[[2]string{table, col.String}], name)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	for _, ix := range store.Indexes(opts.TracesTable, opts.SpansTable) {
+		names := have[[2]string{ix.Table, ix.Column}]
+		newName, oldName := store.IndexName(ix.Table, ix.Column), store.OldIndexName(ix.Table, ix.Column)
+		var stmts []string
+		create := "CREATE INDEX " + quote(newName) + " ON " + quote(ix.Table) + " (" + quote(ix.Column) + ")"
+		switch {
+		case slices.Contains(names, oldName) && len(names) == 1:
+			stmts = []string{"DROP INDEX " + quote(oldName), create}
+		case slices.Contains(names, oldName):
+			stmts = []string{"DROP INDEX " + quote(oldName)}
+		case len(names) == 0:
+			stmts = []string{create}
+		}
+		for _, q := range stmts {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+	}
+	return nil
+}
+
+// declareJSON makes the attributes column of a spans table an earlier
+// gateway created declare JSON, as AgentOS's SqliteDb does: AgentOS reflects
+// the table and reads a TEXT column back as a string, not a dict. Only the
+// declared type changes, in the schema text; the stored values (JSON
+// objects, which no affinity converts) stay as they are.
+func declareJSON(ctx context.Context, tx *sql.Tx, table string) error {
+	var typ string
+	err := tx.QueryRowContext(ctx, `SELECT type FROM pragma_table_info(?) WHERE name = 'attributes'`, table).Scan(&typ)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !strings.EqualFold(typ, "TEXT")) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("attributes column of %s: %w", table, err)
+	}
+	var version int64
+	if err := tx.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&version); err != nil {
+		return fmt.Errorf("declare %s.attributes JSON: %w", table, err)
+	}
+	for _, q := range []string{
+		`PRAGMA writable_schema = ON`,
+		`UPDATE sqlite_schema SET sql = replace(sql, 'attributes TEXT,', 'attributes JSON,') WHERE type = 'table' AND name = ` + sqlString(table),
+		fmt.Sprintf(`PRAGMA schema_version = %d`, version+1),
+		`PRAGMA writable_schema = OFF`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("declare %s.attributes JSON: %s: %w", table, q, err)
+		}
+	}
+	return nil
+}
+
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Ping reports whether the database file can be read.
 func (s *Store) Ping(ctx context.Context) error {
@@ -175,6 +269,9 @@ func (s *Store) Close() error {
 	}
 	for _, st := range s.inserts {
 		st.Close()
+	}
+	if s.origin != nil {
+		s.origin.Close()
 	}
 	if s.upsert != nil {
 		s.upsert.Close()

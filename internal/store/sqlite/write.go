@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 const spanColumns = `span_id, trace_id, parent_span_id, name, span_kind, status_code,
@@ -24,12 +25,14 @@ const maxRows = 256
 
 // Write stores spans in one transaction. SQLite has one writer, so there is
 // nothing to lock: foreign keys are checked at commit (defer_foreign_keys,
-// for this transaction only), the spans are inserted first (skipping span
-// ids already stored), and then every trace of the batch is upserted from all
-// its stored spans in one statement. The span ids the Write inserted are
-// appended to the delivery log (one row) for the fan-out. Within the batch
-// the first span with a given span id wins; across batches the stored one
-// does. Spans without CreatedAt get the time of the write.
+// for this transaction only). The rows of the batch's traces are read, the
+// spans inserted (skipping span ids already stored), and each trace row
+// merged with what the batch gives in Go (store.Merge), so a write never
+// reads the spans stored before; when some span was stored already, the
+// rows are derived again from what is stored. The span ids the Write
+// inserted are appended to the delivery log (one row) for the fan-out.
+// Within the batch the first span with a given span id wins; across batches
+// the stored one does. Spans without CreatedAt get the time of the write.
 func (s *Store) Write(ctx context.Context, spans []model.Span) error {
 	_, err := s.WriteLogged(ctx, spans)
 	return err
@@ -75,6 +78,16 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
 		return nil, err
 	}
+	origins := s.newOrigins(spans)
+	for _, o := range origins {
+		if _, err := tx.StmtContext(ctx, s.origin).ExecContext(ctx, o.ID, nullBytes(o.Resource), nullBytes(o.Scope), nullable(o.Tenant), now); err != nil {
+			return nil, fmt.Errorf("insert resource: %w", err)
+		}
+	}
+	stored, err := s.storedRows(ctx, tx, string(idsJSON))
+	if err != nil {
+		return nil, err
+	}
 	// ON CONFLICT DO NOTHING keeps the first of repeated span ids, both
 	// within the batch (rows insert in order) and across batches; RETURNING
 	// names the rows actually inserted.
@@ -112,10 +125,134 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 			return nil, fmt.Errorf("append to delivery log: %w", err)
 		}
 	}
-	if _, err := tx.StmtContext(ctx, s.upsert).ExecContext(ctx, string(idsJSON), now); err != nil {
-		return nil, fmt.Errorf("upsert traces: %w", err)
+
+	var rows []store.TraceRow
+	if len(inserted) == len(spans) {
+		rows = store.DeriveTraces(spans)
+		for i := range rows {
+			if old, ok := stored[rows[i].TraceID]; ok {
+				rows[i] = store.Merge(old, rows[i])
+			}
+		}
+	} else {
+		// Some spans were not inserted: derive the rows from what is
+		// stored, and drop those of traces left without a span.
+		if rows, err = s.derive(ctx, tx, string(idsJSON)); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.traces+` WHERE trace_id IN (SELECT value FROM json_each(?))
+			AND NOT EXISTS (SELECT 1 FROM `+s.spans+` s WHERE s.trace_id = `+s.traces+`.trace_id)`, string(idsJSON)); err != nil {
+			return nil, fmt.Errorf("delete empty traces: %w", err)
+		}
 	}
-	return inserted, tx.Commit()
+	up := tx.StmtContext(ctx, s.upsert)
+	for i := range rows {
+		r := &rows[i]
+		args := []any{r.TraceID, r.Name, r.Status, r.StartTime, r.EndTime, store.DurationMS(r.StartTime, r.EndTime)}
+		for _, f := range r.IDs.Fields() {
+			args = append(args, nullable(*f))
+		}
+		if _, err := up.ExecContext(ctx, append(args, now)...); err != nil {
+			return nil, fmt.Errorf("upsert trace %s: %w", r.TraceID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	for _, o := range origins {
+		s.origins.Store(o.ID, struct{}{})
+	}
+	return inserted, nil
+}
+
+// newOrigins lists the distinct origins of spans this process has not
+// stored yet.
+func (s *Store) newOrigins(spans []model.Span) []*model.Origin {
+	var out []*model.Origin
+	var last *model.Origin
+	for i := range spans {
+		o := spans[i].Origin
+		if o == nil || o == last {
+			continue
+		}
+		last = o
+		if _, ok := s.origins.Load(o.ID); ok || slices.ContainsFunc(out, func(x *model.Origin) bool { return x.ID == o.ID }) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// storedRows reads the stored rows of the traces in the JSON array ids, as
+// store.TraceRow with their stored root (the first, when several).
+func (s *Store) storedRows(ctx context.Context, tx *sql.Tx, ids string) (map[string]store.TraceRow, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT trace_id, name, status, start_time, end_time, `+strings.Join(model.TraceIDColumns, ", ")+`
+		FROM `+s.traces+` WHERE trace_id IN (SELECT value FROM json_each(?))`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read trace rows: %w", err)
+	}
+	out := map[string]store.TraceRow{}
+	for rows.Next() {
+		var r store.TraceRow
+		var idv [6]sql.NullString
+		if err := rows.Scan(&r.TraceID, &r.Name, &r.Status, &r.StartTime, &r.EndTime,
+			&idv[0], &idv[1], &idv[2], &idv[3], &idv[4], &idv[5]); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read trace rows: %w", err)
+		}
+		for i, f := range r.IDs.Fields() {
+			*f = idv[i].String
+		}
+		out[r.TraceID] = r
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("read trace rows: %w", err)
+	}
+	roots, err := tx.QueryContext(ctx, `SELECT trace_id, start_time, span_id FROM `+s.spans+`
+		WHERE parent_span_id IS NULL AND trace_id IN (SELECT value FROM json_each(?))`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read roots: %w", err)
+	}
+	defer roots.Close()
+	for roots.Next() {
+		var tid, start, sid string
+		if err := roots.Scan(&tid, &start, &sid); err != nil {
+			return nil, fmt.Errorf("read roots: %w", err)
+		}
+		r, ok := out[tid]
+		if !ok {
+			continue
+		}
+		if !r.HasRoot || start < r.RootStart || (start == r.RootStart && sid < r.RootSpanID) {
+			r.HasRoot, r.RootStart, r.RootSpanID = true, start, sid
+			out[tid] = r
+		}
+	}
+	return out, roots.Err()
+}
+
+// derive returns the rows the stored spans of the traces in the JSON array
+// ids give.
+func (s *Store) derive(ctx context.Context, tx *sql.Tx, ids string) ([]store.TraceRow, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT span_id, trace_id, coalesce(parent_span_id, ''), name, status_code, start_time, end_time,
+			CASE WHEN parent_span_id IS NULL THEN attributes END
+		FROM `+s.spans+` WHERE trace_id IN (SELECT value FROM json_each(?))`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read stored spans: %w", err)
+	}
+	defer rows.Close()
+	var spans []model.Span
+	for rows.Next() {
+		var sp model.Span
+		var attrs sql.NullString
+		if err := rows.Scan(&sp.SpanID, &sp.TraceID, &sp.ParentSpanID, &sp.Name, &sp.StatusCode, &sp.StartTime, &sp.EndTime, &attrs); err != nil {
+			return nil, fmt.Errorf("read stored spans: %w", err)
+		}
+		sp.Attributes = []byte(attrs.String)
+		spans = append(spans, sp)
+	}
+	return store.DeriveTraces(spans), rows.Err()
 }
 
 // prepare prepares the INSERTs of maxRows, maxRows/2, ..., 1 spans and the
@@ -132,11 +269,15 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		s.inserts[n] = st
 	}
-	st, err := s.w.PrepareContext(ctx, upsertTraces(s.traces, s.spans))
+	st, err := s.w.PrepareContext(ctx, upsertTrace(s.traces))
 	if err != nil {
 		return fmt.Errorf("prepare trace upsert: %w", err)
 	}
 	s.upsert = st
+	if s.origin, err = s.w.PrepareContext(ctx, `INSERT INTO `+quote(store.ResourcesTable)+`
+		(id, resource, scope, tenant, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`); err != nil {
+		return fmt.Errorf("prepare resource insert: %w", err)
+	}
 	if s.logRow, err = s.w.PrepareContext(ctx, insertLog); err != nil {
 		return fmt.Errorf("prepare delivery-log insert: %w", err)
 	}
@@ -161,72 +302,24 @@ func insertSpans(ctx context.Context, stmt *sql.Stmt, args []any, ids []string) 
 	return ids, rows.Close()
 }
 
-// upsertTraces computes the rows of the traces whose ids are in the JSON
-// array ?1 from all their stored spans and inserts or updates them
-// (created_at ?2 only for new rows). The rules are those of
-// storetest.ExpectedTrace:
-//   - spans rank by (root first, start_time, span_id). min() over the key
-//     rank || start_time || X'01' || span_id || X'01' || value picks the value
-//     of the best-ranked span in one pass (X'01' sorts below every character
-//     of the ids and times, so the key orders like the tuple), and pick()
-//     cuts the value out again;
-//   - the id columns take the value of their attribute key where it is a
-//     non-empty JSON string;
-//   - duration_ms is computed in whole microseconds from the fixed-width
-//     model.TimeLayout strings, truncated to ms, never negative.
-//
-// A trace whose spans all had ids taken by other traces has no stored span
-// and so gets no row.
-func upsertTraces(traces, spans string) string {
-	var ids, mins, picks, idCols []string
-	for _, k := range model.TraceIDKeys {
-		path := strings.ReplaceAll(`$."`+k.Key+`"`, "'", "''")
-		ids = append(ids, fmt.Sprintf(
-			"CASE WHEN json_type(attributes, '%[1]s') = 'text' THEN json_extract(attributes, '%[1]s') END AS %[2]s", path, k.Column))
-		mins = append(mins, fmt.Sprintf("min(CASE WHEN %[1]s <> '' THEN k || %[1]s END) AS %[1]s", k.Column))
-		picks = append(picks, pick(k.Column))
-		idCols = append(idCols, k.Column)
-	}
-	micros := func(col string) string {
-		return fmt.Sprintf("(unixepoch(substr(%[1]s, 1, 19)) * 1000000 + CAST(substr(%[1]s, 21, 6) AS INTEGER))", col)
-	}
-	derived := append([]string{"name", "status", "start_time", "end_time", "duration_ms"}, idCols...)
-	set := make([]string, len(derived))
-	for i, c := range derived {
+// upsertTrace writes one trace row (created_at only when new).
+func upsertTrace(traces string) string {
+	cols := append([]string{"name", "status", "start_time", "end_time", "duration_ms"}, model.TraceIDColumns...)
+	set := make([]string, len(cols))
+	for i, c := range cols {
 		set[i] = c + " = excluded." + c
 	}
-	return `INSERT INTO ` + traces + ` (trace_id, ` + strings.Join(derived, ", ") + `, created_at)
-		SELECT trace_id, ` + pick("name") + `, status, start_time, end_time,
-			max(0, coalesce((` + micros("end_time") + ` - ` + micros("start_time") + `) / 1000, 0)),
-			` + strings.Join(picks, ", ") + `, ?2
-		FROM (
-			SELECT trace_id,
-				min(k || name) AS name,
-				CASE WHEN max(status_code = '` + model.StatusError + `') THEN '` + model.StatusError + `'
-					WHEN max(parent_span_id IS NULL) THEN '` + model.StatusOK + `'
-					ELSE '` + model.StatusUnset + `' END AS status,
-				min(start_time) AS start_time,
-				max(end_time) AS end_time,
-				` + strings.Join(mins, ",\n\t\t\t\t") + `
-			FROM (
-				SELECT trace_id, parent_span_id, name, status_code, start_time, end_time,
-					(CASE WHEN parent_span_id IS NULL THEN '0' ELSE '1' END) || start_time || char(1) || span_id || char(1) AS k,
-					` + strings.Join(ids, ",\n\t\t\t\t\t") + `
-				FROM ` + spans + `
-				WHERE trace_id IN (SELECT value FROM json_each(?1))
-			)
-			GROUP BY trace_id
-		)
-		WHERE true
+	return `INSERT INTO ` + traces + ` (trace_id, ` + strings.Join(cols, ", ") + `, created_at)
+		VALUES (?` + strings.Repeat(", ?", len(cols)+1) + `)
 		ON CONFLICT (trace_id) DO UPDATE SET ` + strings.Join(set, ", ") + `
-		WHERE (` + strings.Join(derived, ", ") + `) IS NOT (excluded.` + strings.Join(derived, ", excluded.") + `)`
+		WHERE (` + strings.Join(cols, ", ") + `) IS NOT (excluded.` + strings.Join(cols, ", excluded.") + `)`
 }
 
-// pick cuts the value out of a min(k || value) key: what follows the second
-// X'01'.
-func pick(col string) string {
-	rest := fmt.Sprintf("substr(%[1]s, instr(%[1]s, char(1)) + 1)", col)
-	return fmt.Sprintf("substr(%[1]s, instr(%[1]s, char(1)) + 1)", rest)
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
 }
 
 func nullable(s string) any {
