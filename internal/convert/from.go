@@ -334,7 +334,7 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 	}
 	w.buf = w.buf[:len(w.buf)-1] // reopen the object to append our keys
 	for _, k := range wrote {
-		if v, ok := attrs[k]; ok {
+		if v, ok := attrs[k]; ok && !reserved(k) {
 			w.key(k)
 			w.goValue(v, 0)
 		}
