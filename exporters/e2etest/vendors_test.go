@@ -28,20 +28,21 @@ type delivery struct {
 	header       func(key string) []string
 	Traces       ptrace.Traces
 	DecodeErr    error
+	Refused      int // HTTP only: the status a vendor rule refused the request with
 }
 
 const protobuf = "application/x-protobuf"
 
-// httpFake starts a fake OTLP/HTTP vendor endpoint and returns it with a
-// reader of what it received.
-func httpFake(t *testing.T) (*otlptest.HTTPServer, func() []delivery) {
-	srv := otlptest.NewHTTP(t)
+// httpFake starts a fake OTLP/HTTP vendor endpoint, as strict as the
+// vendor's (rules), and returns it with a reader of what it received.
+func httpFake(t *testing.T, rules ...otlptest.Rule) (*otlptest.HTTPServer, func() []delivery) {
+	srv := otlptest.NewHTTP(t, rules...)
 	return srv, func() []delivery {
 		var out []delivery
 		for _, r := range srv.Requests() {
 			out = append(out, delivery{
 				Method: r.Method, Path: r.Path, ContentType: r.ContentType, Encoding: r.ContentEncoding,
-				header: r.Header.Values, Traces: r.Traces, DecodeErr: r.DecodeErr,
+				header: r.Header.Values, Traces: r.Traces, DecodeErr: r.DecodeErr, Refused: r.Refused,
 			})
 		}
 		return out
@@ -358,13 +359,13 @@ func expectAsStored(s storedSpan) map[string]string {
 
 // spans returns every span the vendor received by id, and how many copies
 // arrived beyond the first of each (at-least-once delivery allows some).
-// The fakes here answer every decodable request with success, so every
-// span counted was accepted.
+// The fakes here answer every decodable request that passes the vendor's
+// rules with success, so every span counted was accepted.
 func (v *vendor) spans() (map[string]ptrace.Span, int) {
 	out := map[string]ptrace.Span{}
 	dups := 0
 	for _, d := range v.received() {
-		if d.DecodeErr != nil {
+		if d.DecodeErr != nil || d.Refused != 0 {
 			continue
 		}
 		facts.Each(d.Traces, func(_ pcommon.Resource, span ptrace.Span) {
@@ -425,6 +426,9 @@ func (v *vendor) checkTransport(t *testing.T, rounds int) {
 	for i, d := range reqs {
 		if d.DecodeErr != nil {
 			f.add("request %d: body does not decode as OTLP: %v", i, d.DecodeErr)
+		}
+		if d.Refused != 0 {
+			f.add("request %d: the vendor would refuse it (HTTP %d)", i, d.Refused)
 		}
 		if v.path != "" && (d.Method != http.MethodPost || d.Path != v.path) {
 			f.add("request %d: %s %s, want POST %s", i, d.Method, d.Path, v.path)
