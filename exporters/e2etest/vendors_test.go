@@ -170,13 +170,13 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		resource: agentOS, expect: expectLogfire,
 	})
 
-	ml, got := httpFake(t)
+	ml, got := httpFake(t, otlptest.MLflowRules()...)
 	mlRef, mlToken := sec.add("E2E_MLFLOW_TOKEN")
 	vs = append(vs, &vendor{
 		name: "mlflow", plugin: "mlflow", received: got,
 		// An unquoted experiment id, as people write it.
 		config: map[string]any{"tracking_uri": ml.URL, "experiment_id": experimentID, "token": mlRef},
-		// MLflow's default is no compression: older servers cannot inflate.
+		// MLflow's default is no compression: 3.6 cannot inflate.
 		path: "/v1/traces", contentType: protobuf, encoding: "",
 		headers:  map[string]string{"X-Mlflow-Experiment-Id": fmt.Sprint(experimentID), "Authorization": "Bearer " + mlToken},
 		resource: agentOS, expect: expectMLflow,

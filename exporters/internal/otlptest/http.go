@@ -120,7 +120,7 @@ func decode(r *http.Request) (ptrace.Traces, error) {
 		return ptrace.Traces{}, fmt.Errorf("read body: %w", err)
 	}
 	req := ptraceotlp.NewExportRequest()
-	switch r.Header.Get("Content-Type") {
+	switch mediaType(r.Header.Get("Content-Type")) {
 	case "application/x-protobuf":
 		err = req.UnmarshalProto(raw)
 	case "application/json":

@@ -1,0 +1,55 @@
+package otlptest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// jsonReply is a refusal with body as its JSON body, as the vendors' web
+// frameworks send them.
+func jsonReply(status int, body any) Reply {
+	b, _ := json.Marshal(body)
+	return Reply{Status: status, Header: map[string]string{"Content-Type": "application/json"}, Body: b}
+}
+
+// detail is FastAPI's error body (MLflow, Phoenix).
+func detail(msg string) map[string]any { return map[string]any{"detail": msg} }
+
+// mediaType is a Content-Type without its parameters.
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.TrimSpace(mt)
+}
+
+// MLflowRules are the checks of MLflow's POST /v1/traces
+// (mlflow/server/otel_api.py) before it stores spans: FastAPI answers 422
+// when the required x-mlflow-experiment-id header is missing; the handler
+// answers 400 to a content type other than protobuf (parameters aside),
+// to a body that does not decode and to a request without spans.
+func MLflowRules() []Rule {
+	return []Rule{
+		func(r Request) (Reply, bool) {
+			if _, ok := r.Header[http.CanonicalHeaderKey("x-mlflow-experiment-id")]; ok {
+				return Reply{}, false
+			}
+			missing := map[string]any{"type": "missing", "loc": []string{"header", "x-mlflow-experiment-id"}, "msg": "Field required", "input": nil}
+			return jsonReply(http.StatusUnprocessableEntity, map[string]any{"detail": []any{missing}}), true
+		},
+		func(r Request) (Reply, bool) {
+			if mediaType(r.ContentType) == "application/x-protobuf" {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusBadRequest, detail("Invalid Content-Type: "+r.ContentType+". Expected: application/x-protobuf")), true
+		},
+		func(r Request) (Reply, bool) {
+			if r.DecodeErr != nil {
+				return jsonReply(http.StatusBadRequest, detail("Invalid OpenTelemetry format")), true
+			}
+			if r.Traces.ResourceSpans().Len() == 0 {
+				return jsonReply(http.StatusBadRequest, detail("Invalid OpenTelemetry format - no spans found")), true
+			}
+			return Reply{}, false
+		},
+	}
+}
