@@ -85,7 +85,7 @@ type vendor struct {
 	path        string            // HTTP path of every request ("" for gRPC)
 	contentType string            // "" for gRPC
 	encoding    string            // "gzip", or "" when uncompressed
-	headers     map[string]string // auth and routing headers (gRPC metadata), secrets expanded
+	headers     map[string]string // auth and routing headers (gRPC metadata), secrets expanded; "": must be absent
 	resource    map[string]string // resource attributes on every batch
 	// expect returns the attributes the vendor's copy of a stored span
 	// must carry: key → text (see facts.Text), or otlptest.Absent.
@@ -109,7 +109,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 	var vs []*vendor
 	agentOS := map[string]string{"service.name": "agentos"}
 
-	lf, got := httpFake(t)
+	lf, got := httpFake(t, otlptest.LangfuseRules()...)
 	pkRef, pk := sec.add("E2E_LANGFUSE_PUBLIC_KEY")
 	skRef, sk := sec.add("E2E_LANGFUSE_SECRET_KEY")
 	vs = append(vs, &vendor{
@@ -119,6 +119,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		headers: map[string]string{
 			"Authorization":                "Basic " + base64.StdEncoding.EncodeToString([]byte(pk+":"+sk)),
 			"X-Langfuse-Ingestion-Version": "4",
+			"X-Langfuse-Sdk-Name":          "", // it would mark the spans as Langfuse SDK traffic
 		},
 		resource: agentOS, expect: expectLangfuse,
 	})
@@ -445,8 +446,12 @@ func (v *vendor) checkTransport(t *testing.T, rounds int) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if got := d.header(k); len(got) != 1 || got[0] != v.headers[k] {
-				f.add("request %d: header %s = %q, want %q (secrets come from ${ENV} in the config)", i, k, got, v.headers[k])
+			got, want := d.header(k), v.headers[k]
+			switch {
+			case want == "" && len(got) != 0:
+				f.add("request %d: header %s = %q, want it absent", i, k, got)
+			case want != "" && (len(got) != 1 || got[0] != want):
+				f.add("request %d: header %s = %q, want %q (secrets come from ${ENV} in the config)", i, k, got, want)
 			}
 		}
 		for _, rs := range d.Traces.ResourceSpans().All() {

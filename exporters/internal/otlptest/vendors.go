@@ -3,6 +3,7 @@ package otlptest
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,49 @@ func MLflowRules() []Rule {
 				return jsonReply(http.StatusBadRequest, detail("Invalid OpenTelemetry format - no spans found")), true
 			}
 			return Reply{}, false
+		},
+	}
+}
+
+// LangfuseRules are the checks of Langfuse's POST
+// /api/public/otel/v1/traces (web/src/pages/api/public/otel/v1/traces):
+// 401 without credentials, 400 for a content type that is neither
+// protobuf nor JSON, for a body that does not decode and for an
+// x-langfuse-ingestion-version that is not a number up to 4.
+func LangfuseRules() []Rule {
+	return []Rule{
+		func(r Request) (Reply, bool) {
+			if strings.HasPrefix(r.Header.Get("Authorization"), "Basic ") {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusUnauthorized, map[string]any{"message": "No authorization header"}), true
+		},
+		func(r Request) (Reply, bool) {
+			ct := strings.ToLower(r.ContentType)
+			if strings.Contains(ct, "application/x-protobuf") || strings.Contains(ct, "application/json") {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusBadRequest, map[string]any{"error": "Invalid content type"}), true
+		},
+		func(r Request) (Reply, bool) {
+			if r.DecodeErr == nil {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusBadRequest, map[string]any{"error": "Failed to parse OTel Protobuf Trace"}), true
+		},
+		func(r Request) (Reply, bool) {
+			v := r.Header.Get("x-langfuse-ingestion-version")
+			if v == "" {
+				return Reply{}, false
+			}
+			// Like JavaScript's parseInt: the leading digits count.
+			digits := len(v) - len(strings.TrimLeft(v, "0123456789"))
+			if n, err := strconv.Atoi(v[:digits]); err == nil && n <= 4 {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusBadRequest, map[string]any{
+				"error": `Unsupported x-langfuse-ingestion-version: "` + v + `". Maximum supported: "4".`,
+			}), true
 		},
 	}
 }

@@ -87,3 +87,25 @@ func TestMLflowRules(t *testing.T) {
 		{name: "no spans", contentType: "application/x-protobuf", headers: exp, body: empty, want: 400, mention: "no spans found"},
 	})
 }
+
+func TestLangfuseRules(t *testing.T) {
+	proto, json, _ := bodies(t)
+	auth := func(extra map[string]string) map[string]string {
+		h := map[string]string{"Authorization": "Basic cGs6c2s="}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return h
+	}
+	version := func(v string) map[string]string { return auth(map[string]string{"x-langfuse-ingestion-version": v}) }
+	runRuleCases(t, LangfuseRules(), []ruleCase{
+		{name: "protobuf, version 4", contentType: "application/x-protobuf", headers: version("4"), body: proto, want: 200},
+		{name: "JSON without version", contentType: "application/json", headers: auth(nil), body: json, want: 200},
+		{name: "older version", contentType: "application/x-protobuf", headers: version("3"), body: proto, want: 200},
+		{name: "version 5", contentType: "application/x-protobuf", headers: version("5"), body: proto, want: 400, mention: "Maximum supported"},
+		{name: "version not a number", contentType: "application/x-protobuf", headers: version("v4"), body: proto, want: 400, mention: "Unsupported x-langfuse-ingestion-version"},
+		{name: "no credentials", contentType: "application/x-protobuf", body: proto, want: 401},
+		{name: "other content type", contentType: "text/plain", headers: auth(nil), body: proto, want: 400, mention: "Invalid content type"},
+		{name: "garbage", contentType: "application/x-protobuf", headers: auth(nil), body: []byte{0xff, 0xff, 0xff}, want: 400, mention: "Failed to parse"},
+	})
+}
