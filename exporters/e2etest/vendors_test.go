@@ -292,6 +292,9 @@ func expectLangSmith(s storedSpan) map[string]string {
 	case semantics.TypeLLM:
 		m["gen_ai.request.model"] = senderOr(s, "gen_ai.request.model", s.Model())
 		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "chat")
+	case semantics.TypeEmbedding:
+		// LangSmith's mapping names the operation "embedding".
+		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "embedding")
 	case semantics.TypeTool:
 		m["gen_ai.tool.name"] = senderOr(s, "gen_ai.tool.name", s.ToolName())
 	}
