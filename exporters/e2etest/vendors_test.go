@@ -150,7 +150,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		expect:   expectOpenInference,
 	})
 
-	px, got := httpFake(t)
+	px, got := httpFake(t, otlptest.PhoenixRules()...)
 	pxRef, pxKey := sec.add("E2E_PHOENIX_API_KEY")
 	vs = append(vs, &vendor{
 		name: "phoenix", plugin: "phoenix", received: got,
@@ -241,7 +241,7 @@ var (
 	openInferenceKinds = map[string]string{
 		semantics.TypeRun: "AGENT", semantics.TypeLLM: "LLM", semantics.TypeEmbedding: "EMBEDDING",
 		semantics.TypeTool: "TOOL", semantics.TypeRetrieval: "RETRIEVER", semantics.TypePreHook: "GUARDRAIL",
-		semantics.TypePostHook: "GUARDRAIL", semantics.TypeDelegation: "CHAIN",
+		semantics.TypePostHook: "GUARDRAIL", semantics.TypeDelegation: "CHAIN", semantics.TypeOther: "UNKNOWN",
 	}
 	mlflowTypes = map[string]string{
 		semantics.TypeRun: "AGENT", semantics.TypeLLM: "LLM", semantics.TypeEmbedding: "EMBEDDING",

@@ -97,3 +97,32 @@ func LangfuseRules() []Rule {
 		},
 	}
 }
+
+// PhoenixRules are the checks of Phoenix's POST /v1/traces
+// (src/phoenix/server/api/routers/v1/traces.py): 415 for any content type
+// other than exactly application/x-protobuf (no parameters, no JSON) and
+// for a content encoding other than gzip or deflate, 422 for a body that
+// does not decode.
+func PhoenixRules() []Rule {
+	return []Rule{
+		func(r Request) (Reply, bool) {
+			if r.ContentType == "application/x-protobuf" {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusUnsupportedMediaType, detail("Unsupported content type: "+r.ContentType)), true
+		},
+		func(r Request) (Reply, bool) {
+			switch r.ContentEncoding {
+			case "", "gzip", "deflate":
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusUnsupportedMediaType, detail("Unsupported content encoding: "+r.ContentEncoding)), true
+		},
+		func(r Request) (Reply, bool) {
+			if r.DecodeErr == nil {
+				return Reply{}, false
+			}
+			return jsonReply(http.StatusUnprocessableEntity, detail("Request body is invalid ExportTraceServiceRequest")), true
+		},
+	}
+}

@@ -109,3 +109,15 @@ func TestLangfuseRules(t *testing.T) {
 		{name: "garbage", contentType: "application/x-protobuf", headers: auth(nil), body: []byte{0xff, 0xff, 0xff}, want: 400, mention: "Failed to parse"},
 	})
 }
+
+func TestPhoenixRules(t *testing.T) {
+	proto, json, _ := bodies(t)
+	runRuleCases(t, PhoenixRules(), []ruleCase{
+		{name: "protobuf", contentType: "application/x-protobuf", body: proto, want: 200},
+		{name: "JSON", contentType: "application/json", body: json, want: 415, mention: "Unsupported content type"},
+		{name: "protobuf with parameters", contentType: "application/x-protobuf; charset=utf-8", body: proto, want: 415},
+		{name: "no content type", body: proto, want: 415},
+		{name: "brotli", contentType: "application/x-protobuf", headers: map[string]string{"Content-Encoding": "br"}, body: proto, want: 415, mention: "content encoding"},
+		{name: "garbage", contentType: "application/x-protobuf", body: []byte{0xff, 0xff, 0xff}, want: 422},
+	})
+}
