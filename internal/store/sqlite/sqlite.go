@@ -145,8 +145,19 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var rollups int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		store.RollupTracesTable).Scan(&rollups); err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+	}
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+		}
+	}
+	if rollups == 0 {
+		// An upgrade: count what was stored before the rollups existed.
+		if err := s.backfill(ctx, tx); err != nil {
 			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 		}
 	}

@@ -163,6 +163,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 		}
 		for i := range spans {
 			if _, ok := ins[spans[i].SpanID]; ok {
+				delete(ins, spans[i].SpanID) // the first of a repeated id is the one stored
 				deltas.SpanStored(spans[i].StartTime, spans[i].Usage)
 			}
 		}
@@ -201,20 +202,49 @@ func stat(r store.TraceRow) *store.TraceStat {
 
 // addRollups adds a write's deltas to the per-minute rollups.
 func (s *Store) addRollups(ctx context.Context, tx *sql.Tx, d *store.Deltas) error {
+	return s.addRollupsWith(ctx, tx, d, false)
+}
+
+// addRollupsWith adds deltas with the prepared statements, or, during the
+// migration (before they are prepared), with plain ones.
+func (s *Store) addRollupsWith(ctx context.Context, tx *sql.Tx, d *store.Deltas, unprepared bool) error {
+	exec := func(st *sql.Stmt, q string, args ...any) error {
+		var err error
+		if unprepared {
+			_, err = tx.ExecContext(ctx, q, args...)
+		} else {
+			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("add rollups: %w", err)
+		}
+		return nil
+	}
 	keys, n := d.TraceRows()
 	for i, k := range keys {
-		if _, err := tx.StmtContext(ctx, s.rollupTraces).ExecContext(ctx, k.Minute, k.Status, k.Bucket, n[i]); err != nil {
-			return fmt.Errorf("add rollups: %w", err)
+		if err := exec(s.rollupTraces, rollupTracesSQL, k.Minute, k.Status, k.Bucket, n[i]); err != nil {
+			return err
 		}
 	}
 	mkeys, u := d.ModelRows()
 	for i, k := range mkeys {
-		if _, err := tx.StmtContext(ctx, s.rollupModels).ExecContext(ctx, k.Minute, k.Model, u[i].Calls, u[i].Input, u[i].Output, u[i].Total); err != nil {
-			return fmt.Errorf("add rollups: %w", err)
+		if err := exec(s.rollupModels, rollupModelsSQL, k.Minute, k.Model, u[i].Calls, u[i].Input, u[i].Output, u[i].Total); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+var (
+	rollupTracesSQL = `INSERT INTO ` + quote(store.RollupTracesTable) + ` AS r
+		(minute, status, bucket, traces) VALUES (?, ?, ?, ?)
+		ON CONFLICT (minute, status, bucket) DO UPDATE SET traces = r.traces + excluded.traces`
+	rollupModelsSQL = `INSERT INTO ` + quote(store.RollupModelsTable) + ` AS r
+		(minute, model, calls, input_tokens, output_tokens, total_tokens) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (minute, model) DO UPDATE SET calls = r.calls + excluded.calls,
+			input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
+			total_tokens = r.total_tokens + excluded.total_tokens`
+)
 
 // newOrigins lists the distinct origins of spans this process has not
 // stored yet.
@@ -325,16 +355,10 @@ func (s *Store) prepare(ctx context.Context) error {
 		return fmt.Errorf("prepare trace upsert: %w", err)
 	}
 	s.upsert = st
-	if s.rollupTraces, err = s.w.PrepareContext(ctx, `INSERT INTO `+quote(store.RollupTracesTable)+` AS r
-		(minute, status, bucket, traces) VALUES (?, ?, ?, ?)
-		ON CONFLICT (minute, status, bucket) DO UPDATE SET traces = r.traces + excluded.traces`); err != nil {
+	if s.rollupTraces, err = s.w.PrepareContext(ctx, rollupTracesSQL); err != nil {
 		return fmt.Errorf("prepare rollup: %w", err)
 	}
-	if s.rollupModels, err = s.w.PrepareContext(ctx, `INSERT INTO `+quote(store.RollupModelsTable)+` AS r
-		(minute, model, calls, input_tokens, output_tokens, total_tokens) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (minute, model) DO UPDATE SET calls = r.calls + excluded.calls,
-			input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
-			total_tokens = r.total_tokens + excluded.total_tokens`); err != nil {
+	if s.rollupModels, err = s.w.PrepareContext(ctx, rollupModelsSQL); err != nil {
 		return fmt.Errorf("prepare rollup: %w", err)
 	}
 	if s.origin, err = s.w.PrepareContext(ctx, `INSERT INTO `+quote(store.ResourcesTable)+`
