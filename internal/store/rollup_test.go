@@ -167,9 +167,9 @@ func TestSummarizeMatchesTheRows(t *testing.T) {
 
 			now := time.Now()
 			windows := [][2]time.Time{
-				{now.Add(-time.Hour), now.Add(time.Hour)},                                         // all, edges only partial
+				{now.Add(-time.Hour), now.Add(time.Hour)},                                            // all, edges only partial
 				{now.Add(-10*time.Minute - 17*time.Second), now.Add(-3*time.Minute + 5*time.Second)}, // partial minutes at both ends
-				{now.Add(-5 * time.Minute).Truncate(time.Minute), now.Truncate(time.Minute)},          // whole minutes only
+				{now.Add(-5 * time.Minute).Truncate(time.Minute), now.Truncate(time.Minute)},         // whole minutes only
 				{now.Add(-90 * time.Second), now.Add(-80 * time.Second)},                             // inside one minute
 			}
 			total := int64(0)
@@ -266,7 +266,6 @@ func TestSummaryWindows(t *testing.T) {
 		}
 	}
 }
-
 
 // TestRollupsAreBackfilledOnUpgrade: a database written before the rollups
 // existed gets them filled when the gateway starts on it.
