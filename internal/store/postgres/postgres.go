@@ -48,9 +48,9 @@ type Store struct {
 	// origins holds the ids of the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
 	origins sync.Map
-	q        queries
-	dq       deliveryQueries
-	closed   atomic.Bool
+	q       queries
+	dq      deliveryQueries
+	closed  atomic.Bool
 	// retries counts transactions Write ran again (deadlock, serialization
 	// failure, broken pooled connection); the tests expect none from
 	// concurrent writers.
