@@ -60,7 +60,7 @@ func runAdoption(t *testing.T, dialect string, fresh func(t *testing.T) store.Op
 		opts := fresh(t).WithDefaults()
 		raw := OpenRaw(t, dialect, opts)
 		Exec(t, raw, OldGatewayDDL(dialect, opts.Schema, opts.TracesTable, opts.SpansTable)...)
-		old := oldRows(t, raw, dialect, opts)
+		old := OldGatewayRows(t, raw, dialect, opts)
 		before := indexIDs(t, raw, dialect, opts)
 
 		s := open(t, opts)
@@ -120,9 +120,9 @@ func runAdoption(t *testing.T, dialect string, fresh func(t *testing.T) store.Op
 	})
 }
 
-// oldRows stores, with raw SQL, a trace as an earlier gateway stored it:
+// OldGatewayRows stores, with raw SQL, a trace as an earlier gateway stored it:
 // status UNSET, the resource and scope inline in every span, kern.* copies.
-func oldRows(t *testing.T, db *sql.DB, dialect string, opts store.Options) []model.Span {
+func OldGatewayRows(t *testing.T, db *sql.DB, dialect string, opts store.Options) []model.Span {
 	t.Helper()
 	traces, spans := `"`+opts.TracesTable+`"`, `"`+opts.SpansTable+`"`
 	mark := "?"
