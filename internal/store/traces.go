@@ -88,7 +88,10 @@ func Merge(a, b TraceRow) TraceRow {
 	out := a
 	out.StartTime = min(a.StartTime, b.StartTime)
 	out.EndTime = max(a.EndTime, b.EndTime)
-	if b.Status == model.StatusError {
+	// Never a's status as it is: a row an earlier gateway stored may say
+	// UNSET, which AgentOS never writes.
+	out.Status = model.StatusOK
+	if a.Status == model.StatusError || b.Status == model.StatusError {
 		out.Status = model.StatusError
 	}
 	switch {
