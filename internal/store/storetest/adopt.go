@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math/rand"
 	"strconv"
 	"strings"
@@ -103,16 +104,22 @@ func runAdoption(t *testing.T, dialect string, fresh func(t *testing.T) store.Op
 				t.Error(d)
 			}
 		}
-		child := Stored(time.Date(2025, 2, 1, 0, 0, 10, 0, time.UTC), Sent{
-			Resource: map[string]any{"service.name": "agentos"}, Scope: "openinference.instrumentation.agno",
-			Spans: []SentSpan{{
-				TraceID: old[0].TraceID, SpanID: "7777777777770003", ParentID: old[0].SpanID, Name: "web_search",
-				Start: time.Date(2025, 2, 1, 0, 0, 2, 0, time.UTC), End: time.Date(2025, 2, 1, 0, 0, 3, 0, time.UTC),
-				Status: ptrace.StatusCodeError, Attrs: map[string]any{"openinference.span.kind": "TOOL", "tool.name": "web_search"},
-			}},
-		})
-		write(t, s, child...)
-		checkTraces(t, s, map[string][]model.Span{old[0].TraceID: append(old, child...)})
+		// An OK span turns the old row's UNSET into OK, an ERROR one into
+		// ERROR.
+		stored := old
+		for i, st := range []ptrace.StatusCode{ptrace.StatusCodeOk, ptrace.StatusCodeError} {
+			child := Stored(time.Date(2025, 2, 1, 0, 0, 10, 0, time.UTC), Sent{
+				Resource: map[string]any{"service.name": "agentos"}, Scope: "openinference.instrumentation.agno",
+				Spans: []SentSpan{{
+					TraceID: old[0].TraceID, SpanID: fmt.Sprintf("777777777777100%d", i), ParentID: old[0].SpanID, Name: "web_search",
+					Start: time.Date(2025, 2, 1, 0, 0, 2, 0, time.UTC), End: time.Date(2025, 2, 1, 0, 0, 3, 0, time.UTC),
+					Status: st, Attrs: map[string]any{"openinference.span.kind": "TOOL", "tool.name": "web_search"},
+				}},
+			})
+			write(t, s, child...)
+			stored = append(stored, child...)
+			checkTraces(t, s, map[string][]model.Span{old[0].TraceID: stored})
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
