@@ -182,7 +182,10 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		}
 		w.str(s)
 		if want {
-			return s
+			// What Annotate and RootIDs read must be what is stored: a
+			// NUL or invalid UTF-8 kept here would reach an id column
+			// (PostgreSQL rejects the batch) or be read otherwise later.
+			return cleanString(s)
 		}
 	case pcommon.ValueTypeBool:
 		b := v.Bool()

@@ -64,9 +64,14 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 	}
 	distinct := `(t.` + strings.Join(merged, ", t.") + `) IS DISTINCT FROM (m.` + strings.Join(merged, ", m.") + `)`
 	return queries{
+		// Origins are inserted in id order: two batches inserting the same
+		// new origins (each waits on the other's uncommitted row) take them
+		// in the same order, and before any trace row, so they cannot
+		// deadlock.
 		insertOrigins: `INSERT INTO ` + origins + ` (id, resource, scope, tenant, created_at)
 			SELECT o.id, o.resource::jsonb, o.scope::jsonb, nullif(o.tenant, ''), $5
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, resource, scope, tenant)
+			ORDER BY o.id
 			ON CONFLICT (id) DO NOTHING`,
 		// New traces get the batch's row straight away. Existing rows are
 		// only locked: ON CONFLICT DO UPDATE locks the conflicting row even
