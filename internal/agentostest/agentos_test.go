@@ -57,8 +57,9 @@ var wants = []want{
 	},
 	{
 		// GenAI keys only: the same tree as an agno agent with a model
-		// call, a tool call, a model call and an embedding. Inputs and
-		// outputs are the GenAI messages as sent; the tool's arguments are
+		// call, a tool call, a model call and an embedding. The run's input
+		// and output are its GenAI messages as sent, an LLM hop's the text
+		// of its messages (a reply of tool calls only keeps the JSON); the tool's arguments are
 		// its input (no second copy as tool.parameters); embedding tokens
 		// are not LLM tokens in AgentOS's totals.
 		trace: genAITrace, name: "invoke_agent Weather Agent", status: "OK", duration: "4.00s",
@@ -66,9 +67,9 @@ var wants = []want{
 		ids:       [6]string{"", "conv-42", "u-7", "asst_weather", "", ""},
 		listInput: str(weatherQuestion), input: str(weatherQuestion), output: str(weatherAnswer),
 		tree: `AGENT invoke_agent Weather Agent OK total_input_tokens=130 total_output_tokens=21
-  LLM chat gpt-4o OK in="[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Weather in Paris?\"}]}]" out="[{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}],\"finish_reason\":\"tool_call\"}]" input_tokens=50 model="gpt-4o" output_tokens=12
+  LLM chat gpt-4o OK in="Weather in Paris?" out="[{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}],\"finish_reason\":\"tool_call\"}]" input_tokens=50 model="gpt-4o" output_tokens=12
   TOOL execute_tool get_weather OK in="{\"city\":\"Paris\"}" out="{\"temp_c\":18,\"sky\":\"sunny\"}" tool_name="get_weather"
-  LLM chat gpt-4o OK in="[{\"content\":\"Weather in Paris?\",\"role\":\"user\"}]" out="[{\"content\":\"18°C and sunny.\",\"role\":\"assistant\"}]" input_tokens=80 model="gpt-4o" output_tokens=9
+  LLM chat gpt-4o OK in="Weather in Paris?" out="18°C and sunny." input_tokens=80 model="gpt-4o" output_tokens=9
   EMBEDDING embeddings text-embedding-3-small OK
 `,
 	},
@@ -83,7 +84,7 @@ var wants = []want{
 		output: str("Go generics, explained."),
 		tree: `WORKFLOW Content_Workflow.run OK description="Research, then write." step_types=["Step","Step"] steps_count=2 total_input_tokens=300 total_output_tokens=430
   AGENT Researcher.run OK in="Write a post about Go generics." out="Notes: type parameters, constraints." step="Step" run_id="run-wf-step-1"
-    LLM chat gpt-4o-mini OK in="[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Research Go generics.\"}]}]" out="[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"Notes: type parameters, constraints.\"}]}]" input_tokens=100 model="gpt-4o-mini" output_tokens=30
+    LLM chat gpt-4o-mini OK in="Research Go generics." out="Notes: type parameters, constraints." input_tokens=100 model="gpt-4o-mini" output_tokens=30
   AGENT Writer.run OK in="Notes: type parameters, constraints." out="Go generics, explained." step="Step" run_id="run-wf-step-2"
     LLM chat claude-3-5-sonnet OK input_tokens=200 model="claude-3-5-sonnet" output_tokens=400
 `,
