@@ -18,6 +18,11 @@ import (
 // payload from costing unbounded stack or time.
 const maxDepth = 32
 
+// MaxNesting is how many arrays and kvlists nested in each other an
+// attribute value keeps (attribute maps start at depth 1): the next one is
+// stored as null and reported as truncated.
+const MaxNesting = maxDepth - 1
+
 // truncMarker is the suffix put after a value cut to MaxAttrValueBytes.
 const truncMarkerPrefix = "…[truncated "
 
