@@ -19,8 +19,11 @@ var wantAgentRun = map[string]map[string]string{
 		keyAgentName: absent, keyModelName: absent,
 		keyMetadata: `{"model":"gpt-4o","run_id":"run-42","run_kind":"team","team_id":"travel-team","trace_run_id":"run-42"}`,
 	},
-	fixture.PreHook:    {keyKind: "GUARDRAIL", keyInputValue: "Plan a day in Lisbon", keyUserID: fixture.UserID},
-	fixture.Delegation: {keyKind: "CHAIN", keyInputValue: "Check the weather in Lisbon"},
+	fixture.PreHook: {keyKind: "GUARDRAIL", keyInputValue: "Plan a day in Lisbon", keyUserID: fixture.UserID},
+	// The gateway stores a delegation as the tool call it is (what AgentOS
+	// shows, and what agno's OpenInference instrumentor sends): its kind
+	// wins over the mapping's CHAIN, as any stored kind does.
+	fixture.Delegation: {keyKind: "TOOL", keyInputValue: "Check the weather in Lisbon", keyInputMime: "text/plain"},
 	fixture.MemberRun:  {keyKind: "AGENT", keyAgentName: fixture.AgentID, keySessionID: fixture.SessionID},
 	fixture.LLM: {
 		keyKind: "LLM", keyModelName: fixture.LLMModel, keyPromptTokens: "120", keyCompletionToks: "45", keyTotalTokens: "165",
@@ -55,6 +58,22 @@ func TestMapAgentRun(t *testing.T) {
 	out := otlptest.ExpectMapped(t, Map("agents-prod"), in, wantAgentRun)
 	otlptest.ExpectToolException(t, out)
 	expectProject(t, out, "agents-prod")
+}
+
+// TestMapMimeTypes: a value the span holds keeps its MIME type when it has
+// one and gets the one of its text when not; a value the mapping derives
+// gets its own.
+func TestMapMimeTypes(t *testing.T) {
+	in := fixture.AgentRun()
+	tool, _ := fixture.Find(in, fixture.Tool)
+	tool.Attributes().PutStr(keyInputMime, "text/x-sender")
+	run, _ := fixture.Find(in, fixture.MemberRun) // input.value and output.value as sent, no MIME type
+	run.Attributes().PutStr(keyOutputValue, `{"weather":"sunny"}`)
+	otlptest.ExpectAttrs(t, Map("p")(in), map[string]map[string]string{
+		fixture.Tool:      {keyInputValue: fixture.ToolArgs, keyInputMime: "text/x-sender"},
+		fixture.MemberRun: {keyInputMime: "text/plain", keyOutputValue: `{"weather":"sunny"}`, keyOutputMime: "application/json"},
+		fixture.Retrieval: {keyInputMime: "text/plain", keyOutputValue: absent, keyOutputMime: absent},
+	})
 }
 
 func TestExportAX(t *testing.T) {

@@ -115,12 +115,21 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	}
 }
 
-// putValue sets an OpenInference value and its MIME type.
+// putValue sets an OpenInference value and its MIME type. A value the span
+// already holds is kept; it gets the MIME type it lacks, since the gateway
+// stores input.value and output.value without one (AgentOS reads no MIME
+// type) where the sender used another convention.
 func putValue(a pcommon.Map, key, mimeKey, v string) {
-	if _, exists := a.Get(key); v == "" || exists {
+	if cur, exists := a.Get(key); exists {
+		if cur.Type() != pcommon.ValueTypeStr || cur.Str() == "" {
+			return
+		}
+		v = cur.Str()
+	} else if v != "" {
+		a.PutStr(key, v)
+	} else {
 		return
 	}
-	a.PutStr(key, v)
 	mime := "text/plain"
 	if facts.IsJSON(v) {
 		mime = "application/json"

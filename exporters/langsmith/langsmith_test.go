@@ -26,7 +26,9 @@ var wantAgentRun = map[string]map[string]string{
 	fixture.LLM: {
 		keyKind: "llm", keyModel: fixture.LLMModel, keyOperation: "chat",
 		keyInputTokens: "120", keyOutputTokens: "45", keyTotalTokens: "165", keyTemperature: "0.2",
-		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput, keyInputValue: absent,
+		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput,
+		// Stored by the gateway for AgentOS (the prompt, as in gen_ai.prompt).
+		keyInputValue:          fixture.LLMInput,
 		keyMetadata + "run_id": fixture.TeamRunID, fixture.SenderKey: fixture.SenderValue,
 	},
 	fixture.Tool: {keyKind: "tool", keyToolName: fixture.Tool, keyInputValue: fixture.ToolArgs, keyOutputValue: absent},
