@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 )
 
 // OpenInference keys (github.com/Arize-ai/openinference, spec/semantic_conventions.md).
@@ -57,13 +58,18 @@ func SpanKind(f facts.Facts) string { return spanKinds.Of(f) }
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
 	kind := SpanKind(f)
-	facts.PutStr(a, keyKind, kind)
-	putValue(a, keyInputValue, keyInputMime, f.SpanInput())
-	if kind != "RETRIEVER" {
-		putValue(a, keyOutputValue, keyOutputMime, f.SpanOutput())
-	} else {
-		putValue(a, keyOutputValue, keyOutputMime, f.Output)
+	in, out := f.SpanInput(), f.SpanOutput()
+	if kind == "RETRIEVER" {
+		out = f.Output
 	}
+	// The gateway stores an LLM hop's input.value and output.value for
+	// AgentOS as the text a person reads; OpenInference vendors get the
+	// whole messages, as they did before the gateway stored those keys.
+	// Decided before any key is added: each is derived from the others.
+	replaceIn, replaceOut := gatewayHolds(span, keyInputValue, in), gatewayHolds(span, keyOutputValue, out)
+	facts.PutStr(a, keyKind, kind)
+	putValue(a, keyInputValue, keyInputMime, in, replaceIn)
+	putValue(a, keyOutputValue, keyOutputMime, out, replaceOut)
 
 	switch kind {
 	case "LLM":
@@ -115,24 +121,42 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	}
 }
 
-// putValue sets an OpenInference value and its MIME type. A value the span
-// already holds is kept; it gets the MIME type it lacks, since the gateway
-// stores input.value and output.value without one (AgentOS reads no MIME
-// type) where the sender used another convention.
-func putValue(a pcommon.Map, key, mimeKey, v string) {
-	if cur, exists := a.Get(key); exists {
-		if cur.Type() != pcommon.ValueTypeStr || cur.Str() == "" {
-			return
-		}
-		v = cur.Str()
-	} else if v != "" {
+// gatewayHolds reports whether span holds under key a value other than v
+// that the gateway derived from its other attributes rather than one the
+// sender sent.
+func gatewayHolds(span ptrace.Span, key, v string) bool {
+	cur, ok := span.Attributes().Get(key)
+	if !ok || v == "" || (cur.Type() == pcommon.ValueTypeStr && cur.Str() == v) {
+		return false
+	}
+	return spaninfo.Derived(span, key)
+}
+
+// putValue sets an OpenInference value and its MIME type; replace sets it
+// over the value the span holds. A value the span holds and keeps gets the
+// MIME type it lacks: the gateway stores input.value and output.value
+// without one (AgentOS reads none) where the sender used another
+// convention.
+func putValue(a pcommon.Map, key, mimeKey, v string, replace bool) {
+	cur, exists := a.Get(key)
+	switch {
+	case replace:
 		a.PutStr(key, v)
-	} else {
+		a.PutStr(mimeKey, mimeType(v))
+		return
+	case !exists && v != "":
+		a.PutStr(key, v)
+	case exists && cur.Type() == pcommon.ValueTypeStr && cur.Str() != "":
+		v = cur.Str()
+	default:
 		return
 	}
-	mime := "text/plain"
+	facts.PutStr(a, mimeKey, mimeType(v))
+}
+
+func mimeType(v string) string {
 	if facts.IsJSON(v) {
-		mime = "application/json"
+		return "application/json"
 	}
-	facts.PutStr(a, mimeKey, mime)
+	return "text/plain"
 }
