@@ -20,8 +20,11 @@ var wantAgentRun = map[string]map[string]string{
 		keyAgentName: absent, keyModelName: absent,
 		keyMetadata: `{"model":"gpt-4o","run_id":"run-42","run_kind":"team","team_id":"travel-team","trace_run_id":"run-42"}`,
 	},
-	fixture.PreHook:    {keyKind: "GUARDRAIL", keyInputValue: "Plan a day in Lisbon", keyUserID: fixture.UserID},
-	fixture.Delegation: {keyKind: "CHAIN", keyInputValue: "Check the weather in Lisbon"},
+	fixture.PreHook: {keyKind: "GUARDRAIL", keyInputValue: "Plan a day in Lisbon", keyUserID: fixture.UserID},
+	// The gateway stores a delegation as the tool call it is (what AgentOS
+	// shows, and what agno's OpenInference instrumentor sends): its kind
+	// wins over the mapping's CHAIN, as any stored kind does.
+	fixture.Delegation: {keyKind: "TOOL", keyInputValue: "Check the weather in Lisbon", keyInputMime: "text/plain"},
 	fixture.MemberRun:  {keyKind: "AGENT", keyAgentName: fixture.AgentID, keySessionID: fixture.SessionID},
 	fixture.LLM: {
 		keyKind: "LLM", keyModelName: fixture.LLMModel, keyPromptTokens: "120", keyCompletionToks: "45", keyTotalTokens: "165",
@@ -34,7 +37,8 @@ var wantAgentRun = map[string]map[string]string{
 		keyDocuments + "0.document.id": "doc-1", keyDocuments + "0.document.content": "Take tram 28", keyDocuments + "0.document.score": "0.91",
 		keyDocuments + "1.document.id": "doc-2", keyDocuments + "1.document.score": "0.87",
 	},
-	fixture.Embedding: {keyKind: "EMBEDDING", keyEmbeddingModel: "text-embedding-3-small", keyPromptTokens: "4", keyModelName: absent},
+	// llm.model_name is stored on embeddings too, for AgentOS.
+	fixture.Embedding: {keyKind: "EMBEDDING", keyEmbeddingModel: "text-embedding-3-small", keyPromptTokens: "4", keyModelName: "text-embedding-3-small"},
 	fixture.PostHook:  {keyKind: "GUARDRAIL"},
 }
 
@@ -85,6 +89,49 @@ func TestMapAgentRun(t *testing.T) {
 	out := otlptest.ExpectMapped(t, Map("agents-prod"), in, wantAgentRun)
 	otlptest.ExpectToolException(t, out)
 	expectProject(t, out, "agents-prod")
+}
+
+// TestMapMimeTypes: a value the span holds keeps its MIME type when it has
+// one and gets the one of its text when not; a value the mapping derives
+// gets its own.
+func TestMapMimeTypes(t *testing.T) {
+	in := fixture.AgentRun()
+	tool, _ := fixture.Find(in, fixture.Tool)
+	tool.Attributes().PutStr(keyInputMime, "text/x-sender")
+	run, _ := fixture.Find(in, fixture.MemberRun) // input.value and output.value as sent, no MIME type
+	run.Attributes().PutStr(keyOutputValue, `{"weather":"sunny"}`)
+	otlptest.ExpectAttrs(t, Map("p")(in), map[string]map[string]string{
+		fixture.Tool:      {keyInputValue: fixture.ToolArgs, keyInputMime: "text/x-sender"},
+		fixture.MemberRun: {keyInputMime: "text/plain", keyOutputValue: `{"weather":"sunny"}`, keyOutputMime: "application/json"},
+		fixture.Retrieval: {keyInputMime: "text/plain", keyOutputValue: absent, keyOutputMime: absent},
+	})
+}
+
+// TestMapLLMMessages: where the gateway stored an LLM hop's text for
+// AgentOS (a GenAI sender's structured messages), Phoenix gets the whole
+// messages; an OpenInference sender's own input.value stays.
+func TestMapLLMMessages(t *testing.T) {
+	in := `[{"role":"system","parts":[{"type":"text","content":"Be brief."}]},{"role":"user","parts":[{"type":"text","content":"Weather in Lisbon?"}]}]`
+	out := `[{"role":"assistant","parts":[{"type":"text","content":"Sunny."}]}]`
+	genAI := fixture.Stored(fixture.One("chat gpt-4o", map[string]any{
+		"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+		"gen_ai.input.messages": in, "gen_ai.output.messages": out,
+	}))
+	stored, _ := fixture.Find(genAI, "chat gpt-4o")
+	if facts.Text(stored.Attributes(), keyInputValue) != "Weather in Lisbon?" || facts.Text(stored.Attributes(), keyOutputValue) != "Sunny." {
+		t.Fatalf("the gateway stores %v; this test expects the text a person reads", stored.Attributes().AsRaw())
+	}
+	otlptest.ExpectAttrs(t, Map("p")(genAI), map[string]map[string]string{
+		"chat gpt-4o": {keyInputValue: in, keyInputMime: "application/json", keyOutputValue: out, keyOutputMime: "application/json"},
+	})
+
+	oi := fixture.Stored(fixture.One("OpenAIChat.invoke", map[string]any{
+		"openinference.span.kind": "LLM", "input.value": `{"messages":[{"role":"user","content":"hi"}]}`,
+		"llm.input_messages.0.message.role": "user", "llm.input_messages.0.message.content": "hi",
+	}))
+	otlptest.ExpectAttrs(t, Map("p")(oi), map[string]map[string]string{
+		"OpenAIChat.invoke": {keyInputValue: `{"messages":[{"role":"user","content":"hi"}]}`, keyInputMime: "application/json"},
+	})
 }
 
 func TestExportAX(t *testing.T) {

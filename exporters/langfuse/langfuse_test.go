@@ -41,7 +41,7 @@ var wantAgentRun = map[string]map[string]string{
 	fixture.LLM: {
 		keyType: "generation", keyModel: fixture.LLMModel, keyInput: fixture.LLMInput, keyOutput: fixture.LLMOutput,
 		keyUsage: `{"input":120,"output":45,"total":165}`, keyModelParams: `{"temperature":0.2}`,
-		keyObsMetadata + "tool_calls": `[{"name":"get_weather","arguments":"{\"city\":\"Lisbon\"}","id":"call_1"}]`,
+		keyObsMetadata + "tool_calls": `[{"arguments":"{\"city\":\"Lisbon\"}","id":"call_1","name":"get_weather"}]`,
 		fixture.SenderKey:             fixture.SenderValue, "gen_ai.system": "openai", keyLevel: absent,
 	},
 	fixture.Tool: {
@@ -55,7 +55,7 @@ var wantAgentRun = map[string]map[string]string{
 		keyObsMetadata + "vector_store": fixture.VectorStore, keyObsMetadata + "retrieval_k": "2",
 	},
 	fixture.Embedding: {
-		keyType: "embedding", keyModel: "text-embedding-3-small", keyUsage: `{"input":4}`, keyInput: fixture.Query,
+		keyType: "embedding", keyModel: "text-embedding-3-small", keyUsage: `{"input":4,"total":4}`, keyInput: fixture.Query,
 	},
 	fixture.PostHook: {keyType: "guardrail", keyObsMetadata + "hook_name": "redact_output"},
 }

@@ -26,7 +26,7 @@ var wantAgentRun = map[string]map[string]string{
 	fixture.LLM: {
 		keyKind: "llm", keyModel: fixture.LLMModel, keyOperation: "chat",
 		keyInputTokens: "120", keyOutputTokens: "45", keyTotalTokens: "165", keyTemperature: "0.2",
-		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput, keyInputValue: absent,
+		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput, keyInputValue: absent, keyOutputValue: absent,
 		keyMetadata + "run_id": fixture.TeamRunID, fixture.SenderKey: fixture.SenderValue,
 	},
 	fixture.Tool: {keyKind: "tool", keyToolName: fixture.Tool, keyInputValue: fixture.ToolArgs, keyOutputValue: absent},
@@ -43,6 +43,30 @@ var wantAgentRun = map[string]map[string]string{
 func TestMapAgentRun(t *testing.T) {
 	out := otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
 	otlptest.ExpectToolException(t, out)
+}
+
+// TestMapLLMLeavesOutStoredText: the text the gateway stores for AgentOS
+// under input.value / output.value of an LLM span does not compete with the
+// prompt and completion LangSmith reads; a sender's own input.value stays.
+func TestMapLLMLeavesOutStoredText(t *testing.T) {
+	in := `[{"role":"user","parts":[{"type":"text","content":"Weather in Lisbon?"}]}]`
+	out := `[{"role":"assistant","parts":[{"type":"text","content":"Sunny."}]}]`
+	td := fixture.Stored(fixture.One("chat gpt-4o", map[string]any{
+		"gen_ai.operation.name": "chat", "gen_ai.input.messages": in, "gen_ai.output.messages": out,
+	}))
+	if s, _ := fixture.Find(td, "chat gpt-4o"); s.Attributes().Len() < 4 {
+		t.Fatalf("stored %v; this test expects input.value and output.value stored", s.Attributes().AsRaw())
+	}
+	otlptest.ExpectAttrs(t, Map(td), map[string]map[string]string{
+		"chat gpt-4o": {keyPrompt: in, keyCompletion: out, keyInputValue: absent, keyOutputValue: absent},
+	})
+
+	td = fixture.Stored(fixture.One("OpenAIChat.invoke", map[string]any{
+		"openinference.span.kind": "LLM", "input.value": "hi", "output.value": "hello",
+	}))
+	otlptest.ExpectAttrs(t, Map(td), map[string]map[string]string{
+		"OpenAIChat.invoke": {keyPrompt: "hi", keyCompletion: "hello", keyInputValue: "hi", keyOutputValue: "hello"},
+	})
 }
 
 func TestExportAgentRun(t *testing.T) {

@@ -32,7 +32,7 @@ var wantAgentRun = map[string]map[string]string{
 		keySpanType: `"RETRIEVER"`, keyInputs: `"Lisbon travel tips"`,
 		keyOutputs: `[{"id":"doc-1","metadata":{"score":0.91},"page_content":"Take tram 28"},{"id":"doc-2","metadata":{"score":0.87},"page_content":"Try pastel de nata"}]`,
 	},
-	fixture.Embedding: {keySpanType: `"EMBEDDING"`, keyTokenUsage: `{"input_tokens":4}`},
+	fixture.Embedding: {keySpanType: `"EMBEDDING"`, keyTokenUsage: `{"input_tokens":4,"total_tokens":4}`},
 	fixture.PostHook:  {keySpanType: `"CHAIN"`},
 }
 
