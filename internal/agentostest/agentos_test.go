@@ -78,15 +78,16 @@ var wants = []want{
 		// output of the last step as the trace's (the root has none), and
 		// the GenAI model calls counted in the root's token totals.
 		trace: workflowTrace, name: "Content_Workflow.run", status: "OK", duration: "10.00s",
-		start: ms(20000), end: ms(30000), spans: 5,
+		start: ms(20000), end: ms(30000), spans: 6,
 		ids:       [6]string{"run-wf-1", "sess-wf", "bob", "", "", "content-wf"},
 		listInput: str("Write a post about Go generics."), input: str("Write a post about Go generics."),
 		output: str("Go generics, explained."),
-		tree: `WORKFLOW Content_Workflow.run OK description="Research, then write." step_types=["Step","Step"] steps_count=2 total_input_tokens=300 total_output_tokens=430
+		tree: `WORKFLOW Content_Workflow.run OK description="Research, then write." step_types=["Step","Step"] steps_count=2 total_input_tokens=305 total_output_tokens=436
   AGENT Researcher.run OK in="Write a post about Go generics." out="Notes: type parameters, constraints." step="Step" run_id="run-wf-step-1"
     LLM chat gpt-4o-mini OK in="Research Go generics." out="Notes: type parameters, constraints." input_tokens=100 model="gpt-4o-mini" output_tokens=30
   AGENT Writer.run OK in="Notes: type parameters, constraints." out="Go generics, explained." step="Step" run_id="run-wf-step-2"
     LLM chat claude-3-5-sonnet OK input_tokens=200 model="claude-3-5-sonnet" output_tokens=400
+    LLM Claude.invoke OK in="Polish the title." input_tokens=5 model="claude-3-5-sonnet-latest" output_tokens=6
 `,
 	},
 	{

@@ -137,8 +137,9 @@ func genAIAgent() []storetest.Sent {
 }
 
 // mixedWorkflow is an agno workflow sent through the OpenInference Agno
-// instrumentor whose model calls come from a GenAI-conventions
-// instrumentation of the model SDKs (another scope of the same process).
+// instrumentor whose model calls come from GenAI-conventions
+// instrumentations of the model SDKs (other scopes of the same process),
+// one of them carrying both conventions.
 func mixedWorkflow() []storetest.Sent {
 	tr := workflowTrace
 	return []storetest.Sent{
@@ -175,9 +176,18 @@ func mixedWorkflow() []storetest.Sent {
 		{
 			Resource: agentOSResource, Scope: "opentelemetry.instrumentation.anthropic", ScopeVersion: "0.40.0",
 			Spans: []storetest.SentSpan{
-				span(tr, "3000000000000005", "3000000000000004", "chat claude-3-5-sonnet", ptrace.SpanKindClient, 24200, 29800, map[string]any{
+				span(tr, "3000000000000005", "3000000000000004", "chat claude-3-5-sonnet", ptrace.SpanKindClient, 24200, 29000, map[string]any{
 					"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-3-5-sonnet",
 					"gen_ai.usage.input_tokens": int64(200), "gen_ai.usage.output_tokens": int64(400),
+				}),
+				// Both conventions on one span: what the sender put under
+				// the keys AgentOS reads stays; tokens only GenAI carries
+				// are added.
+				span(tr, "3000000000000006", "3000000000000004", "Claude.invoke", ptrace.SpanKindClient, 29100, 29800, map[string]any{
+					"openinference.span.kind": "LLM", "llm.model_name": "claude-3-5-sonnet-latest", "input.value": "Polish the title.",
+					"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-3-5-sonnet",
+					"gen_ai.input.messages":     `[{"role":"user","parts":[{"type":"text","content":"Polish the title."}]}]`,
+					"gen_ai.usage.input_tokens": int64(5), "gen_ai.usage.output_tokens": int64(6),
 				}),
 			},
 		},

@@ -35,8 +35,9 @@ type Open func(t *testing.T) Store
 // is still open (see the postgres package); SQLite needs nothing (nil).
 type Settle func(t *testing.T, s Store)
 
-// harness is the store under test; its Write waits for the row to settle,
-// so the suite's assertions do not depend on unrelated transactions.
+// harness is the store under test; its Write and WriteLogged wait for the
+// row to settle, so the suite's assertions do not depend on unrelated
+// transactions.
 type harness struct {
 	Store
 	t      *testing.T
@@ -49,6 +50,14 @@ func (h *harness) Write(ctx context.Context, spans []model.Span) error {
 	}
 	h.wait()
 	return nil
+}
+
+func (h *harness) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	logged, err := h.Store.WriteLogged(ctx, spans)
+	if err == nil {
+		h.wait()
+	}
+	return logged, err
 }
 
 func (h *harness) wait() {
