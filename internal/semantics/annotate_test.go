@@ -105,6 +105,15 @@ func TestAnnotateAddsWhatAgentOSReads(t *testing.T) {
 			want:  map[string]any{AttrSpanKind: KindAgent, AttrSessionID: "s1"},
 		},
 		{
+			name: "session.id comes from the key the trace row takes it from",
+			info: Info{Name: "Agent.run"},
+			attrs: map[string]any{
+				"agno.agent.id": "a", "agno.session.id": "agno-sess", "gen_ai.conversation.id": "conv",
+				"user_id": "u1", "enduser.id": "u2",
+			},
+			want: map[string]any{AttrSpanKind: KindAgent, AttrSessionID: "agno-sess", AttrUserID: "u1"},
+		},
+		{
 			name:  "GenAI workflow is a CHAIN",
 			info:  Info{Name: "invoke_workflow etl"},
 			attrs: map[string]any{"gen_ai.operation.name": "invoke_workflow"},

@@ -116,14 +116,20 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	oiKind, _ := attrs[AttrSpanKind].(string)
 
-	// Ids AgentOS shows in a node's metadata: the span's own, never the
-	// resource's (which is stored once for all its spans).
-	for _, id := range []struct{ dst, fact string }{{AttrSessionID, KeySessionID}, {AttrUserID, KeyUserID}} {
+	// Ids AgentOS shows in a node's metadata: the span's own (never the
+	// resource's, which is stored once for all its spans), in the order the
+	// trace row takes them, so a root's node and its trace agree.
+	for _, id := range []struct{ dst, column string }{{AttrSessionID, "session_id"}, {AttrUserID, "user_id"}} {
 		if _, ok := attrs[id.dst]; ok {
 			continue
 		}
-		if v, ok := s.first(idString, sourcesOf(id.fact)...); ok {
-			a.set(id.dst, v)
+		for _, src := range TraceIDSources {
+			if src.Column != id.column {
+				continue
+			}
+			if v, ok := s.first(idString, src.Keys...); ok {
+				a.set(id.dst, v)
+			}
 		}
 	}
 
