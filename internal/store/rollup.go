@@ -26,19 +26,21 @@ func RollupsDDL(qualify func(string) string) []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + qualify(RollupTracesTable) + ` (
 			minute VARCHAR NOT NULL,
+			tenant VARCHAR NOT NULL,
 			status VARCHAR NOT NULL,
 			bucket INTEGER NOT NULL,
 			traces BIGINT NOT NULL,
-			PRIMARY KEY (minute, status, bucket)
+			PRIMARY KEY (minute, tenant, status, bucket)
 		)`,
 		`CREATE TABLE IF NOT EXISTS ` + qualify(RollupModelsTable) + ` (
 			minute VARCHAR NOT NULL,
+			tenant VARCHAR NOT NULL,
 			model VARCHAR NOT NULL,
 			calls BIGINT NOT NULL,
 			input_tokens BIGINT NOT NULL,
 			output_tokens BIGINT NOT NULL,
 			total_tokens BIGINT NOT NULL,
-			PRIMARY KEY (minute, model)
+			PRIMARY KEY (minute, tenant, model)
 		)`,
 	}
 }
@@ -78,14 +80,15 @@ func BucketValue(b int) float64 {
 	return lo * math.Sqrt(bucketGrowth)
 }
 
-// TraceKey is one rollup_traces row's key.
+// TraceKey is one rollup_traces row's key. Tenant is the authenticated
+// tenant that sent the trace ("" without authentication).
 type TraceKey struct {
-	Minute, Status string
-	Bucket         int
+	Minute, Tenant, Status string
+	Bucket                 int
 }
 
 // ModelKey is one rollup_models row's key.
-type ModelKey struct{ Minute, Model string }
+type ModelKey struct{ Minute, Tenant, Model string }
 
 // Deltas is what one write changes in the rollups.
 type Deltas struct {
@@ -116,14 +119,14 @@ func (d *Deltas) AddTraces(st *TraceStat, n int64) {
 }
 
 // SpanStored records an LLM span's usage.
-func (d *Deltas) SpanStored(start string, u *model.Usage) {
+func (d *Deltas) SpanStored(start, tenant string, u *model.Usage) {
 	if u == nil {
 		return
 	}
 	if d.Models == nil {
 		d.Models = map[ModelKey]*model.Usage{}
 	}
-	k := ModelKey{Minute(start), u.Model}
+	k := ModelKey{Minute(start), tenant, u.Model}
 	sum := d.Models[k]
 	if sum == nil {
 		sum = &model.Usage{Model: u.Model}
@@ -147,6 +150,9 @@ func (d *Deltas) TraceRows() (keys []TraceKey, n []int64) {
 		if c := strings.Compare(a.Minute, b.Minute); c != 0 {
 			return c
 		}
+		if c := strings.Compare(a.Tenant, b.Tenant); c != 0 {
+			return c
+		}
 		if c := strings.Compare(a.Status, b.Status); c != 0 {
 			return c
 		}
@@ -167,6 +173,9 @@ func (d *Deltas) ModelRows() (keys []ModelKey, u []*model.Usage) {
 		if c := strings.Compare(a.Minute, b.Minute); c != 0 {
 			return c
 		}
+		if c := strings.Compare(a.Tenant, b.Tenant); c != 0 {
+			return c
+		}
 		return strings.Compare(a.Model, b.Model)
 	})
 	for _, k := range keys {
@@ -178,12 +187,38 @@ func (d *Deltas) ModelRows() (keys []ModelKey, u []*model.Usage) {
 // TraceStat is what a trace row contributes to the rollups.
 type TraceStat struct {
 	StartTime  string
+	Tenant     string
 	Status     string
 	DurationMS int64
 }
 
 func (t *TraceStat) key() TraceKey {
-	return TraceKey{Minute(t.StartTime), t.Status, DurationBucket(t.DurationMS)}
+	return TraceKey{Minute(t.StartTime), t.Tenant, t.Status, DurationBucket(t.DurationMS)}
+}
+
+// Tenants maps each trace of a batch to the tenant that sent it (the
+// tenant of its first span's origin).
+func Tenants(spans []model.Span) map[string]string {
+	out := map[string]string{}
+	for i := range spans {
+		if _, ok := out[spans[i].TraceID]; ok {
+			continue
+		}
+		if o := spans[i].Origin; o != nil {
+			out[spans[i].TraceID] = o.Tenant
+		} else {
+			out[spans[i].TraceID] = ""
+		}
+	}
+	return out
+}
+
+// TenantOf is a span's tenant.
+func TenantOf(sp *model.Span) string {
+	if sp.Origin != nil {
+		return sp.Origin.Tenant
+	}
+	return ""
 }
 
 // Summary is the dashboard summary of a time window: traces by start time,
@@ -244,9 +279,10 @@ func (s *Summary) Percentile(p float64) (float64, bool) {
 
 // Summarizer is a store that keeps the rollups.
 type Summarizer interface {
-	// Summarize summarises [start, end): whole minutes from the rollups,
-	// the partial minutes at either end from the rows themselves.
-	Summarize(ctx context.Context, start, end time.Time) (*Summary, error)
+	// Summarize summarises [start, end) of one tenant (all tenants when
+	// tenant is nil): whole minutes from the rollups, the partial minutes
+	// at either end from the rows themselves.
+	Summarize(ctx context.Context, start, end time.Time, tenant *string) (*Summary, error)
 }
 
 // SummaryWindows splits [start, end) into the whole minutes the rollups

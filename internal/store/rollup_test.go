@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
@@ -62,6 +63,21 @@ func workload(t *testing.T, r *rand.Rand) [][]model.Span {
 	if len(rej) > 0 || len(spans) == 0 {
 		t.Fatalf("%d spans, %d rejected", len(spans), len(rej))
 	}
+	// Two tenants, as an authenticated gateway stamps them: their
+	// resources differ, so do their origins.
+	origins := map[string]*model.Origin{}
+	for i := range spans {
+		sp := &spans[i]
+		tenant := tenantOf(sp.TraceID)
+		o := origins[tenant]
+		if o == nil {
+			o = convert.NewOrigin(append([]byte(`{"kern.tenant":"`+tenant+`",`), sp.Origin.Resource[1:]...), sp.Origin.Scope)
+			o.Tenant = tenant
+			origins[tenant] = o
+		}
+		sp.Attributes = bytes.ReplaceAll(sp.Attributes, []byte(sp.Origin.ID), []byte(o.ID))
+		sp.Origin = o
+	}
 	for range len(spans) / 10 {
 		spans = append(spans, spans[r.IntN(len(spans))]) // re-sent
 	}
@@ -75,8 +91,17 @@ func workload(t *testing.T, r *rand.Rand) [][]model.Span {
 	return batches
 }
 
-// fromRows is the summary computed from the stored rows themselves.
-func fromRows(t *testing.T, st store.Store, start, end time.Time) *store.Summary {
+// tenantOf is the tenant the workload gives a trace.
+func tenantOf(traceID string) string {
+	if traceID[0] < '8' {
+		return "tenant-a"
+	}
+	return "tenant-b"
+}
+
+// fromRows is the summary computed from the stored rows themselves, of one
+// tenant or (nil) all.
+func fromRows(t *testing.T, st store.Store, start, end time.Time, tenant *string) *store.Summary {
 	t.Helper()
 	traces, spans := st.Tables()
 	db := st.DB()
@@ -88,28 +113,35 @@ func fromRows(t *testing.T, st store.Store, start, end time.Time) *store.Summary
 	}
 	out := &store.Summary{}
 	lo, hi := model.FormatTime(start), model.FormatTime(end)
-	rows, err := db.Query(`SELECT status, duration_ms FROM `+traces+` WHERE start_time >= `+ph(1)+` AND start_time < `+ph(2), lo, hi)
+	mine := func(traceID string) bool { return tenant == nil || tenantOf(traceID) == *tenant }
+	rows, err := db.Query(`SELECT trace_id, status, duration_ms FROM `+traces+` WHERE start_time >= `+ph(1)+` AND start_time < `+ph(2), lo, hi)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var status string
+		var id, status string
 		var d int64
-		if err := rows.Scan(&status, &d); err != nil {
+		if err := rows.Scan(&id, &status, &d); err != nil {
 			t.Fatal(err)
 		}
-		out.Add(status, store.DurationBucket(d), 1)
+		if mine(id) {
+			out.Add(status, store.DurationBucket(d), 1)
+		}
 	}
 	rows.Close()
-	rows, err = db.Query(`SELECT attributes FROM `+spans+` WHERE start_time >= `+ph(1)+` AND start_time < `+ph(2), lo, hi)
+	rows, err = db.Query(`SELECT trace_id, attributes FROM `+spans+` WHERE start_time >= `+ph(1)+` AND start_time < `+ph(2), lo, hi)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var id string
 		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
+		if err := rows.Scan(&id, &raw); err != nil {
 			t.Fatal(err)
+		}
+		if !mine(id) {
+			continue
 		}
 		var a map[string]any
 		if err := json.Unmarshal(raw, &a); err != nil {
@@ -172,26 +204,31 @@ func TestSummarizeMatchesTheRows(t *testing.T) {
 				{now.Add(-5 * time.Minute).Truncate(time.Minute), now.Truncate(time.Minute)},         // whole minutes only
 				{now.Add(-90 * time.Second), now.Add(-80 * time.Second)},                             // inside one minute
 			}
-			total := int64(0)
-			for _, w := range windows {
-				got, err := st.Summarize(context.Background(), w[0], w[1])
-				if err != nil {
-					t.Fatal(err)
+			a, b, none := "tenant-a", "tenant-b", "nobody"
+			total := map[string]int64{}
+			for _, tenant := range []*string{nil, &a, &b, &none} {
+				for _, w := range windows {
+					got, err := st.Summarize(context.Background(), w[0], w[1], tenant)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := fromRows(t, st, w[0], w[1], tenant)
+					if got.Traces != want.Traces || got.Errors != want.Errors {
+						t.Errorf("%v %v: %d traces %d errors, rows have %d and %d", w, tenant, got.Traces, got.Errors, want.Traces, want.Errors)
+					}
+					if !mapsEqual(got.Durations, want.Durations) {
+						t.Errorf("%v %v: duration buckets differ from the rows'", w, tenant)
+					}
+					if !slices.Equal(got.Models, want.Models) {
+						t.Errorf("%v %v: usage %+v, rows give %+v", w, tenant, got.Models, want.Models)
+					}
+					if tenant != nil {
+						total[*tenant] += got.Traces
+					}
 				}
-				want := fromRows(t, st, w[0], w[1])
-				if got.Traces != want.Traces || got.Errors != want.Errors {
-					t.Errorf("%v: %d traces %d errors, rows have %d and %d", w, got.Traces, got.Errors, want.Traces, want.Errors)
-				}
-				if !mapsEqual(got.Durations, want.Durations) {
-					t.Errorf("%v: duration buckets differ from the rows'", w)
-				}
-				if !slices.Equal(got.Models, want.Models) {
-					t.Errorf("%v: usage %+v, rows give %+v", w, got.Models, want.Models)
-				}
-				total += got.Traces
 			}
-			if total == 0 {
-				t.Fatal("no trace in any window: the test proves nothing")
+			if total[a] == 0 || total[b] == 0 || total[none] != 0 {
+				t.Fatalf("traces seen per tenant: %v; the test proves nothing", total)
 			}
 		})
 	}
@@ -292,7 +329,7 @@ func TestRollupsAreBackfilledOnUpgrade(t *testing.T) {
 				}
 			}
 			now := time.Now()
-			before, err := st.Summarize(context.Background(), now.Add(-time.Hour), now.Add(time.Hour))
+			before, err := st.Summarize(context.Background(), now.Add(-time.Hour), now.Add(time.Hour), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -311,7 +348,7 @@ func TestRollupsAreBackfilledOnUpgrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			after, err := st.Summarize(context.Background(), now.Add(-time.Hour), now.Add(time.Hour))
+			after, err := st.Summarize(context.Background(), now.Add(-time.Hour), now.Add(time.Hour), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -319,6 +356,15 @@ func TestRollupsAreBackfilledOnUpgrade(t *testing.T) {
 				!mapsEqual(after.Durations, before.Durations) || !slices.Equal(after.Models, before.Models) {
 				t.Errorf("after the backfill %d traces %d errors %+v, before %d %d %+v",
 					after.Traces, after.Errors, after.Models, before.Traces, before.Errors, before.Models)
+			}
+			a := "tenant-a"
+			afterA, err := st.Summarize(context.Background(), now.Add(-time.Hour), now.Add(time.Hour), &a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fromRows(t, st, now.Add(-time.Hour), now.Add(time.Hour), &a); afterA.Traces == 0 ||
+				afterA.Traces != want.Traces || !slices.Equal(afterA.Models, want.Models) {
+				t.Errorf("backfilled tenant-a: %d traces %+v, rows give %d %+v", afterA.Traces, afterA.Models, want.Traces, want.Models)
 			}
 		})
 	}

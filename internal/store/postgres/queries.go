@@ -15,8 +15,8 @@ type queries struct {
 	spansOf       string // $1 trace ids: the stored spans Write derives rows from
 	updateTraces  string // traceArgs, rows to overwrite
 	deleteEmpty   string // $1 trace ids
-	rollupTraces  string // $1 minutes, $2 statuses, $3 buckets, $4 deltas
-	rollupModels  string // $1 minutes, $2 models, $3 calls, $4..$6 tokens
+	rollupTraces  string // $1 minutes, $2 tenants, $3 statuses, $4 buckets, $5 deltas
+	rollupModels  string // $1 minutes, $2 tenants, $3 models, $4 calls, $5..$7 tokens
 }
 
 // traceColumns are agno_traces' columns in table order.
@@ -85,7 +85,7 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 				` + strings.Join(nullIDs, ", ") + `, $15::text
 			FROM ` + batchRows + ` ORDER BY b.trace_id
 			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false
-			RETURNING start_time, status, duration_ms`,
+			RETURNING trace_id, start_time, status, duration_ms`,
 		// The merge of store.Merge, in SQL, against the locked rows. It reads
 		// no stored span except to rank roots: whether a root is stored
 		// (decides the name of a batch without one) and whether a stored
@@ -117,7 +117,7 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 			)
 			UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `
 			FROM m WHERE t.trace_id = m.trace_id AND ` + distinct + `
-			RETURNING m.t_start, m.t_status, m.t_dur, t.start_time, t.status, t.duration_ms`,
+			RETURNING t.trace_id, m.t_start, m.t_status, m.t_dur, t.start_time, t.status, t.duration_ms`,
 		// The spans are inserted and the delivery log appended in one
 		// statement: the log row lists the span ids this Write inserted (a
 		// span already stored is not fanned out again), and the statement
@@ -142,18 +142,18 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 				FROM ` + batchRows + `) m
 			JOIN ` + traces + ` o ON o.trace_id = m.trace_id
 			WHERE t.trace_id = m.trace_id AND ` + distinct + `
-			RETURNING o.start_time, o.status, o.duration_ms, t.start_time, t.status, t.duration_ms`,
+			RETURNING t.trace_id, o.start_time, o.status, o.duration_ms, t.start_time, t.status, t.duration_ms`,
 		deleteEmpty: `DELETE FROM ` + traces + ` t WHERE t.trace_id = ANY($1::varchar[])
 			AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)
-			RETURNING start_time, status, duration_ms`,
+			RETURNING trace_id, start_time, status, duration_ms`,
 		// Rows come sorted by key, so concurrent writers lock them in the
 		// same order.
-		rollupTraces: `INSERT INTO ` + rollupTraces + ` AS r (minute, status, bucket, traces)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) ORDER BY 1, 2, 3
-			ON CONFLICT (minute, status, bucket) DO UPDATE SET traces = r.traces + EXCLUDED.traces`,
-		rollupModels: `INSERT INTO ` + rollupModels + ` AS r (minute, model, calls, input_tokens, output_tokens, total_tokens)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) ORDER BY 1, 2
-			ON CONFLICT (minute, model) DO UPDATE SET calls = r.calls + EXCLUDED.calls,
+		rollupTraces: `INSERT INTO ` + rollupTraces + ` AS r (minute, tenant, status, bucket, traces)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[]) ORDER BY 1, 2, 3, 4
+			ON CONFLICT (minute, tenant, status, bucket) DO UPDATE SET traces = r.traces + EXCLUDED.traces`,
+		rollupModels: `INSERT INTO ` + rollupModels + ` AS r (minute, tenant, model, calls, input_tokens, output_tokens, total_tokens)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) ORDER BY 1, 2, 3
+			ON CONFLICT (minute, tenant, model) DO UPDATE SET calls = r.calls + EXCLUDED.calls,
 				input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
 				total_tokens = r.total_tokens + EXCLUDED.total_tokens`,
 	}

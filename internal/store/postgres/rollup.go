@@ -16,8 +16,18 @@ import (
 
 var _ store.Summarizer = (*Store)(nil)
 
+// spanTenant is the tenant of span row s (joined with its origin row r):
+// the origin's, else, for rows stored before origins were kept apart, the
+// one inline in the row's resource.
+const spanTenant = `coalesce(r.tenant, s.attributes->'` + model.KeyResource + `'->>'kern.tenant', '')`
+
+// withOrigin joins a span row s with its origin row r.
+func (s *Store) withOrigin() string {
+	return s.spans + ` s LEFT JOIN ` + s.res + ` r ON r.id = s.attributes->>'` + model.KeyResource + `'`
+}
+
 // Summarize implements store.Summarizer.
-func (s *Store) Summarize(ctx context.Context, start, end time.Time) (*store.Summary, error) {
+func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *string) (*store.Summary, error) {
 	out := &store.Summary{Durations: map[int]int64{}}
 	from, to, edges := store.SummaryWindows(start, end)
 	rt := pgx.Identifier{s.schema, store.RollupTracesTable}.Sanitize()
@@ -25,7 +35,8 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time) (*store.Sum
 	b := &pgx.Batch{}
 	if from != "" {
 		b.Queue(`SELECT status, bucket, sum(traces)::bigint FROM `+rt+`
-			WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 GROUP BY status, bucket`, from, to).
+			WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 AND ($3::text IS NULL OR tenant = $3)
+			GROUP BY status, bucket`, from, to, tenant).
 			Query(func(rows pgx.Rows) error {
 				var status string
 				var bucket int32
@@ -37,12 +48,15 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time) (*store.Sum
 				return err
 			})
 		b.Queue(`SELECT model, sum(calls)::bigint, sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(total_tokens)::bigint
-			FROM `+rm+` WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 GROUP BY model`, from, to).
+			FROM `+rm+` WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 AND ($3::text IS NULL OR tenant = $3)
+			GROUP BY model`, from, to, tenant).
 			Query(func(rows pgx.Rows) error { return scanUsage(rows, out) })
 	}
 	for _, e := range edges {
-		b.Queue(`SELECT status, duration_ms FROM `+s.traces+`
-			WHERE start_time COLLATE "C" >= $1 AND start_time COLLATE "C" < $2`, e[0], e[1]).
+		b.Queue(`SELECT status, duration_ms FROM `+s.traces+` t
+			WHERE start_time COLLATE "C" >= $1 AND start_time COLLATE "C" < $2
+			AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM `+s.withOrigin()+` WHERE s.trace_id = t.trace_id AND `+spanTenant+` = $3))`,
+			e[0], e[1], tenant).
 			Query(func(rows pgx.Rows) error {
 				var status string
 				var d int64
@@ -52,7 +66,9 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time) (*store.Sum
 				})
 				return err
 			})
-		b.Queue(`SELECT model, sum(n)::bigint, sum(i)::bigint, sum(o)::bigint, sum(t)::bigint FROM (`+s.llmUsageSQL(`start_time COLLATE "C" >= $1 AND start_time COLLATE "C" < $2`)+`) u(m, model, n, i, o, t) GROUP BY model`, e[0], e[1]).
+		b.Queue(`SELECT model, sum(n)::bigint, sum(i)::bigint, sum(o)::bigint, sum(t)::bigint FROM (`+
+			s.llmUsageSQL(`s.start_time COLLATE "C" >= $1 AND s.start_time COLLATE "C" < $2 AND ($3::text IS NULL OR `+spanTenant+` = $3)`)+
+			`) u(m, tenant, model, n, i, o, t) GROUP BY model`, e[0], e[1], tenant).
 			Query(func(rows pgx.Rows) error { return scanUsage(rows, out) })
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -62,33 +78,37 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time) (*store.Sum
 	return out, nil
 }
 
-// llmUsageSQL selects (minute, model, calls, input, output, total) of the
-// LLM spans matching where, grouped by minute and model, as
+// llmUsageSQL selects (minute, tenant, model, calls, input, output, total)
+// of the LLM spans matching where, grouped by minute, tenant and model, as
 // convert.usageOf reads a span's usage.
 func (s *Store) llmUsageSQL(where string) string {
 	num := func(k string) string {
-		return `CASE WHEN jsonb_typeof(attributes->'` + k + `') = 'number' THEN trunc((attributes->'` + k + `')::numeric)::bigint END`
+		return `CASE WHEN jsonb_typeof(s.attributes->'` + k + `') = 'number' THEN trunc((s.attributes->'` + k + `')::numeric)::bigint END`
 	}
-	return `SELECT substr(start_time, 1, 16), coalesce(CASE WHEN jsonb_typeof(attributes->'` + semantics.AttrModelName + `') = 'string'
-			THEN attributes->>'` + semantics.AttrModelName + `' END, '') AS model,
+	return `SELECT substr(s.start_time, 1, 16), ` + spanTenant + `,
+			coalesce(CASE WHEN jsonb_typeof(s.attributes->'` + semantics.AttrModelName + `') = 'string'
+			THEN s.attributes->>'` + semantics.AttrModelName + `' END, '') AS model,
 			count(*), coalesce(sum(coalesce(` + num(semantics.AttrTokensPrompt) + `, 0)), 0)::bigint,
 			coalesce(sum(coalesce(` + num(semantics.AttrTokensCompletion) + `, 0)), 0)::bigint,
 			coalesce(sum(coalesce(` + num(semantics.AttrTokensTotal) + `,
 				coalesce(` + num(semantics.AttrTokensPrompt) + `, 0) + coalesce(` + num(semantics.AttrTokensCompletion) + `, 0))), 0)::bigint
-		FROM ` + s.spans + ` WHERE attributes->>'` + semantics.AttrSpanKind + `' = '` + semantics.KindLLM + `' AND ` + where + ` GROUP BY 1, 2`
+		FROM ` + s.withOrigin() + ` WHERE s.attributes->>'` + semantics.AttrSpanKind + `' = '` + semantics.KindLLM + `' AND ` + where + ` GROUP BY 1, 2, 3`
 }
 
 // backfill fills the rollups from the rows stored before they existed (an
-// upgrade), in the migration's transaction.
+// upgrade), in the migration's transaction. A trace's tenant is that of one
+// of its spans.
 func (s *Store) backfill(ctx context.Context, tx pgx.Tx) error {
 	var d store.Deltas
-	rows, err := tx.Query(ctx, `SELECT start_time, status, duration_ms, count(*) FROM `+s.traces+` GROUP BY 1, 2, 3`)
+	rows, err := tx.Query(ctx, `SELECT start_time, coalesce((SELECT `+spanTenant+` FROM `+s.withOrigin()+`
+			WHERE s.trace_id = t.trace_id LIMIT 1), ''), status, duration_ms, count(*)
+		FROM `+s.traces+` t GROUP BY 1, 2, 3, 4`)
 	if err != nil {
 		return fmt.Errorf("backfill rollups: %w", err)
 	}
 	var st store.TraceStat
 	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&st.StartTime, &st.Status, &st.DurationMS, &n}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&st.StartTime, &st.Tenant, &st.Status, &st.DurationMS, &n}, func() error {
 		d.AddTraces(&st, n)
 		return nil
 	})
@@ -99,11 +119,11 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("backfill rollups: %w", err)
 	}
-	var minute string
+	var minute, tenant string
 	var u model.Usage
-	_, err = pgx.ForEachRow(rows, []any{&minute, &u.Model, &u.Calls, &u.Input, &u.Output, &u.Total}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&minute, &tenant, &u.Model, &u.Calls, &u.Input, &u.Output, &u.Total}, func() error {
 		c := u
-		d.SpanStored(minute, &c)
+		d.SpanStored(minute, tenant, &c)
 		return nil
 	})
 	if err != nil {

@@ -140,11 +140,12 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			}
 		}
 		var deltas store.Deltas
-		if err := scanStats(res, &deltas, false); err != nil {
+		tenants := store.Tenants(batch)
+		if err := scanStats(res, &deltas, tenants, false); err != nil {
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
 		}
-		if err := scanStats(res, &deltas, true); err != nil {
+		if err := scanStats(res, &deltas, tenants, true); err != nil {
 			res.Close()
 			return fmt.Errorf("merge traces: %w", err)
 		}
@@ -158,7 +159,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		}
 		if added == len(batch) {
 			for i := range batch {
-				deltas.SpanStored(batch[i].StartTime, batch[i].Usage)
+				deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
 			}
 		} else {
 			// Some spans were stored already: derive the batch's traces
@@ -171,10 +172,10 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			}
 			for i := range batch {
 				if _, ok := ins[batch[i].SpanID]; ok {
-					deltas.SpanStored(batch[i].StartTime, batch[i].Usage)
+					deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
 				}
 			}
-			if err := s.rederive(ctx, tx, traceIDs, &deltas); err != nil {
+			if err := s.rederive(ctx, tx, traceIDs, &deltas, tenants); err != nil {
 				return err
 			}
 		}
@@ -184,25 +185,30 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 }
 
 // scanStats reads the rows a trace statement returned into the rollup
-// deltas: (start, status, duration) of new rows, or of the old and the new
-// row when changed.
-func scanStats(res pgx.BatchResults, d *store.Deltas, changed bool) error {
+// deltas: (trace id, start, status, duration) of new rows, or the trace id
+// and (start, status, duration) of the old and the new row when changed.
+func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string, changed bool) error {
 	rows, err := res.Query()
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var id string
 		var old, cur store.TraceStat
 		if changed {
-			err = rows.Scan(&old.StartTime, &old.Status, &old.DurationMS, &cur.StartTime, &cur.Status, &cur.DurationMS)
-			d.TraceChanged(&old, &cur)
+			err = rows.Scan(&id, &old.StartTime, &old.Status, &old.DurationMS, &cur.StartTime, &cur.Status, &cur.DurationMS)
 		} else {
-			err = rows.Scan(&cur.StartTime, &cur.Status, &cur.DurationMS)
-			d.TraceChanged(nil, &cur)
+			err = rows.Scan(&id, &cur.StartTime, &cur.Status, &cur.DurationMS)
 		}
 		if err != nil {
 			return err
+		}
+		old.Tenant, cur.Tenant = tenants[id], tenants[id]
+		if changed {
+			d.TraceChanged(&old, &cur)
+		} else {
+			d.TraceChanged(nil, &cur)
 		}
 	}
 	return rows.Err()
@@ -213,20 +219,20 @@ func scanStats(res pgx.BatchResults, d *store.Deltas, changed bool) error {
 func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, d *store.Deltas) error {
 	b := &pgx.Batch{}
 	if keys, n := d.TraceRows(); len(keys) > 0 {
-		minutes, statuses, buckets := make([]string, len(keys)), make([]string, len(keys)), make([]int32, len(keys))
+		minutes, tenants, statuses, buckets := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]int32, len(keys))
 		for i, k := range keys {
-			minutes[i], statuses[i], buckets[i] = k.Minute, k.Status, int32(k.Bucket)
+			minutes[i], tenants[i], statuses[i], buckets[i] = k.Minute, k.Tenant, k.Status, int32(k.Bucket)
 		}
-		b.Queue(s.q.rollupTraces, minutes, statuses, buckets, n)
+		b.Queue(s.q.rollupTraces, minutes, tenants, statuses, buckets, n)
 	}
 	if keys, u := d.ModelRows(); len(keys) > 0 {
-		minutes, models := make([]string, len(keys)), make([]string, len(keys))
+		minutes, tenants, models := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
 		calls, in, out, total := make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
 		for i, k := range keys {
-			minutes[i], models[i] = k.Minute, k.Model
+			minutes[i], tenants[i], models[i] = k.Minute, k.Tenant, k.Model
 			calls[i], in[i], out[i], total[i] = u[i].Calls, u[i].Input, u[i].Output, u[i].Total
 		}
-		b.Queue(s.q.rollupModels, minutes, models, calls, in, out, total)
+		b.Queue(s.q.rollupModels, minutes, tenants, models, calls, in, out, total)
 	}
 	if b.Len() == 0 {
 		return nil
@@ -239,7 +245,7 @@ func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, d *store.Deltas) erro
 
 // rederive overwrites the rows of traceIDs with what their stored spans
 // give, and deletes those without any.
-func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *store.Deltas) error {
+func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *store.Deltas, tenants map[string]string) error {
 	rs, err := tx.Query(ctx, s.q.spansOf, traceIDs)
 	if err != nil {
 		return fmt.Errorf("read stored spans: %w", err)
@@ -262,7 +268,7 @@ func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *s
 	b.Queue(s.q.deleteEmpty, traceIDs)
 	res := tx.SendBatch(ctx, b)
 	defer res.Close()
-	if err := scanStats(res, d, true); err != nil {
+	if err := scanStats(res, d, tenants, true); err != nil {
 		return fmt.Errorf("update traces: %w", err)
 	}
 	rows, err := res.Query()
@@ -271,10 +277,12 @@ func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *s
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var id string
 		var old store.TraceStat
-		if err := rows.Scan(&old.StartTime, &old.Status, &old.DurationMS); err != nil {
+		if err := rows.Scan(&id, &old.StartTime, &old.Status, &old.DurationMS); err != nil {
 			return fmt.Errorf("delete empty traces: %w", err)
 		}
+		old.Tenant = tenants[id]
 		d.TraceChanged(&old, nil)
 	}
 	if err := rows.Err(); err != nil {

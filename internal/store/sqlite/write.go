@@ -128,6 +128,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 
 	var rows []store.TraceRow
 	var deltas store.Deltas
+	tenants := store.Tenants(spans)
 	if len(inserted) == len(spans) {
 		rows = store.DeriveTraces(spans)
 		for i := range rows {
@@ -136,7 +137,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 			}
 		}
 		for i := range spans {
-			deltas.SpanStored(spans[i].StartTime, spans[i].Usage)
+			deltas.SpanStored(spans[i].StartTime, store.TenantOf(&spans[i]), spans[i].Usage)
 		}
 	} else {
 		// Some spans were not inserted: derive the rows from what is
@@ -154,7 +155,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 		}
 		for id, old := range stored {
 			if !derived[id] {
-				deltas.TraceChanged(stat(old), nil)
+				deltas.TraceChanged(stat(old, tenants[id]), nil)
 			}
 		}
 		ins := make(map[string]struct{}, len(inserted))
@@ -164,7 +165,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 		for i := range spans {
 			if _, ok := ins[spans[i].SpanID]; ok {
 				delete(ins, spans[i].SpanID) // the first of a repeated id is the one stored
-				deltas.SpanStored(spans[i].StartTime, spans[i].Usage)
+				deltas.SpanStored(spans[i].StartTime, store.TenantOf(&spans[i]), spans[i].Usage)
 			}
 		}
 	}
@@ -172,9 +173,9 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	for i := range rows {
 		r := &rows[i]
 		if old, ok := stored[r.TraceID]; ok {
-			deltas.TraceChanged(stat(old), stat(*r))
+			deltas.TraceChanged(stat(old, tenants[r.TraceID]), stat(*r, tenants[r.TraceID]))
 		} else {
-			deltas.TraceChanged(nil, stat(*r))
+			deltas.TraceChanged(nil, stat(*r, tenants[r.TraceID]))
 		}
 		args := []any{r.TraceID, r.Name, r.Status, r.StartTime, r.EndTime, store.DurationMS(r.StartTime, r.EndTime)}
 		for _, f := range r.IDs.Fields() {
@@ -196,8 +197,8 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	return inserted, nil
 }
 
-func stat(r store.TraceRow) *store.TraceStat {
-	return &store.TraceStat{StartTime: r.StartTime, Status: r.Status, DurationMS: store.DurationMS(r.StartTime, r.EndTime)}
+func stat(r store.TraceRow, tenant string) *store.TraceStat {
+	return &store.TraceStat{StartTime: r.StartTime, Tenant: tenant, Status: r.Status, DurationMS: store.DurationMS(r.StartTime, r.EndTime)}
 }
 
 // addRollups adds a write's deltas to the per-minute rollups.
@@ -222,13 +223,13 @@ func (s *Store) addRollupsWith(ctx context.Context, tx *sql.Tx, d *store.Deltas,
 	}
 	keys, n := d.TraceRows()
 	for i, k := range keys {
-		if err := exec(s.rollupTraces, rollupTracesSQL, k.Minute, k.Status, k.Bucket, n[i]); err != nil {
+		if err := exec(s.rollupTraces, rollupTracesSQL, k.Minute, k.Tenant, k.Status, k.Bucket, n[i]); err != nil {
 			return err
 		}
 	}
 	mkeys, u := d.ModelRows()
 	for i, k := range mkeys {
-		if err := exec(s.rollupModels, rollupModelsSQL, k.Minute, k.Model, u[i].Calls, u[i].Input, u[i].Output, u[i].Total); err != nil {
+		if err := exec(s.rollupModels, rollupModelsSQL, k.Minute, k.Tenant, k.Model, u[i].Calls, u[i].Input, u[i].Output, u[i].Total); err != nil {
 			return err
 		}
 	}
@@ -237,11 +238,11 @@ func (s *Store) addRollupsWith(ctx context.Context, tx *sql.Tx, d *store.Deltas,
 
 var (
 	rollupTracesSQL = `INSERT INTO ` + quote(store.RollupTracesTable) + ` AS r
-		(minute, status, bucket, traces) VALUES (?, ?, ?, ?)
-		ON CONFLICT (minute, status, bucket) DO UPDATE SET traces = r.traces + excluded.traces`
+		(minute, tenant, status, bucket, traces) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (minute, tenant, status, bucket) DO UPDATE SET traces = r.traces + excluded.traces`
 	rollupModelsSQL = `INSERT INTO ` + quote(store.RollupModelsTable) + ` AS r
-		(minute, model, calls, input_tokens, output_tokens, total_tokens) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (minute, model) DO UPDATE SET calls = r.calls + excluded.calls,
+		(minute, tenant, model, calls, input_tokens, output_tokens, total_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (minute, tenant, model) DO UPDATE SET calls = r.calls + excluded.calls,
 			input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
 			total_tokens = r.total_tokens + excluded.total_tokens`
 )
