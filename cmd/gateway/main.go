@@ -38,6 +38,8 @@ commands:
   status    --config FILE [--destination NAME] [--json]
                             per destination: backlog, lag, circuit, retries, dead letters,
                             last error, queued replay/requeue work (from the database)
+  destinations forget NAME --config FILE [--yes]
+                            drop what the database keeps for a destination removed from the config
   config print --config FILE    print the effective configuration, secrets masked
   version                   print the version
 `
@@ -71,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(args, stdout, stderr)
 	case "status":
 		return cmdStatus(args, stdout, stderr)
+	case "destinations":
+		return cmdDestinations(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -23,7 +23,7 @@ yet (backlog) and how long the oldest has waited (lag), the circuit breaker,
 consecutive failures, retries and last error the replicas running it report,
 dead letters, and the spans queued by replay or requeue still to go.
 Destinations no longer in the config whose state the database still keeps
-are listed too.
+are listed too; 'gateway destinations forget NAME' drops it.
 `
 
 // destinationStatus is one destination's row of `gateway status`.
@@ -206,7 +206,8 @@ func printStatus(w io.Writer, cfg *config.Config, rows []destinationStatus) {
 			r.DeadLetters, r.DeadLetterSpans, r.QueuedSpans, lastErr)
 		switch {
 		case !r.Configured:
-			notes = append(notes, fmt.Sprintf("%s is not in %s; the database still keeps its state.", r.Name, cfg.File))
+			notes = append(notes, fmt.Sprintf("%s is not in %s; the database still keeps its state. "+
+				"'gateway destinations forget %s --config %s' shows what that drops.", r.Name, cfg.File, r.Name, cfg.File))
 		case !r.Started:
 			notes = append(notes, fmt.Sprintf("%s has not been started by a gateway yet.", r.Name))
 		case r.ReplicasRunning == 0:

@@ -156,7 +156,16 @@ type DeliveryLog interface {
 	// Status reports dest's delivery state as the database has it, whichever
 	// replicas run it.
 	Status(ctx context.Context, dest string) (DestinationStatus, error)
+	// Forget drops everything the database keeps for dest: its cursor, its
+	// claims, the replay and requeue rows addressed to it, its dead letters
+	// and worker reports, in one transaction, and says what it dropped. It
+	// refuses with ErrDestinationRunning while a replica still runs dest (a
+	// live worker report or a claim under lease).
+	Forget(ctx context.Context, dest string) (Forgotten, error)
 }
+
+// ErrDestinationRunning means a replica still runs the destination.
+var ErrDestinationRunning = errors.New("destination still running on a replica")
 
 // WorkerReportKeep is how long a report that stopped holding (its replica
 // stopped or died) is kept, for its last error.
@@ -216,6 +225,22 @@ func (s DestinationStatus) Lag() time.Duration {
 	}
 	return max(s.Now.Sub(s.Backlog.Oldest), 0)
 }
+
+// Forgotten is what Forget dropped.
+type Forgotten struct {
+	Cursor bool // it had a cursor
+	// Spans were not delivered yet (its backlog, or the rows addressed to
+	// it when it never had a cursor).
+	Spans  int64
+	Claims int
+	// DeadLetters and DeadLetterSpans were refused for good.
+	DeadLetters, DeadLetterSpans int64
+	// Reports are worker reports of replicas that stopped running it.
+	Reports int
+}
+
+// Nothing reports whether the database kept nothing for the destination.
+func (f Forgotten) Nothing() bool { return f == Forgotten{} }
 
 // LoggedWriter is a Store whose writes report the delivery-log row they
 // appended, so the fan-out can build that row's export from the spans it

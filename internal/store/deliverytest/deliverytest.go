@@ -76,6 +76,7 @@ func Run(t *testing.T, open Open, settle Settle) {
 		{"ConcurrentWritersAndClaimers", testConcurrentWritersAndClaimers},
 		{"WorkerReports", testWorkerReports},
 		{"Status", testStatus},
+		{"Forget", testForget},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &harness{Store: open(t), t: t, settle: settle}) })
