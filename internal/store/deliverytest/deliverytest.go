@@ -33,7 +33,7 @@ type Open func(t *testing.T) Store
 // is still open (see the postgres package); SQLite needs nothing (nil).
 type Settle func(t *testing.T, s Store)
 
-// harness is the store under test; its Write waits for the row to settle,
+// harness is the store under test; its writes wait for the row to settle,
 // so the suite's assertions do not depend on unrelated transactions.
 type harness struct {
 	Store
@@ -47,6 +47,15 @@ func (h *harness) Write(ctx context.Context, spans []model.Span) error {
 	}
 	h.wait()
 	return nil
+}
+
+// WriteLogged waits for the row to settle like Write.
+func (h *harness) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	ids, err := h.Store.WriteLogged(ctx, spans)
+	if err == nil {
+		h.wait()
+	}
+	return ids, err
 }
 
 func (h *harness) wait() {
