@@ -280,7 +280,7 @@ func Defaults() Config {
 			},
 		},
 		Storage: Storage{
-			Driver: "sqlite", DSN: "file:kern-traces.db", Schema: "agno",
+			Driver: "sqlite", DSN: "file:kern-traces.db", Schema: "ai",
 			TracesTable: "agno_traces", SpansTable: "agno_spans",
 		},
 		Ingest: Ingest{
