@@ -227,12 +227,15 @@ func TestRoutingIsApplied(t *testing.T) {
 	}
 }
 
+// typedSpan is a stored span of a type: what the gateway stores for a
+// sender that sent only the OpenInference span kind.
 func typedSpan(i int, typ string, at time.Time) model.Span {
+	kind := map[string]string{"llm": "LLM", "tool": "TOOL", "run": "AGENT"}[typ]
 	return model.Span{
 		SpanID: fmt.Sprintf("%016x", 0xabc000+i), TraceID: fmt.Sprintf("%032x", 0xdef000+i), Name: typ,
 		SpanKind: "INTERNAL", StatusCode: model.StatusOK,
 		StartTime: model.FormatTime(at), EndTime: model.FormatTime(at), CreatedAt: model.FormatTime(at),
-		Attributes: []byte(`{"kern.span.type":"` + typ + `","prompt":"secret question","kern.resource":{"service.name":"agentos"}}`),
+		Attributes: []byte(`{"openinference.span.kind":"` + kind + `","prompt":"secret question","kern.resource":{"service.name":"agentos"}}`),
 	}
 }
 
@@ -599,7 +602,7 @@ func manySpans(offset, n int) []model.Span {
 		out[i] = model.Span{
 			SpanID: fmt.Sprintf("%016x", k+1), TraceID: fmt.Sprintf("%032x", k/10+1), Name: "s", SpanKind: "INTERNAL",
 			StatusCode: model.StatusOK, StartTime: now, EndTime: now, CreatedAt: now,
-			Attributes: []byte(`{"kern.span.type":"llm"}`),
+			Attributes: []byte(`{"openinference.span.kind":"LLM"}`),
 		}
 		if k%10 != 0 {
 			out[i].ParentSpanID = fmt.Sprintf("%016x", k/10*10+1)
