@@ -3,6 +3,7 @@ package arize
 import (
 	"testing"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
@@ -49,6 +50,35 @@ func expectProject(t testing.TB, td ptrace.Traces, project string) {
 		}
 		if got := facts.Text(rs.Resource().Attributes(), "service.name"); got == "" {
 			t.Fatalf("service.name = %q; the sender's resource must be kept", got)
+		}
+	}
+}
+
+// expectEveryKind fails unless every span of td carries an OpenInference
+// span kind, as the specification requires, and returns them by span name.
+func expectEveryKind(t testing.TB, td ptrace.Traces) map[string]string {
+	t.Helper()
+	kinds := map[string]string{}
+	facts.Each(td, func(_ pcommon.Resource, s ptrace.Span) {
+		kind := facts.Text(s.Attributes(), keyKind)
+		if kind == "" {
+			t.Errorf("span %q has no %s", s.Name(), keyKind)
+		}
+		kinds[s.Name()] = kind
+	})
+	return kinds
+}
+
+func TestMapUnclassifiedSpans(t *testing.T) {
+	in := fixture.Many(4) // spans the gateway could not classify
+	empty, _ := fixture.Find(in, "span-1")
+	empty.Attributes().PutStr(keyKind, "") // an empty kind is no kind
+	sender, _ := fixture.Find(in, "span-2")
+	sender.Attributes().PutStr(keyKind, "CHAIN") // the sender's kind wins
+	kinds := expectEveryKind(t, otlptest.ExpectMapped(t, Map("p"), in, nil))
+	for name, want := range map[string]string{"span-1": "UNKNOWN", "span-2": "CHAIN", "span-3": "UNKNOWN", "span-4": "UNKNOWN"} {
+		if kinds[name] != want {
+			t.Errorf("%s: kind %q, want %q", name, kinds[name], want)
 		}
 	}
 }
@@ -111,9 +141,13 @@ func TestExportAX(t *testing.T) {
 	})
 	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
 	otlptest.ExpectMetadata(t, r.Metadata, map[string]string{
-		"arize-space-id": "U3BhY2U6MQ==", "space_id": "U3BhY2U6MQ==", "api_key": "ak-1",
-		"arize-api-key": "ak-1", "authorization": "ak-1", "arize-interface": "otel",
+		// What Arize's arize-otel SDK sends...
+		"authorization": "ak-1", "api_key": "ak-1", "arize-space-id": "U3BhY2U6MQ==", "space_id": "U3BhY2U6MQ==",
+		"arize-interface": "otel",
+		// ...and the API key name of Arize's documented manual gRPC setup.
+		"arize-api-key": "ak-1",
 	})
+	expectEveryKind(t, r.Traces)
 	if r.Compression != "gzip" {
 		t.Errorf("compression = %q, want gzip", r.Compression)
 	}
@@ -147,8 +181,24 @@ func TestAXConfig(t *testing.T) {
 	})
 }
 
+func TestExportAXUnclassified(t *testing.T) {
+	srv := otlptest.NewGRPC(t)
+	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": "http://" + srv.Addr, "space_id": "s", "api_key": "k", "project": "p"})
+	r := otlptest.ExportOnce(t, exp, fixture.Many(3), srv.Requests)
+	for name, kind := range expectEveryKind(t, r.Traces) {
+		if kind != "UNKNOWN" {
+			t.Errorf("%s: kind %q, want UNKNOWN", name, kind)
+		}
+	}
+}
+
+// newPhoenix is a fake Phoenix, as strict as Phoenix's /v1/traces.
+func newPhoenix(t *testing.T) *otlptest.HTTPServer {
+	return otlptest.NewHTTP(t, otlptest.PhoenixRules()...)
+}
+
 func TestExportPhoenix(t *testing.T) {
-	srv := otlptest.NewHTTP(t)
+	srv := newPhoenix(t)
 	exp := otlptest.Configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/s/my-space", "api_key": "phx_1", "project": "agents"})
 	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
 	otlptest.ExpectPost(t, r, "/s/my-space/v1/traces", map[string]string{
@@ -156,22 +206,28 @@ func TestExportPhoenix(t *testing.T) {
 	})
 	expectProject(t, r.Traces, "agents")
 	otlptest.ExpectAttrs(t, r.Traces, wantAgentRun)
+	expectEveryKind(t, r.Traces)
 }
 
 func TestPhoenixWithoutAPIKey(t *testing.T) {
-	srv := otlptest.NewHTTP(t)
-	exp := otlptest.Configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/v1/traces"})
+	srv := newPhoenix(t)
+	exp := otlptest.Configure(t, NewPhoenix(), map[string]any{"endpoint": srv.URL + "/v1/traces", "compression": "none"})
 	r := otlptest.ExportOnce(t, exp, fixture.Many(2), srv.Requests)
-	if r.Path != "/v1/traces" || r.Header.Get("Authorization") != "" {
-		t.Fatalf("path %q, Authorization %q", r.Path, r.Header.Get("Authorization"))
+	if r.Path != "/v1/traces" || r.Header.Get("Authorization") != "" || r.ContentEncoding != "" {
+		t.Fatalf("path %q, Authorization %q, encoding %q", r.Path, r.Header.Get("Authorization"), r.ContentEncoding)
 	}
 	expectProject(t, r.Traces, DefaultPhoenixProject)
+	for name, kind := range expectEveryKind(t, r.Traces) {
+		if kind != "UNKNOWN" {
+			t.Errorf("%s: kind %q, want UNKNOWN", name, kind)
+		}
+	}
 }
 
 func TestPhoenixErrors(t *testing.T) {
 	otlptest.RunHTTPErrorSuite(t, NewPhoenix, func(base string) map[string]any {
 		return map[string]any{"endpoint": base}
-	})
+	}, otlptest.PhoenixRules()...)
 }
 
 func TestPhoenixConfig(t *testing.T) {

@@ -45,11 +45,14 @@ func Map(project string) func(ptrace.Traces) ptrace.Traces {
 	}
 }
 
-// spanKinds are the OpenInference span kinds; "" when the gateway could not
-// classify the span.
+// spanKinds are the OpenInference span kinds. The specification requires
+// a kind on every span; a span the gateway could not classify is UNKNOWN
+// (the value of OpenInference's semantic-conventions package, and what
+// Phoenix reads a missing kind as) rather than CHAIN, which says the span
+// starts or links application steps (AgentOS draws a CHAIN as a workflow).
 var spanKinds = facts.Kinds{
 	Agent: "AGENT", Workflow: "CHAIN", LLM: "LLM", Embedding: "EMBEDDING", Tool: "TOOL",
-	Retrieval: "RETRIEVER", Hook: "GUARDRAIL", Delegation: "CHAIN",
+	Retrieval: "RETRIEVER", Hook: "GUARDRAIL", Delegation: "CHAIN", Other: "UNKNOWN",
 }
 
 // SpanKind is the OpenInference span kind for a span.
@@ -58,6 +61,10 @@ func SpanKind(f facts.Facts) string { return spanKinds.Of(f) }
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
 	kind := SpanKind(f)
+	if facts.Text(a, keyKind) == "" {
+		// A sender's empty kind is no kind: the span must carry one.
+		a.Remove(keyKind)
+	}
 	in, out := f.SpanInput(), f.SpanOutput()
 	if kind == "RETRIEVER" {
 		out = f.Output

@@ -36,7 +36,7 @@ var wantAgentRun = map[string]map[string]string{
 		keyDocuments + "1.document.content": "Try pastel de nata", keyDocuments + "1.document.metadata": `{"id":"doc-2","score":0.87}`,
 		keyMetadata + "vector_store": fixture.VectorStore, keyMetadata + "retrieval_k": "2",
 	},
-	fixture.Embedding: {keyKind: "embedding", keyModel: "text-embedding-3-small", keyOperation: "embeddings", keyInputTokens: "4", keyInputValue: fixture.Query},
+	fixture.Embedding: {keyKind: "embedding", keyModel: "text-embedding-3-small", keyOperation: "embedding", keyInputTokens: "4", keyInputValue: fixture.Query},
 	fixture.PostHook:  {keyKind: "chain", keyMetadata + "hook_name": "redact_output"},
 }
 
@@ -88,9 +88,22 @@ func TestNoProjectHeaderByDefault(t *testing.T) {
 	if r.Path != "/api/v1/otel/v1/traces" {
 		t.Fatalf("self-hosted path = %q", r.Path)
 	}
-	if _, ok := r.Header["Langsmith-Project"]; ok {
-		t.Fatal("Langsmith-Project sent without a project")
+	for _, h := range []string{"Langsmith-Project", "X-Tenant-Id"} {
+		if _, ok := r.Header[h]; ok {
+			t.Fatalf("%s sent without being configured", h)
+		}
 	}
+}
+
+func TestWorkspaceHeader(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := otlptest.Configure(t, New(), map[string]any{
+		"endpoint": srv.URL, "api_key": "lsv2_sk_org", "workspace_id": "5b1c7a2e-0000-4000-8000-000000000001",
+	})
+	r := otlptest.ExportOnce(t, exp, fixture.Many(1), srv.Requests)
+	otlptest.ExpectPost(t, r, "/otel/v1/traces", map[string]string{
+		"x-api-key": "lsv2_sk_org", "x-tenant-id": "5b1c7a2e-0000-4000-8000-000000000001",
+	})
 }
 
 func TestErrors(t *testing.T) {
@@ -108,6 +121,9 @@ func TestConfig(t *testing.T) {
 		{Name: "endpoint and region", Raw: map[string]any{"api_key": "k", "region": "eu", "endpoint": "https://x"}, Fields: []string{"region"}},
 		{Name: "bad endpoint", Raw: map[string]any{"api_key": "k", "endpoint": "api.smith.langchain.com"}, Fields: []string{"endpoint"}},
 		{Name: "project not a string", Raw: map[string]any{"api_key": "k", "project": []any{"a"}}, Fields: []string{"project"}},
+		{Name: "workspace", Raw: map[string]any{"api_key": "k", "workspace_id": "w"}},
+		{Name: "empty workspace", Raw: map[string]any{"api_key": "k", "workspace_id": ""}, Fields: []string{"workspace_id"}},
+		{Name: "workspace not a string", Raw: map[string]any{"api_key": "k", "workspace_id": 7}, Fields: []string{"workspace_id"}},
 		{Name: "unknown key", Raw: map[string]any{"api_key": "k", "workspace": "w"}, Fields: []string{"workspace"}},
 	})
 }

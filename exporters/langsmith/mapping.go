@@ -73,7 +73,10 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 				a.Remove(k)
 			}
 		} else {
-			facts.PutStr(a, keyOperation, "embeddings")
+			// LangSmith maps the operation "embedding" to its embedding run
+			// type (its SDK's exporter writes the OTel "embeddings"; the
+			// span kind above decides either way).
+			facts.PutStr(a, keyOperation, "embedding")
 			facts.PutStr(a, keyInputValue, f.Input)
 		}
 	case "tool":

@@ -157,10 +157,13 @@ type LoggedWriter interface {
 // Pruned counts what one Prune round deleted.
 type Pruned struct {
 	Spans, Traces, LogRows, DeadLetters int64
+	// Rollups counts the per-minute rollup rows of minutes before the
+	// cutoff, of both rollup tables.
+	Rollups int64
 }
 
 // Total is the sum of every count.
-func (p Pruned) Total() int64 { return p.Spans + p.Traces + p.LogRows + p.DeadLetters }
+func (p Pruned) Total() int64 { return p.Spans + p.Traces + p.LogRows + p.DeadLetters + p.Rollups }
 
 // Pruner enforces storage retention.
 type Pruner interface {

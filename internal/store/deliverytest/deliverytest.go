@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/internal/store/storetest"
 )
 
 // Store is what the suite needs of a store.
@@ -33,8 +35,9 @@ type Open func(t *testing.T) Store
 // is still open (see the postgres package); SQLite needs nothing (nil).
 type Settle func(t *testing.T, s Store)
 
-// harness is the store under test; its Write waits for the row to settle,
-// so the suite's assertions do not depend on unrelated transactions.
+// harness is the store under test; its Write and WriteLogged wait for the
+// row to settle, so the suite's assertions do not depend on unrelated
+// transactions.
 type harness struct {
 	Store
 	t      *testing.T
@@ -47,6 +50,14 @@ func (h *harness) Write(ctx context.Context, spans []model.Span) error {
 	}
 	h.wait()
 	return nil
+}
+
+func (h *harness) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	logged, err := h.Store.WriteLogged(ctx, spans)
+	if err == nil {
+		h.wait()
+	}
+	return logged, err
 }
 
 func (h *harness) wait() {
@@ -98,8 +109,11 @@ func hexID(n int) string {
 	return string(b)
 }
 
+// origin is the resource and scope of the spans Spans makes.
+var origin = convert.NewOrigin([]byte(`{"service.name":"svc"}`), []byte(`{"name":"deliverytest","version":""}`))
+
 // Spans makes n spans of traces with perTrace spans each, stored at
-// created.
+// created, as the converter makes them (the resource stored apart).
 func Spans(n, perTrace int, created time.Time) []model.Span {
 	out := make([]model.Span, 0, n)
 	var trace, root string
@@ -107,8 +121,8 @@ func Spans(n, perTrace int, created time.Time) []model.Span {
 		sp := model.Span{
 			SpanID: hexID(8), Name: fmt.Sprintf("span-%d", i), SpanKind: "INTERNAL", StatusCode: model.StatusOK,
 			StartTime: model.FormatTime(created), EndTime: model.FormatTime(created.Add(time.Millisecond)),
-			DurationMS: 1, Attributes: []byte(`{"kern.span.type":"llm","kern.resource":{"service.name":"svc"}}`),
-			CreatedAt: model.FormatTime(created),
+			DurationMS: 1, Attributes: []byte(`{"openinference.span.kind":"LLM","` + model.KeyResource + `":"` + origin.ID + `"}`),
+			CreatedAt: model.FormatTime(created), Origin: origin,
 		}
 		if i%perTrace == 0 {
 			trace, root = hexID(16), sp.SpanID
@@ -278,6 +292,9 @@ func testLogListsNewSpansOnly(t *testing.T, s Store) {
 		w := byID[sp.SpanID]
 		if sp.TraceID != w.TraceID || sp.Name != w.Name || sp.ParentSpanID != w.ParentSpanID || sp.StartTime != w.StartTime || len(sp.Attributes) == 0 {
 			t.Errorf("loaded span %+v differs from written %+v", sp, w)
+		}
+		if o := sp.Origin; o == nil || o.ID != origin.ID || !storetest.SameJSON(o.Resource, origin.Resource) || !storetest.SameJSON(o.Scope, origin.Scope) {
+			t.Errorf("loaded span %s has Origin %+v, want %+v", sp.SpanID, o, origin)
 		}
 	}
 	if got, err := s.Spans(ctx, []string{"0000000000000000"}); err != nil || len(got) != 0 {

@@ -508,6 +508,20 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		{&p.DeadLetters, "dead letters", `DELETE FROM ` + s.dq.deadLetters + ` WHERE id IN (
 			SELECT id FROM ` + s.dq.deadLetters + ` WHERE created_at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff},
 	}
+	var rollupTraces, rollupModels int64
+	for _, t := range []struct {
+		n     *int64
+		table string
+	}{{&rollupTraces, store.RollupTracesTable}, {&rollupModels, store.RollupModelsTable}} {
+		q := pgx.Identifier{s.schema, t.table}.Sanitize()
+		steps = append(steps, struct {
+			n     *int64
+			what  string
+			query string
+			arg   any
+		}{t.n, "rollups", `DELETE FROM ` + q + ` WHERE ctid IN (
+			SELECT ctid FROM ` + q + ` WHERE minute COLLATE "C" < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, store.Minute(c)})
+	}
 	for _, st := range steps {
 		tag, err := s.progress.Exec(ctx, st.query, st.arg, limit)
 		var pgErr *pgconn.PgError
@@ -521,5 +535,6 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		}
 		*st.n = tag.RowsAffected()
 	}
+	p.Rollups = rollupTraces + rollupModels
 	return p, nil
 }

@@ -488,6 +488,18 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		{&p.DeadLetters, "dead letters", `DELETE FROM gateway_dead_letters WHERE id IN
 			(SELECT id FROM gateway_dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)`},
 	}
+	var rollupTraces, rollupModels int64
+	for _, t := range []struct {
+		n     *int64
+		table string
+	}{{&rollupTraces, store.RollupTracesTable}, {&rollupModels, store.RollupModelsTable}} {
+		steps = append(steps, struct {
+			n     *int64
+			what  string
+			query string
+		}{t.n, "rollups", `DELETE FROM ` + quote(t.table) + ` WHERE rowid IN
+			(SELECT rowid FROM ` + quote(t.table) + ` WHERE minute < substr(?, 1, 16) LIMIT ?)`})
+	}
 	for _, st := range steps {
 		res, err := s.w.ExecContext(ctx, st.query, c, limit)
 		if err != nil {
@@ -497,5 +509,6 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 			return p, wrap("prune "+st.what, err)
 		}
 	}
+	p.Rollups = rollupTraces + rollupModels
 	return p, nil
 }
