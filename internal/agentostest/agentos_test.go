@@ -59,7 +59,7 @@ var wants = []want{
 		// GenAI keys only: the same tree as an agno agent with a model
 		// call, a tool call, a model call and an embedding. The run's input
 		// and output are its GenAI messages as sent, an LLM hop's the text
-		// of its messages (a reply of tool calls only keeps the JSON); the tool's arguments are
+		// of its messages (a reply of tool calls only: the calls); the tool's arguments are
 		// its input (no second copy as tool.parameters); embedding tokens
 		// are not LLM tokens in AgentOS's totals.
 		trace: genAITrace, name: "invoke_agent Weather Agent", status: "OK", duration: "4.00s",
@@ -67,7 +67,7 @@ var wants = []want{
 		ids:       [6]string{"", "conv-42", "u-7", "asst_weather", "", ""},
 		listInput: str(weatherQuestion), input: str(weatherQuestion), output: str(weatherAnswer),
 		tree: `AGENT invoke_agent Weather Agent OK total_input_tokens=130 total_output_tokens=21
-  LLM chat gpt-4o OK in="Weather in Paris?" out="[{\"role\":\"assistant\",\"parts\":[{\"type\":\"tool_call\",\"id\":\"call_1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}],\"finish_reason\":\"tool_call\"}]" input_tokens=50 model="gpt-4o" output_tokens=12
+  LLM chat gpt-4o OK in="Weather in Paris?" out="[{\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\",\"id\":\"call_1\",\"name\":\"get_weather\"}]" input_tokens=50 model="gpt-4o" output_tokens=12
   TOOL execute_tool get_weather OK in="{\"city\":\"Paris\"}" out="{\"temp_c\":18,\"sky\":\"sunny\"}" tool_name="get_weather"
   LLM chat gpt-4o OK in="Weather in Paris?" out="18°C and sunny." input_tokens=80 model="gpt-4o" output_tokens=9
   EMBEDDING embeddings text-embedding-3-small OK

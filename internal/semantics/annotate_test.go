@@ -62,6 +62,20 @@ func TestAnnotateAddsWhatAgentOSReads(t *testing.T) {
 			want: map[string]any{AttrInput: "price?", AttrOutput: "120"},
 		},
 		{
+			name: "OpenInference reply of tool calls only: the calls",
+			info: Info{Name: "OpenAIChat.invoke"},
+			attrs: map[string]any{
+				"openinference.span.kind":                                                 "LLM",
+				"llm.input_messages.0.message.role":                                       "user",
+				"llm.input_messages.0.message.content":                                    "price?",
+				"llm.output_messages.0.message.role":                                      "assistant",
+				"llm.output_messages.0.message.tool_calls.0.tool_call.id":                 "c1",
+				"llm.output_messages.0.message.tool_calls.0.tool_call.function.name":      "get_price",
+				"llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": `{"s":"NVDA"}`,
+			},
+			want: map[string]any{AttrInput: "price?", AttrOutput: `[{"arguments":"{\"s\":\"NVDA\"}","id":"c1","name":"get_price"}]`},
+		},
+		{
 			name: "GenAI tool call",
 			info: Info{Name: "execute_tool get_price"},
 			attrs: map[string]any{

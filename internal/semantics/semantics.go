@@ -18,6 +18,7 @@
 package semantics
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 
@@ -162,6 +163,11 @@ func Annotate(info Info, attrs map[string]any) []string {
 		if _, sent := attrs[AttrOutput]; !sent {
 			if t, ok := s.llmText(false); ok {
 				result = t
+			} else if calls, ok := f[KeyToolCalls].([]any); ok && len(calls) > 0 {
+				// A reply of tool calls only: the calls are what it said.
+				if b, err := json.Marshal(calls); err == nil {
+					result = truncate(string(b), MaxValueBytes)
+				}
 			}
 		}
 	}
