@@ -14,6 +14,9 @@ $GO build -o bin/gatewaybench ./cmd/gatewaybench
 echo "== end to end: OTLP/HTTP protobuf → PostgreSQL, vs raw COPY"
 ./bin/gatewaybench -dsn "$dsn" -gateway bin/gateway ${BENCH_FLAGS:-}
 
+echo "== stored attributes vs what the sender sent, bytes per span on the bench workload (target <= 1.15)"
+$GO test -run '^$' -bench 'StoredAttributeBytes' -benchtime 1x ./internal/convert/ | grep -E 'Benchmark|stored/sent'
+
 echo "== Go benchmarks (pluginhost: one destination's path through a plugin process)"
 $GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/ ./internal/pluginhost/
 

@@ -171,6 +171,7 @@ func cmdDeadLetters(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	follow := statusCommand(*path, dests)
 	if len(dests) == 0 {
 		// Dead letters of destinations no longer configured stay put.
 		dests = configured(cfg)
@@ -185,7 +186,30 @@ func cmdDeadLetters(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "requeued %d dead letters (%d spans); the gateway delivers them again\n", letters, spans)
+	if letters > 0 {
+		fmt.Fprintf(stdout, "follow their delivery with: %s\n", follow)
+	}
 	return 0
+}
+
+// statusCommand is the `gateway status` command line that follows the
+// delivery of dests.
+func statusCommand(path string, dests []string) string {
+	cmd := "gateway status --config " + shellQuote(path)
+	for _, d := range dests {
+		cmd += " --destination " + shellQuote(d)
+	}
+	return cmd
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 const replayUsage = `usage: gateway replay --config FILE --destination NAME (--since DURATION | --trace ID)
@@ -257,5 +281,6 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "queued %d spans %s for %s; the gateway delivers them\n", n, what, *dest)
+	fmt.Fprintf(stdout, "follow their delivery with: %s\n", statusCommand(*path, []string{*dest}))
 	return 0
 }

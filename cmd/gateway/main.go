@@ -35,6 +35,11 @@ commands:
                             show spans destinations refused; make them deliverable again
   replay    --config FILE --destination NAME (--since 2h | --trace ID)
                             send stored spans to one destination again
+  status    --config FILE [--destination NAME] [--json]
+                            per destination: backlog, lag, circuit, retries, dead letters,
+                            last error, queued replay/requeue work (from the database)
+  destinations forget NAME --config FILE [--yes]
+                            drop what the database keeps for a destination removed from the config
   config print --config FILE    print the effective configuration, secrets masked
   version                   print the version
 `
@@ -66,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDeadLetters(args, stdout, stderr)
 	case "replay":
 		return cmdReplay(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
+	case "destinations":
+		return cmdDestinations(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,15 +184,62 @@ func delivered(t *testing.T, path string, tolerant bool, into map[string]int) in
 	return n
 }
 
-// newSlowSink starts an OTLP/HTTP endpoint that takes a while to answer,
-// so exports are in flight for a while.
-func newSlowSink(t *testing.T) *otlpsink.Sink {
+// gate holds the requests of a fake vendor while it is shut, so that an
+// export, and the claim it belongs to, stays in flight until the test has
+// acted, however slow the machine.
+type gate struct {
+	mu   sync.Mutex
+	open chan struct{} // closed while the gate is open
+}
+
+func newGate() *gate {
+	g := &gate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+// shut makes later requests wait for open.
+func (g *gate) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default: // already shut
+	}
+}
+
+// release lets every waiting and later request through.
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+// pass waits while the gate is shut (or until the sender gives up).
+func (g *gate) pass(r *http.Request, _ ptrace.Traces) {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+	case <-r.Context().Done():
+	}
+}
+
+// newGatedSink starts an OTLP/HTTP endpoint whose answers wait for g.
+func newGatedSink(t *testing.T, g *gate) *otlpsink.Sink {
 	t.Helper()
-	s, err := otlpsink.New(otlpsink.WithHook(func(*http.Request, ptrace.Traces) { time.Sleep(100 * time.Millisecond) }))
+	s, err := otlpsink.New(otlpsink.WithHook(g.pass))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
+	t.Cleanup(g.release) // runs first: no handler waits on a closing server
 	return s
 }
 
@@ -204,11 +254,12 @@ func vendorCounts(s *otlpsink.Sink) map[string]int {
 
 // TestReplicasShareFanoutAndSurviveSIGKILL runs three gateway processes on
 // one PostgreSQL schema with two destinations: a jsonl plugin writing one
-// file per replica, and the built-in otlp exporter sending to a slow sink.
+// file per replica, and the built-in otlp exporter sending to a fake vendor.
 // In normal operation each span is delivered exactly once, by one of the
-// replicas; after a replica is SIGKILLed while it holds a claim, another
-// takes the claim over once its lease expires and every span is still
-// delivered.
+// replicas; after a replica is SIGKILLed while it holds a claim (the vendor
+// holds its export until after the kill, so the claim cannot finish first),
+// another takes the claim over once its lease expires and every span is
+// still delivered.
 func TestReplicasShareFanoutAndSurviveSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the gateway and runs three processes")
@@ -216,7 +267,8 @@ func TestReplicasShareFanoutAndSurviveSIGKILL(t *testing.T) {
 	dsn, schema := testdb.Postgres(t)
 	dir := t.TempDir()
 	gatewayBin, jsonlBin := buildBinaries(t, dir)
-	sink := newSlowSink(t)
+	vendorGate := newGate()
+	sink := newGatedSink(t, vendorGate)
 
 	var replicas []*replica
 	for i := range 3 {
@@ -246,8 +298,10 @@ destinations:
     plugin: otlp
     config:
       endpoint: %s
+      timeout: 5m
     batch: {max_spans: 50, max_delay: 20ms}
     retry: {initial: 50ms, max: 500ms}
+    timeout: 5m
     lease: 2s
 `, dsn, schema, jsonlBin, out, sink.URL())
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -318,56 +372,76 @@ destinations:
 	}
 	t.Logf("normal operation: %d spans, per replica %v", len(ids), per)
 
-	// Kill replica 0 while it holds a claim, amid a stream of spans, then
-	// keep sending to the others.
+	// Kill replica 0 while it holds a vendor claim. The vendor holds every
+	// export from now until after the kill, so the claim replica 0 takes
+	// cannot finish (nor time out: the vendor's timeouts are long) before
+	// the kill, whoever wins which race.
 	db, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
+	claimsTable := pgx.Identifier{schema, "gateway_claims"}.Sanitize()
+	ownerLike := func(pid int) string { return fmt.Sprintf("%%-%d-%%", pid) }
 	// claims counts the vendor claims a replica owns; live ones only when
 	// their lease has not expired (nor been handed back).
 	claims := func(pid int, live bool) int {
-		q := `SELECT count(*) FROM ` + pgx.Identifier{schema, "gateway_claims"}.Sanitize() +
-			` WHERE destination = 'vendor' AND owner LIKE $1`
+		q := `SELECT count(*) FROM ` + claimsTable + ` WHERE destination = 'vendor' AND owner LIKE $1`
 		if live {
 			q += ` AND lease_until > now()`
 		}
 		var n int
-		if err := db.QueryRow(context.Background(), q, fmt.Sprintf("%%-%d-%%", pid)).Scan(&n); err != nil {
+		if err := db.QueryRow(context.Background(), q, ownerLike(pid)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 	holds := func(pid int) int { return claims(pid, true) }
-	var stream []string
-	killed := false
-	for i := range 40 {
-		target := replicas[i%3]
-		if killed {
-			target = replicas[1+i%2]
+	// heldClaims lists the ids of the live vendor claims pid owns.
+	heldClaims := func(pid int) []int64 {
+		rows, err := db.Query(context.Background(), `SELECT id FROM `+claimsTable+
+			` WHERE destination = 'vendor' AND owner LIKE $1 AND lease_until > now() ORDER BY id`, ownerLike(pid))
+		if err != nil {
+			t.Fatal(err)
 		}
-		stream = append(stream, target.send(t, 25)...)
-		if i >= 20 && !killed && holds(replicas[0].cmd.Process.Pid) > 0 {
-			if err := replicas[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			<-replicas[0].exited
-			killed = true
-			if holds(replicas[0].cmd.Process.Pid) == 0 {
-				t.Fatal("the claim finished between the check and the kill; the takeover is not exercised")
-			}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+
+	pid0 := replicas[0].cmd.Process.Pid
+	vendorGate.shut()
+	var stream []string
+	var held []int64
+	// Spans sent to replica 0 wake its worker at once; the others' workers
+	// each get stuck on one claim at the gate, so replica 0 soon takes one.
+	for deadline := time.Now().Add(2 * time.Minute); len(held) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("replica 0 never took a vendor claim while spans streamed in")
+		}
+		stream = append(stream, replicas[0].send(t, 25)...)
+		for next := time.Now().Add(time.Second); len(held) == 0 && time.Now().Before(next); time.Sleep(20 * time.Millisecond) {
+			held = heldClaims(pid0)
 		}
 	}
-	if !killed {
-		t.Fatal("replica 0 never held a claim while spans streamed in")
+	if err := replicas[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-replicas[0].exited
+	vendorGate.release()
+	t.Logf("killed replica 0 holding vendor claims %v", held)
+	// Keep sending to the survivors.
+	for i := range 20 {
+		stream = append(stream, replicas[1+i%2].send(t, 25)...)
 	}
 	all := append(ids, stream...)
 	got, per = waitAll(all, 60*time.Second)
 	// The dead replica's claim may cover spans the vendor already got; it
 	// is still taken over (and delivered again) once its lease expires.
-	deadline := time.Now().Add(30 * time.Second)
-	for claims(replicas[0].cmd.Process.Pid, false) > 0 {
+	deadline := time.Now().Add(60 * time.Second)
+	for claims(pid0, false) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the killed replica's claim was never taken over")
 		}
@@ -388,11 +462,14 @@ destinations:
 		t.Errorf("%d (jsonl) and %d (vendor) duplicate deliveries after the kill; want at most one claim (200) each", dups, vendorDups)
 	}
 	t.Logf("after SIGKILL: %d spans, per replica %v, duplicates: %d jsonl, %d vendor", len(all), per, dups, vendorDups)
+	// A survivor resumed a claim the killed replica held.
+	resumedRe := regexp.MustCompile(`resuming a claim another holder left.* claim=(\d+) `)
 	resumed := false
 	for _, r := range replicas[1:] {
 		r.mu.Lock()
 		for _, l := range r.logs {
-			if strings.Contains(l, "resuming a claim another holder left") {
+			if m := resumedRe.FindStringSubmatch(l + " "); m != nil && strings.Contains(l, "destination=vendor") &&
+				slices.Contains(held, atoi64(m[1])) {
 				resumed = true
 				t.Log(l)
 			}
@@ -400,7 +477,7 @@ destinations:
 		r.mu.Unlock()
 	}
 	if !resumed {
-		t.Error("no surviving replica took over the killed replica's claim")
+		t.Errorf("no surviving replica logged resuming the killed replica's vendor claims %v", held)
 	}
 
 	// A replica stopped with SIGTERM drains, hands its claims back and
@@ -445,4 +522,9 @@ destinations:
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }

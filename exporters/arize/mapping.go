@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 )
 
 // OpenInference keys (github.com/Arize-ai/openinference, spec/semantic_conventions.md).
@@ -44,11 +45,14 @@ func Map(project string) func(ptrace.Traces) ptrace.Traces {
 	}
 }
 
-// spanKinds are the OpenInference span kinds; "" when the gateway could not
-// classify the span.
+// spanKinds are the OpenInference span kinds. The specification requires
+// a kind on every span; a span the gateway could not classify is UNKNOWN
+// (the value of OpenInference's semantic-conventions package, and what
+// Phoenix reads a missing kind as) rather than CHAIN, which says the span
+// starts or links application steps (AgentOS draws a CHAIN as a workflow).
 var spanKinds = facts.Kinds{
 	Agent: "AGENT", Workflow: "CHAIN", LLM: "LLM", Embedding: "EMBEDDING", Tool: "TOOL",
-	Retrieval: "RETRIEVER", Hook: "GUARDRAIL", Delegation: "CHAIN",
+	Retrieval: "RETRIEVER", Hook: "GUARDRAIL", Delegation: "CHAIN", Other: "UNKNOWN",
 }
 
 // SpanKind is the OpenInference span kind for a span.
@@ -57,13 +61,22 @@ func SpanKind(f facts.Facts) string { return spanKinds.Of(f) }
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
 	kind := SpanKind(f)
-	facts.PutStr(a, keyKind, kind)
-	putValue(a, keyInputValue, keyInputMime, f.SpanInput())
-	if kind != "RETRIEVER" {
-		putValue(a, keyOutputValue, keyOutputMime, f.SpanOutput())
-	} else {
-		putValue(a, keyOutputValue, keyOutputMime, f.Output)
+	if facts.Text(a, keyKind) == "" {
+		// A sender's empty kind is no kind: the span must carry one.
+		a.Remove(keyKind)
 	}
+	in, out := f.SpanInput(), f.SpanOutput()
+	if kind == "RETRIEVER" {
+		out = f.Output
+	}
+	// The gateway stores an LLM hop's input.value and output.value for
+	// AgentOS as the text a person reads; OpenInference vendors get the
+	// whole messages, as they did before the gateway stored those keys.
+	// Decided before any key is added: each is derived from the others.
+	replaceIn, replaceOut := gatewayHolds(span, keyInputValue, in), gatewayHolds(span, keyOutputValue, out)
+	facts.PutStr(a, keyKind, kind)
+	putValue(a, keyInputValue, keyInputMime, in, replaceIn)
+	putValue(a, keyOutputValue, keyOutputMime, out, replaceOut)
 
 	switch kind {
 	case "LLM":
@@ -115,15 +128,42 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	}
 }
 
-// putValue sets an OpenInference value and its MIME type.
-func putValue(a pcommon.Map, key, mimeKey, v string) {
-	if _, exists := a.Get(key); v == "" || exists {
+// gatewayHolds reports whether span holds under key a value other than v
+// that the gateway derived from its other attributes rather than one the
+// sender sent.
+func gatewayHolds(span ptrace.Span, key, v string) bool {
+	cur, ok := span.Attributes().Get(key)
+	if !ok || v == "" || (cur.Type() == pcommon.ValueTypeStr && cur.Str() == v) {
+		return false
+	}
+	return spaninfo.Derived(span, key)
+}
+
+// putValue sets an OpenInference value and its MIME type; replace sets it
+// over the value the span holds. A value the span holds and keeps gets the
+// MIME type it lacks: the gateway stores input.value and output.value
+// without one (AgentOS reads none) where the sender used another
+// convention.
+func putValue(a pcommon.Map, key, mimeKey, v string, replace bool) {
+	cur, exists := a.Get(key)
+	switch {
+	case replace:
+		a.PutStr(key, v)
+		a.PutStr(mimeKey, mimeType(v))
+		return
+	case !exists && v != "":
+		a.PutStr(key, v)
+	case exists && cur.Type() == pcommon.ValueTypeStr && cur.Str() != "":
+		v = cur.Str()
+	default:
 		return
 	}
-	a.PutStr(key, v)
-	mime := "text/plain"
+	facts.PutStr(a, mimeKey, mimeType(v))
+}
+
+func mimeType(v string) string {
 	if facts.IsJSON(v) {
-		mime = "application/json"
+		return "application/json"
 	}
-	facts.PutStr(a, mimeKey, mime)
+	return "text/plain"
 }

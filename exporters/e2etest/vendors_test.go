@@ -28,20 +28,21 @@ type delivery struct {
 	header       func(key string) []string
 	Traces       ptrace.Traces
 	DecodeErr    error
+	Refused      int // HTTP only: the status a vendor rule refused the request with
 }
 
 const protobuf = "application/x-protobuf"
 
-// httpFake starts a fake OTLP/HTTP vendor endpoint and returns it with a
-// reader of what it received.
-func httpFake(t *testing.T) (*otlptest.HTTPServer, func() []delivery) {
-	srv := otlptest.NewHTTP(t)
+// httpFake starts a fake OTLP/HTTP vendor endpoint, as strict as the
+// vendor's (rules), and returns it with a reader of what it received.
+func httpFake(t *testing.T, rules ...otlptest.Rule) (*otlptest.HTTPServer, func() []delivery) {
+	srv := otlptest.NewHTTP(t, rules...)
 	return srv, func() []delivery {
 		var out []delivery
 		for _, r := range srv.Requests() {
 			out = append(out, delivery{
 				Method: r.Method, Path: r.Path, ContentType: r.ContentType, Encoding: r.ContentEncoding,
-				header: r.Header.Values, Traces: r.Traces, DecodeErr: r.DecodeErr,
+				header: r.Header.Values, Traces: r.Traces, DecodeErr: r.DecodeErr, Refused: r.Refused,
 			})
 		}
 		return out
@@ -84,7 +85,7 @@ type vendor struct {
 	path        string            // HTTP path of every request ("" for gRPC)
 	contentType string            // "" for gRPC
 	encoding    string            // "gzip", or "" when uncompressed
-	headers     map[string]string // auth and routing headers (gRPC metadata), secrets expanded
+	headers     map[string]string // auth and routing headers (gRPC metadata), secrets expanded; "": must be absent
 	resource    map[string]string // resource attributes on every batch
 	// expect returns the attributes the vendor's copy of a stored span
 	// must carry: key → text (see facts.Text), or otlptest.Absent.
@@ -108,7 +109,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 	var vs []*vendor
 	agentOS := map[string]string{"service.name": "agentos"}
 
-	lf, got := httpFake(t)
+	lf, got := httpFake(t, otlptest.LangfuseRules()...)
 	pkRef, pk := sec.add("E2E_LANGFUSE_PUBLIC_KEY")
 	skRef, sk := sec.add("E2E_LANGFUSE_SECRET_KEY")
 	vs = append(vs, &vendor{
@@ -118,6 +119,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		headers: map[string]string{
 			"Authorization":                "Basic " + base64.StdEncoding.EncodeToString([]byte(pk+":"+sk)),
 			"X-Langfuse-Ingestion-Version": "4",
+			"X-Langfuse-Sdk-Name":          "", // it would mark the spans as Langfuse SDK traffic
 		},
 		resource: agentOS, expect: expectLangfuse,
 	})
@@ -148,7 +150,7 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		expect:   expectOpenInference,
 	})
 
-	px, got := httpFake(t)
+	px, got := httpFake(t, otlptest.PhoenixRules()...)
 	pxRef, pxKey := sec.add("E2E_PHOENIX_API_KEY")
 	vs = append(vs, &vendor{
 		name: "phoenix", plugin: "phoenix", received: got,
@@ -169,13 +171,13 @@ func newVendors(t *testing.T, sec *secrets) []*vendor {
 		resource: agentOS, expect: expectLogfire,
 	})
 
-	ml, got := httpFake(t)
+	ml, got := httpFake(t, otlptest.MLflowRules()...)
 	mlRef, mlToken := sec.add("E2E_MLFLOW_TOKEN")
 	vs = append(vs, &vendor{
 		name: "mlflow", plugin: "mlflow", received: got,
 		// An unquoted experiment id, as people write it.
 		config: map[string]any{"tracking_uri": ml.URL, "experiment_id": experimentID, "token": mlRef},
-		// MLflow's default is no compression: older servers cannot inflate.
+		// MLflow's default is no compression: 3.6 cannot inflate.
 		path: "/v1/traces", contentType: protobuf, encoding: "",
 		headers:  map[string]string{"X-Mlflow-Experiment-Id": fmt.Sprint(experimentID), "Authorization": "Bearer " + mlToken},
 		resource: agentOS, expect: expectMLflow,
@@ -239,7 +241,7 @@ var (
 	openInferenceKinds = map[string]string{
 		semantics.TypeRun: "AGENT", semantics.TypeLLM: "LLM", semantics.TypeEmbedding: "EMBEDDING",
 		semantics.TypeTool: "TOOL", semantics.TypeRetrieval: "RETRIEVER", semantics.TypePreHook: "GUARDRAIL",
-		semantics.TypePostHook: "GUARDRAIL", semantics.TypeDelegation: "CHAIN",
+		semantics.TypePostHook: "GUARDRAIL", semantics.TypeDelegation: "CHAIN", semantics.TypeOther: "UNKNOWN",
 	}
 	mlflowTypes = map[string]string{
 		semantics.TypeRun: "AGENT", semantics.TypeLLM: "LLM", semantics.TypeEmbedding: "EMBEDDING",
@@ -290,6 +292,9 @@ func expectLangSmith(s storedSpan) map[string]string {
 	case semantics.TypeLLM:
 		m["gen_ai.request.model"] = senderOr(s, "gen_ai.request.model", s.Model())
 		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "chat")
+	case semantics.TypeEmbedding:
+		// LangSmith's mapping names the operation "embedding".
+		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "embedding")
 	case semantics.TypeTool:
 		m["gen_ai.tool.name"] = senderOr(s, "gen_ai.tool.name", s.ToolName())
 	}
@@ -358,13 +363,13 @@ func expectAsStored(s storedSpan) map[string]string {
 
 // spans returns every span the vendor received by id, and how many copies
 // arrived beyond the first of each (at-least-once delivery allows some).
-// The fakes here answer every decodable request with success, so every
-// span counted was accepted.
+// The fakes here answer every decodable request that passes the vendor's
+// rules with success, so every span counted was accepted.
 func (v *vendor) spans() (map[string]ptrace.Span, int) {
 	out := map[string]ptrace.Span{}
 	dups := 0
 	for _, d := range v.received() {
-		if d.DecodeErr != nil {
+		if d.DecodeErr != nil || d.Refused != 0 {
 			continue
 		}
 		facts.Each(d.Traces, func(_ pcommon.Resource, span ptrace.Span) {
@@ -426,6 +431,9 @@ func (v *vendor) checkTransport(t *testing.T, rounds int) {
 		if d.DecodeErr != nil {
 			f.add("request %d: body does not decode as OTLP: %v", i, d.DecodeErr)
 		}
+		if d.Refused != 0 {
+			f.add("request %d: the vendor would refuse it (HTTP %d)", i, d.Refused)
+		}
 		if v.path != "" && (d.Method != http.MethodPost || d.Path != v.path) {
 			f.add("request %d: %s %s, want POST %s", i, d.Method, d.Path, v.path)
 		}
@@ -441,8 +449,12 @@ func (v *vendor) checkTransport(t *testing.T, rounds int) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if got := d.header(k); len(got) != 1 || got[0] != v.headers[k] {
-				f.add("request %d: header %s = %q, want %q (secrets come from ${ENV} in the config)", i, k, got, v.headers[k])
+			got, want := d.header(k), v.headers[k]
+			switch {
+			case want == "" && len(got) != 0:
+				f.add("request %d: header %s = %q, want it absent", i, k, got)
+			case want != "" && (len(got) != 1 || got[0] != want):
+				f.add("request %d: header %s = %q, want %q (secrets come from ${ENV} in the config)", i, k, got, want)
 			}
 		}
 		for _, rs := range d.Traces.ResourceSpans().All() {

@@ -6,6 +6,8 @@ package langfuse
 
 import (
 	"encoding/base64"
+	"fmt"
+	"net/http"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/cfg"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlpsend"
@@ -62,14 +64,30 @@ func (c Config) TracesURL() string { return otlpsend.TracesURL(c.Host, otelPrefi
 
 // sendOptions are where and how the spans go.
 func (c Config) sendOptions() otlpsend.HTTPOptions {
-	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: c.headers(), MaxRequestBytes: MaxRequestBytes}.With(c.Common)
+	return otlpsend.HTTPOptions{
+		URL: c.TracesURL(), Headers: c.headers(), MaxRequestBytes: MaxRequestBytes, Classify: classify,
+	}.With(c.Common)
 }
 
+// headers authenticate and opt in to Langfuse v4's direct ingestion.
+// x-langfuse-sdk-name is deliberately not sent: Langfuse takes any value
+// of it as traffic of its own SDKs, which changes the ingestion path it
+// chooses and attributes the data to an SDK the gateway is not.
 func (c Config) headers() map[string]string {
 	return map[string]string{
 		"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(c.PublicKey+":"+c.SecretKey)),
 		// Without it Langfuse v4 may delay directly ingested OTel data.
 		"x-langfuse-ingestion-version": "4",
-		"x-langfuse-sdk-name":          otlpsend.UserAgent,
 	}
+}
+
+// classify words Langfuse's 403, which it answers both for keys that may
+// not ingest and for a project whose ingestion is suspended because the
+// organisation exceeded its plan's usage threshold.
+func classify(a otlpsend.Answer) error {
+	if a.Status != http.StatusForbidden {
+		return nil
+	}
+	return plugins.Permanent(fmt.Errorf("check credentials (public_key, secret_key, host), or whether Langfuse "+
+		"suspended ingestion because the organisation exceeded its plan's usage threshold (%s)", a.Detail))
 }

@@ -1,6 +1,7 @@
 package langfuse
 
 import (
+	"context"
 	"encoding/base64"
 	"testing"
 
@@ -19,6 +20,7 @@ var wantAgentRun = map[string]map[string]string{
 		keyModel: absent, keyObsMetadata + "model": fixture.TeamModel,
 		keyObsMetadata + "run_kind": "team", keyObsMetadata + "run_id": fixture.TeamRunID,
 		keyTraceName: fixture.TeamRun, keyUserID: fixture.UserID, keySessionID: fixture.SessionID,
+		keyCompatUserID: fixture.UserID, keyCompatSessionID: fixture.SessionID,
 		keyTraceMetadata + "run_id": fixture.TeamRunID, keyTraceMetadata + "team_id": fixture.TeamID,
 		keyTraceMetadata + "agent_id": fixture.AgentID, keyLevel: absent,
 	},
@@ -34,11 +36,12 @@ var wantAgentRun = map[string]map[string]string{
 		keyType: "agent", keyObsMetadata + "run_kind": "agent", keyObsMetadata + "run_id": fixture.MemberRunID,
 		keyObsMetadata + "agent_id": fixture.AgentID, keyObsMetadata + "model": fixture.LLMModel,
 		keySessionID: fixture.SessionID, keyUserID: fixture.UserID,
+		keyCompatSessionID: fixture.SessionID, keyCompatUserID: fixture.UserID,
 	},
 	fixture.LLM: {
 		keyType: "generation", keyModel: fixture.LLMModel, keyInput: fixture.LLMInput, keyOutput: fixture.LLMOutput,
 		keyUsage: `{"input":120,"output":45,"total":165}`, keyModelParams: `{"temperature":0.2}`,
-		keyObsMetadata + "tool_calls": `[{"name":"get_weather","arguments":"{\"city\":\"Lisbon\"}","id":"call_1"}]`,
+		keyObsMetadata + "tool_calls": `[{"arguments":"{\"city\":\"Lisbon\"}","id":"call_1","name":"get_weather"}]`,
 		fixture.SenderKey:             fixture.SenderValue, "gen_ai.system": "openai", keyLevel: absent,
 	},
 	fixture.Tool: {
@@ -52,7 +55,7 @@ var wantAgentRun = map[string]map[string]string{
 		keyObsMetadata + "vector_store": fixture.VectorStore, keyObsMetadata + "retrieval_k": "2",
 	},
 	fixture.Embedding: {
-		keyType: "embedding", keyModel: "text-embedding-3-small", keyUsage: `{"input":4}`, keyInput: fixture.Query,
+		keyType: "embedding", keyModel: "text-embedding-3-small", keyUsage: `{"input":4,"total":4}`, keyInput: fixture.Query,
 	},
 	fixture.PostHook: {keyType: "guardrail", keyObsMetadata + "hook_name": "redact_output"},
 }
@@ -65,9 +68,15 @@ func TestMapKeepsSenderLangfuseKeys(t *testing.T) {
 	in := fixture.AgentRun()
 	span, _ := fixture.Find(in, fixture.Tool)
 	span.Attributes().PutStr(keyType, "event")
+	span.Attributes().PutStr(keyCompatSessionID, "their-session")
+	// The sender's user.id: Langfuse prefers langfuse.user.id, which must
+	// not contradict it.
 	span.Attributes().PutStr(keyUserID, "someone-else")
 	otlptest.ExpectAttrs(t, Map(in), map[string]map[string]string{
-		fixture.Tool: {keyType: "event", keyUserID: "someone-else"},
+		fixture.Tool: {
+			keyType: "event", keyUserID: "someone-else", keyCompatUserID: "someone-else",
+			keyCompatSessionID: "their-session", keySessionID: fixture.SessionID,
+		},
 	})
 }
 
@@ -79,17 +88,24 @@ func TestMapPartialTraceWithoutRoot(t *testing.T) {
 	})
 	otlptest.ExpectAttrs(t, Map(in), map[string]map[string]string{
 		fixture.MemberRun: {keyTraceName: absent, keySessionID: fixture.SessionID, keyUserID: absent,
-			keyTraceMetadata + "run_id": fixture.MemberRunID},
+			keyCompatSessionID: fixture.SessionID, keyCompatUserID: absent, keyTraceMetadata + "run_id": fixture.MemberRunID},
 	})
 }
 
+// newServer is a fake Langfuse, as strict as Langfuse's OTel endpoint.
+func newServer(t *testing.T) *otlptest.HTTPServer {
+	return otlptest.NewHTTP(t, otlptest.LangfuseRules()...)
+}
+
 func TestExportAgentRun(t *testing.T) {
-	srv := otlptest.NewHTTP(t)
+	srv := newServer(t)
 	exp := otlptest.Configure(t, New(), map[string]any{"host": srv.URL, "public_key": "pk-lf-1", "secret_key": "sk-lf-1"})
 	r := otlptest.ExportOnce(t, exp, fixture.AgentRun(), srv.Requests)
 	otlptest.ExpectPost(t, r, "/api/public/otel/v1/traces", map[string]string{
 		"Authorization":                "Basic " + base64.StdEncoding.EncodeToString([]byte("pk-lf-1:sk-lf-1")),
 		"x-langfuse-ingestion-version": "4", "Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+		// Langfuse takes any SDK name as its own SDKs' traffic.
+		"x-langfuse-sdk-name": "", "x-langfuse-sdk-version": "",
 	})
 	if n := r.Traces.SpanCount(); n != 9 {
 		t.Fatalf("got %d spans, want 9", n)
@@ -98,7 +114,7 @@ func TestExportAgentRun(t *testing.T) {
 }
 
 func TestExtraHeadersOverride(t *testing.T) {
-	srv := otlptest.NewHTTP(t)
+	srv := newServer(t)
 	exp := otlptest.Configure(t, New(), map[string]any{
 		"host": srv.URL + "/api/public/otel", "public_key": "pk", "secret_key": "sk", "compression": "none",
 		"headers": map[string]any{"x-langfuse-ingestion-version": "3", "x-extra": "1"},
@@ -113,7 +129,23 @@ func TestExtraHeadersOverride(t *testing.T) {
 func TestErrors(t *testing.T) {
 	otlptest.RunHTTPErrorSuite(t, New, func(base string) map[string]any {
 		return map[string]any{"host": base, "public_key": "pk", "secret_key": "sk"}
-	})
+	}, otlptest.LangfuseRules()...)
+}
+
+// TestForbiddenSaysBoth checks Langfuse's 403, which means a suspended
+// ingestion as often as keys without access.
+func TestForbiddenSaysBoth(t *testing.T) {
+	for _, body := range []string{
+		`{"message":"Ingestion suspended: Usage threshold exceeded. Please upgrade your plan.","error":"ForbiddenError"}`,
+		`{"message":"Access denied"}`,
+	} {
+		srv := newServer(t)
+		srv.SetResponder(func(otlptest.Request) otlptest.Reply { return otlptest.Reply{Status: 403, Body: []byte(body)} })
+		exp := otlptest.Configure(t, New(), map[string]any{"host": srv.URL, "public_key": "pk", "secret_key": "sk"})
+		err := exp.Export(context.Background(), fixture.Many(2))
+		otlptest.ExpectPermanent(t, err)
+		otlptest.ExpectMessage(t, err, "check credentials", "suspended ingestion", "usage threshold", "HTTP 403", body[:20])
+	}
 }
 
 func TestConfig(t *testing.T) {

@@ -18,9 +18,14 @@ const (
 	keyStatusMessage = "langfuse.observation.status_message"
 	keyObsMetadata   = "langfuse.observation.metadata."
 	keyTraceName     = "langfuse.trace.name"
-	keyUserID        = "langfuse.user.id"
-	keySessionID     = "langfuse.session.id"
 	keyTraceMetadata = "langfuse.trace.metadata."
+	// Langfuse's trace user and session keys are the OTel ones; it still
+	// reads the langfuse.* names it documented first (and prefers them), so
+	// both are sent for Langfuse versions of either age.
+	keyUserID          = "user.id"
+	keySessionID       = "session.id"
+	keyCompatUserID    = "langfuse.user.id"
+	keyCompatSessionID = "langfuse.session.id"
 )
 
 // Map returns a copy of td with the Langfuse attributes added. The
@@ -76,6 +81,9 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	facts.PutStr(a, keyTraceName, tf.RootName)
 	facts.PutStr(a, keyUserID, tf.UserID)
 	facts.PutStr(a, keySessionID, tf.SessionID)
+	// The compatibility keys follow the OTel ones, the sender's included.
+	facts.PutStr(a, keyCompatUserID, facts.Text(a, keyUserID))
+	facts.PutStr(a, keyCompatSessionID, facts.Text(a, keySessionID))
 	facts.PutStr(a, keyTraceMetadata+"run_id", tf.RunID)
 	facts.PutStr(a, keyTraceMetadata+"agent_id", tf.AgentID)
 	facts.PutStr(a, keyTraceMetadata+"team_id", tf.TeamID)

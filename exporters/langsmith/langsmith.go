@@ -30,6 +30,9 @@ type Config struct {
 	APIKey   string
 	// Project receives the traces (LangSmith's "default" when empty).
 	Project string
+	// WorkspaceID selects the workspace for an organisation-scoped API key
+	// (sent as x-tenant-id, as LangSmith's SDKs do).
+	WorkspaceID string
 }
 
 // New returns the langsmith exporter.
@@ -44,6 +47,11 @@ func Parse(raw map[string]any) (Config, error) {
 	region := r.RegionalURL("endpoint", &c.Endpoint, Regions, "us", "eu", "apac", "aws")
 	r.Required("api_key", &c.APIKey)
 	r.String("project", &c.Project)
+	if r.Has("workspace_id") {
+		// Present but empty is an unset ${ENV}: say so rather than send
+		// an org-scoped key without its workspace.
+		r.Required("workspace_id", &c.WorkspaceID)
+	}
 	r.Done()
 	region.Resolve()
 	r.BaseURL("endpoint", &c.Endpoint)
@@ -63,6 +71,9 @@ func (c Config) headers() map[string]string {
 	h := map[string]string{"x-api-key": c.APIKey}
 	if c.Project != "" {
 		h["Langsmith-Project"] = c.Project
+	}
+	if c.WorkspaceID != "" {
+		h["x-tenant-id"] = c.WorkspaceID
 	}
 	return h
 }

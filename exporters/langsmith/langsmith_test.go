@@ -26,7 +26,7 @@ var wantAgentRun = map[string]map[string]string{
 	fixture.LLM: {
 		keyKind: "llm", keyModel: fixture.LLMModel, keyOperation: "chat",
 		keyInputTokens: "120", keyOutputTokens: "45", keyTotalTokens: "165", keyTemperature: "0.2",
-		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput, keyInputValue: absent,
+		keyPrompt: fixture.LLMInput, keyCompletion: fixture.LLMOutput, keyInputValue: absent, keyOutputValue: absent,
 		keyMetadata + "run_id": fixture.TeamRunID, fixture.SenderKey: fixture.SenderValue,
 	},
 	fixture.Tool: {keyKind: "tool", keyToolName: fixture.Tool, keyInputValue: fixture.ToolArgs, keyOutputValue: absent},
@@ -36,13 +36,37 @@ var wantAgentRun = map[string]map[string]string{
 		keyDocuments + "1.document.content": "Try pastel de nata", keyDocuments + "1.document.metadata": `{"id":"doc-2","score":0.87}`,
 		keyMetadata + "vector_store": fixture.VectorStore, keyMetadata + "retrieval_k": "2",
 	},
-	fixture.Embedding: {keyKind: "embedding", keyModel: "text-embedding-3-small", keyOperation: "embeddings", keyInputTokens: "4", keyInputValue: fixture.Query},
+	fixture.Embedding: {keyKind: "embedding", keyModel: "text-embedding-3-small", keyOperation: "embedding", keyInputTokens: "4", keyInputValue: fixture.Query},
 	fixture.PostHook:  {keyKind: "chain", keyMetadata + "hook_name": "redact_output"},
 }
 
 func TestMapAgentRun(t *testing.T) {
 	out := otlptest.ExpectMapped(t, Map, fixture.AgentRun(), wantAgentRun)
 	otlptest.ExpectToolException(t, out)
+}
+
+// TestMapLLMLeavesOutStoredText: the text the gateway stores for AgentOS
+// under input.value / output.value of an LLM span does not compete with the
+// prompt and completion LangSmith reads; a sender's own input.value stays.
+func TestMapLLMLeavesOutStoredText(t *testing.T) {
+	in := `[{"role":"user","parts":[{"type":"text","content":"Weather in Lisbon?"}]}]`
+	out := `[{"role":"assistant","parts":[{"type":"text","content":"Sunny."}]}]`
+	td := fixture.Stored(fixture.One("chat gpt-4o", map[string]any{
+		"gen_ai.operation.name": "chat", "gen_ai.input.messages": in, "gen_ai.output.messages": out,
+	}))
+	if s, _ := fixture.Find(td, "chat gpt-4o"); s.Attributes().Len() < 4 {
+		t.Fatalf("stored %v; this test expects input.value and output.value stored", s.Attributes().AsRaw())
+	}
+	otlptest.ExpectAttrs(t, Map(td), map[string]map[string]string{
+		"chat gpt-4o": {keyPrompt: in, keyCompletion: out, keyInputValue: absent, keyOutputValue: absent},
+	})
+
+	td = fixture.Stored(fixture.One("OpenAIChat.invoke", map[string]any{
+		"openinference.span.kind": "LLM", "input.value": "hi", "output.value": "hello",
+	}))
+	otlptest.ExpectAttrs(t, Map(td), map[string]map[string]string{
+		"OpenAIChat.invoke": {keyPrompt: "hi", keyCompletion: "hello", keyInputValue: "hi", keyOutputValue: "hello"},
+	})
 }
 
 func TestExportAgentRun(t *testing.T) {
@@ -64,9 +88,22 @@ func TestNoProjectHeaderByDefault(t *testing.T) {
 	if r.Path != "/api/v1/otel/v1/traces" {
 		t.Fatalf("self-hosted path = %q", r.Path)
 	}
-	if _, ok := r.Header["Langsmith-Project"]; ok {
-		t.Fatal("Langsmith-Project sent without a project")
+	for _, h := range []string{"Langsmith-Project", "X-Tenant-Id"} {
+		if _, ok := r.Header[h]; ok {
+			t.Fatalf("%s sent without being configured", h)
+		}
 	}
+}
+
+func TestWorkspaceHeader(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	exp := otlptest.Configure(t, New(), map[string]any{
+		"endpoint": srv.URL, "api_key": "lsv2_sk_org", "workspace_id": "5b1c7a2e-0000-4000-8000-000000000001",
+	})
+	r := otlptest.ExportOnce(t, exp, fixture.Many(1), srv.Requests)
+	otlptest.ExpectPost(t, r, "/otel/v1/traces", map[string]string{
+		"x-api-key": "lsv2_sk_org", "x-tenant-id": "5b1c7a2e-0000-4000-8000-000000000001",
+	})
 }
 
 func TestErrors(t *testing.T) {
@@ -84,6 +121,9 @@ func TestConfig(t *testing.T) {
 		{Name: "endpoint and region", Raw: map[string]any{"api_key": "k", "region": "eu", "endpoint": "https://x"}, Fields: []string{"region"}},
 		{Name: "bad endpoint", Raw: map[string]any{"api_key": "k", "endpoint": "api.smith.langchain.com"}, Fields: []string{"endpoint"}},
 		{Name: "project not a string", Raw: map[string]any{"api_key": "k", "project": []any{"a"}}, Fields: []string{"project"}},
+		{Name: "workspace", Raw: map[string]any{"api_key": "k", "workspace_id": "w"}},
+		{Name: "empty workspace", Raw: map[string]any{"api_key": "k", "workspace_id": ""}, Fields: []string{"workspace_id"}},
+		{Name: "workspace not a string", Raw: map[string]any{"api_key": "k", "workspace_id": 7}, Fields: []string{"workspace_id"}},
 		{Name: "unknown key", Raw: map[string]any{"api_key": "k", "workspace": "w"}, Fields: []string{"workspace"}},
 	})
 }

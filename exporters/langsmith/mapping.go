@@ -6,6 +6,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 )
 
 // Attribute keys LangSmith maps (docs.langchain.com/langsmith/trace-with-opentelemetry).
@@ -43,6 +44,18 @@ func RunType(f facts.Facts) string { return runTypes.Of(f) }
 func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 	a := span.Attributes()
 	kind := RunType(f)
+	// LangSmith takes an LLM run's inputs and outputs from gen_ai.prompt
+	// and gen_ai.completion; the text the gateway stored for AgentOS under
+	// input.value / output.value would compete with them. Found before any
+	// key is added, since each is derived from the others.
+	var storedText []string
+	if kind == "llm" {
+		for _, k := range []string{keyInputValue, keyOutputValue} {
+			if spaninfo.Derived(span, k) {
+				storedText = append(storedText, k)
+			}
+		}
+	}
 	facts.PutStr(a, keyKind, kind)
 
 	switch kind {
@@ -56,8 +69,14 @@ func mapSpan(span ptrace.Span, f facts.Facts, tf *facts.TraceFacts) {
 			facts.PutStr(a, keyOperation, "chat")
 			facts.PutStr(a, keyPrompt, f.Input)
 			facts.PutStr(a, keyCompletion, f.Output)
+			for _, k := range storedText {
+				a.Remove(k)
+			}
 		} else {
-			facts.PutStr(a, keyOperation, "embeddings")
+			// LangSmith maps the operation "embedding" to its embedding run
+			// type (its SDK's exporter writes the OTel "embeddings"; the
+			// span kind above decides either way).
+			facts.PutStr(a, keyOperation, "embedding")
 			facts.PutStr(a, keyInputValue, f.Input)
 		}
 	case "tool":

@@ -19,10 +19,6 @@ var Regions = map[string]string{
 	"eu": "https://logfire-eu.pydantic.dev",
 }
 
-// MaxRequestBytes is Logfire's request body limit (5 MiB, enforced by both
-// its backend and SDK).
-const MaxRequestBytes = 5 * 1024 * 1024
-
 // tokenRegion reads the region Logfire encodes in write tokens
 // (pylf_v<version>_<region>_...), as Logfire's SDKs do.
 var tokenRegion = regexp.MustCompile(`^pylf_v[0-9]+_([a-z]+)_`)
@@ -45,6 +41,7 @@ func New() plugins.Exporter {
 // Parse reads and validates a config block.
 func Parse(raw map[string]any) (Config, error) {
 	r := cfg.New(raw)
+	// Logfire's SDK sends gzip.
 	c := Config{Common: cfg.ReadCommon(r, "gzip")}
 	r.String("endpoint", &c.Endpoint)
 	r.String("region", &c.Region)
@@ -75,7 +72,8 @@ func (c Config) TracesURL() string { return otlpsend.TracesURL(c.Endpoint, "") }
 
 // sendOptions are where and how the spans go.
 func (c Config) sendOptions() otlpsend.HTTPOptions {
-	return otlpsend.HTTPOptions{
-		URL: c.TracesURL(), Headers: map[string]string{"Authorization": c.Token}, MaxRequestBytes: MaxRequestBytes,
-	}.With(c.Common)
+	// No request size limit of our own: the 5 MiB Logfire's SDK splits
+	// at is its batching target, well under what Logfire accepts (the
+	// gateway's batch.max_bytes bounds requests; a 413 still splits).
+	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: map[string]string{"Authorization": c.Token}}.With(c.Common)
 }

@@ -1,8 +1,10 @@
 package logfire
 
 import (
-	"context"
+	"strings"
 	"testing"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/fixture"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
@@ -71,29 +73,38 @@ func TestErrors(t *testing.T) {
 	})
 }
 
-func TestSplitsOverTheBodyLimit(t *testing.T) {
-	srv := otlptest.NewHTTP(t)
-	exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL, "token": "t"})
-	td := fixture.Many(4)
-	big := make([]byte, MaxRequestBytes/3)
-	for i := range big {
-		big[i] = 'x'
-	}
-	for _, rs := range td.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			for _, s := range ss.Spans().All() {
-				s.Attributes().PutStr("payload", string(big))
+// TestNoFiveMiBLimit checks that batches and spans over 5 MiB (the target
+// Logfire's SDK batches to, not a limit of Logfire's) go as they are.
+func TestNoFiveMiBLimit(t *testing.T) {
+	const fiveMiB = 5 << 20
+	withPayload := func(n, size int) ptrace.Traces {
+		td := fixture.Many(n)
+		big := strings.Repeat("x", size)
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, s := range ss.Spans().All() {
+					s.Attributes().PutStr("payload", big)
+				}
 			}
 		}
+		return td
 	}
-	if err := exp.Export(context.Background(), td); err != nil {
-		t.Fatalf("export: %v", err)
+	for _, tc := range []struct {
+		name string
+		td   ptrace.Traces
+	}{
+		{"a batch over 5 MiB", withPayload(4, fiveMiB/3)},
+		{"one span over 5 MiB", withPayload(1, fiveMiB+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := otlptest.NewHTTP(t)
+			exp := otlptest.Configure(t, New(), map[string]any{"endpoint": srv.URL, "token": "t"})
+			r := otlptest.ExportOnce(t, exp, tc.td, srv.Requests)
+			if r.Traces.SpanCount() != tc.td.SpanCount() || r.ContentEncoding != "gzip" {
+				t.Fatalf("one request with %d spans (%q), want all %d gzipped", r.Traces.SpanCount(), r.ContentEncoding, tc.td.SpanCount())
+			}
+		})
 	}
-	reqs := srv.Requests()
-	if len(reqs) < 2 {
-		t.Fatalf("want the 4 spans split over several requests, got %d", len(reqs))
-	}
-	otlptest.ExpectAcceptedOnce(t, reqs, 4, func(otlptest.Request) bool { return true })
 }
 
 func TestConfig(t *testing.T) {

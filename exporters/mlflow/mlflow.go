@@ -1,7 +1,7 @@
 // Package mlflow is the gateway's adapter for an MLflow tracking server
-// (3.6 or later, which ingests OTLP/HTTP at /v1/traces). Spans carry the
-// mlflow.* attributes MLflow's trace UI reads: span type, inputs, outputs
-// and token usage.
+// (3.6 or later, which ingests OTLP/HTTP at /v1/traces, with a
+// database-backed tracking store). Spans carry the mlflow.* attributes
+// MLflow's trace UI reads: span type, inputs, outputs and token usage.
 package mlflow
 
 import (
@@ -30,13 +30,24 @@ type Config struct {
 
 // New returns the mlflow exporter.
 func New() plugins.Exporter {
-	return otlpsend.HTTPVendor(Parse, Config.sendOptions, otlpsend.Always[Config](Map))
+	return otlpsend.Vendor(Parse, Config.sender, otlpsend.Always[Config](Map))
+}
+
+// sender posts to the tracking server and bounds the retries of a batch
+// MLflow fails to store.
+func (c Config) sender() (otlpsend.Sender, error) {
+	s, err := otlpsend.NewHTTP(c.sendOptions())
+	if err != nil {
+		return nil, err
+	}
+	return withStoreRetries(s), nil
 }
 
 // Parse reads and validates a config block.
 func Parse(raw map[string]any) (Config, error) {
 	r := cfg.New(raw)
-	// Older MLflow servers may not decompress request bodies: opt in to gzip.
+	// MLflow decompresses request bodies from 3.7.0 on; 3.6 does not, so
+	// gzip is opt-in.
 	c := Config{Common: cfg.ReadCommon(r, "none")}
 	r.Required("tracking_uri", &c.TrackingURI)
 	if !r.Has("experiment_id") {
@@ -68,7 +79,7 @@ func (c Config) TracesURL() string { return otlpsend.TracesURL(c.TrackingURI, ""
 
 // sendOptions are where and how the spans go.
 func (c Config) sendOptions() otlpsend.HTTPOptions {
-	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: c.headers()}.With(c.Common)
+	return otlpsend.HTTPOptions{URL: c.TracesURL(), Headers: c.headers(), Classify: classify}.With(c.Common)
 }
 
 func (c Config) headers() map[string]string {

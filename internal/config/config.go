@@ -51,7 +51,12 @@ type Auth struct {
 	Tokens []AuthToken `yaml:"tokens"`
 }
 
-// AuthToken is one accepted bearer token and the tenant it stands for.
+// DefaultTenant is the tenant of a token written as a plain string.
+const DefaultTenant = "default"
+
+// AuthToken is one accepted bearer token and the tenant it stands for. In
+// YAML it is either a mapping ({token, tenant}) or, the shape most users
+// write first, the token alone as a string, standing for DefaultTenant.
 type AuthToken struct {
 	Token  string `yaml:"token"`
 	Tenant string `yaml:"tenant"`
@@ -275,7 +280,7 @@ func Defaults() Config {
 			},
 		},
 		Storage: Storage{
-			Driver: "sqlite", DSN: "file:kern-traces.db", Schema: "agno",
+			Driver: "sqlite", DSN: "file:kern-traces.db", Schema: "ai",
 			TracesTable: "agno_traces", SpansTable: "agno_spans",
 		},
 		Ingest: Ingest{

@@ -126,6 +126,10 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 	if cfg.Storage.Driver != "sqlite" || cfg.Server.OTLPHTTP == "" {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
+	// Where AgentOS's PostgresDb looks by default (db_schema "ai").
+	if cfg.Storage.Schema != "ai" || cfg.Storage.TracesTable != "agno_traces" || cfg.Storage.SpansTable != "agno_spans" {
+		t.Errorf("storage defaults %+v, want AgentOS's schema and tables", cfg.Storage)
+	}
 }
 
 func TestExpandedValueCannotInjectStructure(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -61,9 +62,8 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	cfg.File = file
 	cfg.lines = map[string]int{}
 
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&root); err != nil {
+	root, err := parseYAML(data)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			// An empty file means "all defaults".
 			return &cfg, cfg.Validate()
@@ -71,7 +71,7 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		return nil, Errors{yamlError(file, err)}
 	}
 	var errs Errors
-	doc := &root
+	doc := root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
@@ -92,6 +92,104 @@ func Parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		return &cfg, err
 	}
 	return &cfg, nil
+}
+
+// parseYAML parses the first document of data. A document YAML refuses is
+// parsed again with its ${VAR} references quoted where they stand alone in
+// a flow collection ("tokens: [${A}, ${B}]", "headers: {k: ${V}}"): YAML
+// reads '{' and '}' there as structure, but that is what users write first.
+// The retry keeps the references plain, so they expand as anywhere else; a
+// retry that would change any other value is not taken.
+func parseYAML(data []byte) (*yaml.Node, error) {
+	var root yaml.Node
+	err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root)
+	if err == nil || errors.Is(err, io.EOF) {
+		return &root, err
+	}
+	quoted, at := quoteFlowRefs(data)
+	if len(at) == 0 {
+		return nil, err
+	}
+	var retry yaml.Node
+	if yaml.NewDecoder(bytes.NewReader(quoted)).Decode(&retry) != nil {
+		return nil, err
+	}
+	// Every inserted pair of quotes must have made exactly one scalar that
+	// is the reference itself, not part of some other string or a comment.
+	found := 0
+	var unquote func(n *yaml.Node)
+	unquote = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && n.Style == yaml.DoubleQuotedStyle {
+			if ref, ok := at[[2]int{n.Line, n.Column}]; ok && n.Value == ref {
+				n.Style = 0
+				found++
+			}
+		}
+		for _, c := range n.Content {
+			unquote(c)
+		}
+	}
+	unquote(&retry)
+	if found != len(at) {
+		return nil, err
+	}
+	return &retry, nil
+}
+
+// refRe matches one ${VAR} or ${VAR:-default} reference that needs no
+// escaping inside double quotes.
+var refRe = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}"\\]*)?\}`)
+
+// quoteFlowRefs puts double quotes around each reference that is a whole
+// flow item or flow value: after '[', '{', ',' or ': ' and before ',', ']'
+// or '}' on the same line. It returns the new text and, by the line and
+// column (1-based, as in yaml.Node) of each opening quote, the reference.
+func quoteFlowRefs(data []byte) ([]byte, map[[2]int]string) {
+	at := map[[2]int]string{}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	for i, line := range lines {
+		var out []byte
+		last, shift := 0, 0
+		for _, m := range refRe.FindAllIndex(line, -1) {
+			before := bytes.TrimRight(line[:m[0]], " \t")
+			after := bytes.TrimLeft(line[m[1]:], " \t")
+			if len(before) == 0 || len(after) == 0 || !strings.ContainsRune("[{,:", rune(before[len(before)-1])) ||
+				!strings.ContainsRune(",]}", rune(after[0])) || quotedOrComment(line[:m[0]]) {
+				continue
+			}
+			out = append(out, line[last:m[0]]...)
+			at[[2]int{i + 1, utf8.RuneCount(line[:m[0]]) + shift + 1}] = string(line[m[0]:m[1]])
+			out = append(out, '"')
+			out = append(out, line[m[0]:m[1]]...)
+			out = append(out, '"')
+			last, shift = m[1], shift+2
+		}
+		if out != nil {
+			lines[i] = append(out, line[last:]...)
+		}
+	}
+	return bytes.Join(lines, nil), at
+}
+
+// quotedOrComment reports whether the end of prefix, the start of a line,
+// lies inside a quoted string or a comment. Strings spanning lines are not
+// followed: parseYAML's check catches what this misses.
+func quotedOrComment(prefix []byte) bool {
+	var quote byte
+	for i := 0; i < len(prefix); i++ {
+		c := prefix[i]
+		switch {
+		case quote == '"' && c == '\\':
+			i++
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == 0 && (c == '"' || c == '\''):
+			quote = c
+		case quote == 0 && c == '#' && (i == 0 || prefix[i-1] == ' ' || prefix[i-1] == '\t'):
+			return true
+		}
+	}
+	return quote != 0
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): (.*)`)
@@ -126,6 +224,14 @@ func yamlError(file string, err error) Error {
 func walk(n *yaml.Node, t reflect.Type, path, file string, lines map[string]int, errs *Errors) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == authTokenType {
+		// Checked here rather than only in UnmarshalYAML so that the
+		// error names the list entry, not just its line.
+		if msg := authTokenShape(n); msg != "" {
+			*errs = append(*errs, Error{File: file, Line: n.Line, Field: path, Msg: msg})
+			return
+		}
 	}
 	switch {
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && !isScalarType(t):
@@ -270,3 +376,34 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML renders the size in bytes.
 func (b ByteSize) MarshalYAML() (any, error) { return int64(b), nil }
+
+var authTokenType = reflect.TypeOf(AuthToken{})
+
+// authTokenShape says what is wrong with n as an AuthToken, or "".
+func authTokenShape(n *yaml.Node) string {
+	const want = "want a token string, or a mapping with token and tenant"
+	switch {
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
+		return want + "; got an empty entry"
+	case n.Kind == yaml.SequenceNode:
+		return want + "; got a list"
+	case n.Kind != yaml.ScalarNode && n.Kind != yaml.MappingNode && n.Kind != yaml.AliasNode:
+		return want
+	}
+	return ""
+}
+
+// UnmarshalYAML reads a token string (tenant DefaultTenant) or a
+// {token, tenant} mapping.
+func (a *AuthToken) UnmarshalYAML(n *yaml.Node) error {
+	if msg := authTokenShape(n); msg != "" {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
+	}
+	if n.Kind == yaml.ScalarNode {
+		// n.Value, not a decode: a numeric-looking token stays as written.
+		*a = AuthToken{Token: n.Value, Tenant: DefaultTenant}
+		return nil
+	}
+	type fields AuthToken // the same fields, without this method
+	return n.Decode((*fields)(a))
+}

@@ -334,7 +334,7 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 	}
 	w.buf = w.buf[:len(w.buf)-1] // reopen the object to append our keys
 	for _, k := range wrote {
-		if v, ok := attrs[k]; ok {
+		if v, ok := attrs[k]; ok && !reserved(k) {
 			w.key(k)
 			w.goValue(v, 0)
 		}
@@ -350,6 +350,7 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 		ids := semantics.RootIDs(attrs)
 		out.Root = &ids
 	}
+	out.Usage = usageOf(attrs)
 
 	c.dropped(int(sp.DroppedAttributesCount())+dropped, sp.DroppedEventsCount(), sp.DroppedLinksCount())
 	if n := len(c.resTrunc) + len(c.scopeTrunc) + len(w.truncated); n > 0 {
@@ -496,6 +497,33 @@ func (c *conv) dropped(attrs int, events, links uint32) {
 		w.buf = strconv.AppendInt(w.buf, f.n, 10)
 	}
 	w.buf = append(w.buf, '}')
+}
+
+// usageOf is an LLM span's usage as stored: the keys AgentOS reads, which
+// Annotate filled from the sender's convention.
+func usageOf(attrs map[string]any) *model.Usage {
+	if k, _ := attrs[semantics.AttrSpanKind].(string); k != semantics.KindLLM {
+		return nil
+	}
+	u := &model.Usage{}
+	u.Model, _ = attrs[semantics.AttrModelName].(string)
+	count := func(k string) (int64, bool) {
+		switch v := attrs[k].(type) {
+		case int64:
+			return v, true
+		case float64:
+			return int64(v), true
+		}
+		return 0, false
+	}
+	u.Input, _ = count(semantics.AttrTokensPrompt)
+	u.Output, _ = count(semantics.AttrTokensCompletion)
+	if t, ok := count(semantics.AttrTokensTotal); ok {
+		u.Total = t
+	} else {
+		u.Total = u.Input + u.Output
+	}
+	return u
 }
 
 // replaced reports whether Annotate replaced a key the sender sent.

@@ -70,12 +70,13 @@ func attrsOf(t *testing.T, s model.Span) map[string]any {
 	return m
 }
 
-// withoutAnnotations drops the keys semantics.Annotate adds (kern.* other
-// than the converter's own), which evolve independently of this package.
+// withoutAnnotations drops the span kind semantics.Annotate adds to every
+// span (its other keys depend on the span and are tested there) and the
+// origin reference, tested on its own.
 func withoutAnnotations(m map[string]any) map[string]any {
 	out := map[string]any{}
 	for k, v := range m {
-		if strings.HasPrefix(k, "kern.") && !reserved(k) {
+		if k == semantics.AttrSpanKind || k == model.KeyResource {
 			continue
 		}
 		out[k] = v
@@ -119,6 +120,10 @@ func TestFromOTLPColumns(t *testing.T) {
 		CreatedAt:     "2025-03-04T05:06:07.890123+00:00",
 	}
 	got.Attributes = nil
+	if got.Origin == nil {
+		t.Error("no origin for a span with a resource")
+	}
+	got.Origin = nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
@@ -129,13 +134,13 @@ func TestFromOTLPKindAndStatus(t *testing.T) {
 		in   ptrace.SpanKind
 		want string
 	}{
-		{ptrace.SpanKindUnspecified, "UNSPECIFIED"},
+		{ptrace.SpanKindUnspecified, "INTERNAL"},
 		{ptrace.SpanKindInternal, "INTERNAL"},
 		{ptrace.SpanKindServer, "SERVER"},
 		{ptrace.SpanKindClient, "CLIENT"},
 		{ptrace.SpanKindProducer, "PRODUCER"},
 		{ptrace.SpanKindConsumer, "CONSUMER"},
-		{ptrace.SpanKind(42), "UNSPECIFIED"},
+		{ptrace.SpanKind(42), "INTERNAL"}, // as agno stores an unknown kind
 	}
 	for _, k := range kinds {
 		td, sp := newSpan()
@@ -311,15 +316,17 @@ func TestFromOTLPAddedKeys(t *testing.T) {
 	sp.SetDroppedEventsCount(3)
 
 	s := convertOne(t, td, Limits{})
+	const res, scope = `{"service.name":"agent-os","pid":42}`, `{"name":"agno","version":"1.2.3"}`
+	if s.Origin == nil || string(s.Origin.Resource) != res || string(s.Origin.Scope) != scope {
+		t.Fatalf("origin = %+v, want resource %s and scope %s", s.Origin, res, scope)
+	}
 	checks := []struct{ key, want string }{
-		{model.KeyResource, `{"service.name":"agent-os","pid":42}`},
-		{model.KeyScope, `{"name":"agno","version":"1.2.3"}`},
+		{model.KeyResource, `"` + NewOrigin([]byte(res), []byte(scope)).ID + `"`},
 		{model.KeyEvents, `[{"name":"exception","time":"2025-03-04T05:06:01.123456+00:00","attributes":{"exception.type":"ValueError"},"dropped_attributes_count":2}]`},
 		{model.KeyLinks, `[{"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"00f067aa0ba902b7","trace_state":"k=v","attributes":{"follows":true}}]`},
 		{model.KeyDropped, `{"events":3}`},
-		// From semantics.Annotate: the session id is normalised.
-		{model.KeySessionID, `"sess-1"`},
 		{"session.id", `"sess-1"`},
+		{semantics.AttrSpanKind, `"AGENT"`}, // "Agent.run" is an agno run
 	}
 	for _, c := range checks {
 		if got := rawMember(t, s, c.key); got != c.want {
@@ -472,7 +479,7 @@ func TestFromOTLPNoLimits(t *testing.T) {
 		sp.Attributes().PutInt("k"+strconv.Itoa(i), 1)
 	}
 	m := withoutAnnotations(attrsOf(t, convertOne(t, td, Limits{MaxAttrValueBytes: -1, MaxAttributes: -1})))
-	if len(m["big"].(string)) != 100 || len(m) != 6+2 { // + kern.resource, kern.scope
+	if len(m["big"].(string)) != 100 || len(m) != 6 {
 		t.Errorf("limits applied although disabled: %v", m)
 	}
 }
@@ -526,18 +533,25 @@ func TestFromOTLPManyResources(t *testing.T) {
 	if len(spans) != 24 || len(rej) != 0 {
 		t.Fatalf("%d spans %d rejections", len(spans), len(rej))
 	}
+	ids := map[string]bool{}
 	for _, s := range spans {
 		r, sc := s.SpanID[1], s.SpanID[3]
-		if got := rawMember(t, s, model.KeyResource); got != `{"r":`+string(r)+`}` {
-			t.Errorf("span %s resource %s", s.SpanID, got)
+		if s.Origin == nil || string(s.Origin.Resource) != `{"r":`+string(r)+`}` ||
+			string(s.Origin.Scope) != `{"name":"scope`+string(sc)+`","version":""}` {
+			t.Errorf("span %s origin %+v", s.SpanID, s.Origin)
+			continue
 		}
-		if got := rawMember(t, s, model.KeyScope); got != `{"name":"scope`+string(sc)+`","version":""}` {
-			t.Errorf("span %s scope %s", s.SpanID, got)
+		if got := rawMember(t, s, model.KeyResource); got != `"`+s.Origin.ID+`"` {
+			t.Errorf("span %s references %s, want its origin %s", s.SpanID, got, s.Origin.ID)
 		}
+		ids[s.Origin.ID] = true
+	}
+	if len(ids) != 6 {
+		t.Errorf("%d distinct origins, want 6 (3 resources x 2 scopes)", len(ids))
 	}
 }
 
-func withAnnotate(t *testing.T, f func(semantics.Info, map[string]any)) {
+func withAnnotate(t *testing.T, f func(semantics.Info, map[string]any) []string) {
 	t.Helper()
 	old := annotateFunc
 	annotateFunc = f
@@ -546,17 +560,18 @@ func withAnnotate(t *testing.T, f func(semantics.Info, map[string]any)) {
 
 func TestFromOTLPAnnotations(t *testing.T) {
 	var gotInfo semantics.Info
-	withAnnotate(t, func(info semantics.Info, attrs map[string]any) {
+	withAnnotate(t, func(info semantics.Info, attrs map[string]any) []string {
 		gotInfo = info
-		attrs["kern.b"] = int64(2)
-		attrs["kern.a"] = []any{"x", 1.5, math.NaN(), map[string]any{"z": true, "y": nil}}
-		attrs["kern.sender"] = "overwritten" // a contract violation: must not be stored
-		attrs["not.kern"] = "added outside the prefix"
+		attrs["b.added"] = int64(2)
+		attrs["a.added"] = []any{"x", 1.5, math.NaN(), map[string]any{"z": true, "y": nil}}
+		attrs["input.value"] = `{"replaced":true}` // the sender's, made readable
+		attrs["not.reported"] = "a contract violation: must not be stored"
 		attrs[model.KeyEvents] = "must not clobber the converter's key"
+		return []string{"a.added", "b.added", "input.value", model.KeyEvents}
 	})
 	td, sp := newSpan()
 	sp.SetParentSpanID(testParent)
-	sp.Attributes().PutStr("kern.sender", "mine")
+	sp.Attributes().PutInt("input.value", 7)
 	sp.Attributes().PutStr("session.id", "s")
 	ev := sp.Events().AppendEmpty()
 	ev.SetName("exception")
@@ -565,10 +580,9 @@ func TestFromOTLPAnnotations(t *testing.T) {
 
 	s := convertOne(t, td, Limits{})
 	checks := []struct{ key, want string }{
-		{"kern.a", `["x",1.5,"NaN",{"y":null,"z":true}]`},
-		{"kern.b", `2`},
-		{"kern.sender", `"mine"`},
-		{"not.kern", `"added outside the prefix"`},
+		{"a.added", `["x",1.5,"NaN",{"y":null,"z":true}]`},
+		{"b.added", `2`},
+		{"input.value", `"{\"replaced\":true}"`},
 		{"session.id", `"s"`},
 	}
 	for _, c := range checks {
@@ -579,9 +593,9 @@ func TestFromOTLPAnnotations(t *testing.T) {
 	if !strings.HasPrefix(rawMember(t, s, model.KeyEvents), `[{"name":"exception"`) {
 		t.Errorf("converter's events were clobbered: %s", rawMember(t, s, model.KeyEvents))
 	}
-	for _, k := range []string{"kern.sender", model.KeyEvents} {
-		if n := strings.Count(string(s.Attributes), `"`+k+`"`); n != 1 {
-			t.Errorf("%s written %d times", k, n)
+	for k, n := range map[string]int{"input.value": 1, model.KeyEvents: 1, "not.reported": 0} {
+		if got := strings.Count(string(s.Attributes), `"`+k+`"`); got != n {
+			t.Errorf("%s written %d times, want %d", k, got, n)
 		}
 	}
 	if gotInfo.Name != "Agent.run" || gotInfo.ParentSpanID != "00f067aa0ba902b7" || gotInfo.Resource["service.name"] != "agent-os" ||
@@ -592,13 +606,39 @@ func TestFromOTLPAnnotations(t *testing.T) {
 }
 
 func TestFromOTLPAnnotatePanics(t *testing.T) {
-	withAnnotate(t, func(_ semantics.Info, attrs map[string]any) {
-		attrs["kern.partial"] = true
+	withAnnotate(t, func(_ semantics.Info, attrs map[string]any) []string {
+		attrs["partial"] = true
+		delete(attrs, "session.id")
 		panic("classification bug")
 	})
-	td, _ := newSpan()
+	td, sp := newSpan()
+	sp.Attributes().PutStr("session.id", "s")
 	s := convertOne(t, td, Limits{})
-	if got := rawMember(t, s, "kern.partial"); got != "true" {
-		t.Errorf("annotations made before the panic: %s", got)
+	if strings.Contains(string(s.Attributes), "partial") {
+		t.Errorf("annotations of a panicking Annotate were stored: %s", s.Attributes)
+	}
+	if got := rawMember(t, s, "session.id"); got != `"s"` {
+		t.Errorf("the sender's attributes were not stored as sent: %s", s.Attributes)
+	}
+}
+
+func TestFromOTLPRootIDs(t *testing.T) {
+	td, sp := newSpan()
+	sp.Attributes().PutStr("agno.team.id", "team-1")
+	sp.Attributes().PutStr("agno.session.id", "sess")
+	child := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty()
+	child.SetTraceID(testTrace)
+	child.SetSpanID(testParent)
+	child.SetParentSpanID(testSpan)
+	child.Attributes().PutStr("agno.agent.id", "researcher")
+	spans, _ := FromOTLP(td, testNow, Limits{})
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	if r := spans[0].Root; r == nil || *r != (model.TraceIDs{TeamID: "team-1", SessionID: "sess"}) {
+		t.Errorf("root ids = %+v", r)
+	}
+	if spans[1].Root != nil {
+		t.Errorf("a child span carries trace ids: %+v", spans[1].Root)
 	}
 }

@@ -18,6 +18,11 @@ import (
 // payload from costing unbounded stack or time.
 const maxDepth = 32
 
+// MaxNesting is how many arrays and kvlists nested in each other an
+// attribute value keeps (attribute maps start at depth 1): the next one is
+// stored as null and reported as truncated.
+const MaxNesting = maxDepth - 1
+
 // truncMarker is the suffix put after a value cut to MaxAttrValueBytes.
 const truncMarkerPrefix = "…[truncated "
 
@@ -182,7 +187,10 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		}
 		w.str(s)
 		if want {
-			return s
+			// What Annotate and RootIDs read must be what is stored: a
+			// NUL or invalid UTF-8 kept here would reach an id column
+			// (PostgreSQL rejects the batch) or be read otherwise later.
+			return cleanString(s)
 		}
 	case pcommon.ValueTypeBool:
 		b := v.Bool()

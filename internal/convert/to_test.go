@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
 // richTraces exercises every field the stored row keeps. Times are whole
@@ -85,9 +86,9 @@ func richTraces() ptrace.Traces {
 	return td
 }
 
-// stripAnnotations removes the kern.* keys that stay span attributes (the
-// annotations and kern.truncated), so that a round trip can be compared with
-// what was sent.
+// stripAnnotations removes the keys the gateway adds that stay span
+// attributes (the span kind every span gets here, kern.truncated), so that a
+// round trip can be compared with what was sent.
 func stripAnnotations(td ptrace.Traces) {
 	rss := td.ResourceSpans()
 	for i := range rss.Len() {
@@ -96,7 +97,7 @@ func stripAnnotations(td ptrace.Traces) {
 			sps := sss.At(j).Spans()
 			for k := range sps.Len() {
 				sps.At(k).Attributes().RemoveIf(func(k string, _ pcommon.Value) bool {
-					return strings.HasPrefix(k, "kern.")
+					return strings.HasPrefix(k, "kern.") || k == semantics.AttrSpanKind
 				})
 			}
 		}

@@ -111,6 +111,9 @@ type Options struct {
 	StatsInterval time.Duration
 	// TrimInterval is how often delivered log rows are deleted (default 30s).
 	TrimInterval time.Duration
+	// ReportInterval is how often a worker reports its destination's state
+	// to the database when nothing changed (default 30s); see report.go.
+	ReportInterval time.Duration
 	// Retention, when positive, deletes spans, traces, log rows and dead
 	// letters older than it through Pruner every PruneInterval (default 1m),
 	// PruneBatch rows per statement (default 1000).
@@ -142,6 +145,7 @@ func (o *Options) withDefaults() {
 	def(&o.PollInterval, 250*time.Millisecond)
 	def(&o.StatsInterval, 5*time.Second)
 	def(&o.TrimInterval, 30*time.Second)
+	def(&o.ReportInterval, 30*time.Second)
 	def(&o.PruneInterval, time.Minute)
 	def(&o.StartBackoff, time.Second)
 	def(&o.MaxStartBackoff, time.Minute)

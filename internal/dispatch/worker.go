@@ -84,9 +84,12 @@ type worker struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex // guards exp and breaker against the stats reader
+	mu      sync.Mutex // guards exp, breaker and state against the stats reader and the reporter
 	exp     Exporter
 	breaker breaker
+	state   workerState
+
+	stateChanged chan struct{} // wakes the reporter (see report.go)
 }
 
 func newWorker(d *Dispatcher, dest Destination) *worker {
@@ -102,6 +105,8 @@ func newWorker(d *Dispatcher, dest Destination) *worker {
 		drain:   make(chan struct{}),
 		done:    make(chan struct{}),
 		breaker: breaker{threshold: p.BreakerFailures, coolDown: p.BreakerCoolDown},
+
+		stateChanged: make(chan struct{}, 1),
 	}
 }
 
@@ -111,7 +116,7 @@ func (w *worker) launch(ctx context.Context) {
 	go func() {
 		defer close(w.done)
 		defer w.cancel()
-		w.run(ctx)
+		w.reporting(ctx, func() { w.run(ctx) })
 	}()
 }
 
@@ -230,6 +235,7 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 			failures++
+			w.noteError(err)
 			wait := backoff(failures, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
 			w.log.Warn("reading the delivery log failed; retrying", "err", err, "retry_in", wait)
 			w.pause(ctx, wait)
@@ -281,6 +287,7 @@ func (w *worker) startExporter(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		w.noteError(fmt.Errorf("plugin failed to start: %w", err))
 		wait := backoff(attempt, w.d.opts.StartBackoff, w.d.opts.MaxStartBackoff)
 		switch {
 		case attempt == 1:
@@ -730,6 +737,7 @@ func (w *worker) exportRetrying(ctx context.Context, b batch) (refused, err erro
 		}
 		permanent := plugins.IsPermanent(err)
 		w.obs.ExportFailed(w.name, permanent)
+		w.noteError(err)
 		if permanent {
 			w.breakerSuccess() // it answered: the destination is up
 			return err, nil
@@ -745,6 +753,7 @@ func (w *worker) exportRetrying(ctx context.Context, b batch) (refused, err erro
 				attempt, time.Since(first).Round(time.Millisecond), err))
 		}
 		w.obs.Retried(w.name)
+		w.noteRetry()
 		if attempt == 1 {
 			w.log.Warn("export failed; retrying", "spans", n, "err", err, "retry_in", wait)
 		} else {
@@ -803,6 +812,7 @@ func (w *worker) breakerWait() time.Duration {
 	w.mu.Unlock()
 	if before != after {
 		w.obs.CircuitState(w.name, after)
+		w.changed()
 		w.log.Info("circuit breaker half-open: probing the destination with one batch")
 	}
 	return wait
@@ -810,9 +820,12 @@ func (w *worker) breakerWait() time.Duration {
 
 func (w *worker) breakerSuccess() {
 	w.mu.Lock()
-	before := w.breaker.state
+	before, failures := w.breaker.state, w.breaker.failures
 	w.breaker.success()
 	w.mu.Unlock()
+	if before != Closed || failures > 0 {
+		w.changed()
+	}
 	if before != Closed {
 		w.obs.CircuitState(w.name, Closed)
 		w.log.Info("circuit breaker closed: the destination answers again")
@@ -824,6 +837,7 @@ func (w *worker) breakerFailure() {
 	opened := w.breaker.failure(time.Now())
 	failures := w.breaker.failures
 	w.mu.Unlock()
+	w.changed()
 	if opened {
 		w.obs.CircuitState(w.name, Open)
 		w.log.Warn("circuit breaker open: pausing exports", "consecutive_failures", failures, "cool_down", w.p.BreakerCoolDown)

@@ -51,6 +51,16 @@ type Span struct {
 	// Root holds the ids a root span gives its trace row (see
 	// semantics.RootIDs); nil for child spans and for spans read back.
 	Root *TraceIDs
+	// Usage is an LLM span's model and tokens as stored (llm.model_name,
+	// llm.token_count.*), for the per-minute rollups; nil for other spans.
+	Usage *Usage
+}
+
+// Usage is the model and token usage of LLM calls: of one span, or summed.
+type Usage struct {
+	Model                string // "" when the span names none
+	Calls                int64  // 0 on one span's usage (counts as 1)
+	Input, Output, Total int64  // Total: the sender's, else Input + Output
 }
 
 // Origin is a resource and instrumentation scope, as stored in the

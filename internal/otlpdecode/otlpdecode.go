@@ -17,6 +17,13 @@
 //     cleaning on the "traceId"/"trace_id", "spanId"/"span_id" and
 //     "parentSpanId"/"parent_span_id" members, then re-encoded for pdata.
 //
+// Before the lenient protobuf decoder, attribute values nested deeper than
+// pdata's recursion limit (100 messages: about 49 arrays or 33 maps, where
+// the OpenTelemetry Collector refuses the request) are cut at the
+// converter's depth limit (see otlpwire.TruncateDeepValues), so they end as
+// null and listed in kern.truncated, as the same values sent as OTLP/JSON
+// do: pdata's JSON decoder has no such limit.
+//
 // When the lenient decoder fails too, or finds nothing to clean, the request
 // is malformed and the decoder's error is returned. All-zero and empty ids
 // are valid encodings; the converter rejects those spans.
@@ -38,6 +45,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
+	"github.com/kern-agents/trace-gateway/internal/otlpwire"
 )
 
 const (
@@ -51,6 +59,15 @@ func Proto(body []byte) (ptrace.Traces, []convert.Rejection, error) {
 	firstErr := req.UnmarshalProto(body)
 	if firstErr == nil {
 		return req.Traces(), nil, nil
+	}
+	// pdata refuses the whole request when a value nests deeper than its
+	// recursion limit; cut such values where the converter would store null.
+	if cut, changed, err := otlpwire.TruncateDeepValues(body, convert.MaxNesting); err == nil && changed {
+		body = cut
+		req = ptraceotlp.NewExportRequest()
+		if firstErr = req.UnmarshalProto(body); firstErr == nil {
+			return req.Traces(), nil, nil
+		}
 	}
 	var msg coltrace.ExportTraceServiceRequest
 	if err := proto.Unmarshal(body, &msg); err != nil {

@@ -3,9 +3,13 @@ package otlpdecode
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -276,5 +280,132 @@ func TestOnlyBadLinks(t *testing.T) {
 	}
 	if got := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0); got.Links().Len() != 0 || got.DroppedLinksCount() != 1 {
 		t.Errorf("json: links %d dropped %d", got.Links().Len(), got.DroppedLinksCount())
+	}
+}
+
+// nestPdata fills v with depth arrays (or maps under "k") around a leaf.
+func nestPdata(v pcommon.Value, depth int, maps bool) {
+	for range depth {
+		if maps {
+			v = v.SetEmptyMap().PutEmpty("k")
+		} else {
+			v = v.SetEmptySlice().AppendEmpty()
+		}
+	}
+	v.SetStr("leaf")
+}
+
+// TestDeepValuesBothEncodings: attribute values nested past pdata's protobuf
+// recursion limit keep the request alive in protobuf as in JSON, and both
+// store the same row: the other spans intact, the deep value cut to null at
+// the converter's depth and listed in kern.truncated.
+func TestDeepValuesBothEncodings(t *testing.T) {
+	for _, tc := range []struct {
+		depth int
+		maps  bool
+	}{{50, false}, {50, true}, {200, false}, {200, true}, {5000, false}} {
+		t.Run(fmt.Sprintf("%d/maps=%v", tc.depth, tc.maps), func(t *testing.T) {
+			td := ptrace.NewTraces()
+			rs := td.ResourceSpans().AppendEmpty()
+			nestPdata(rs.Resource().Attributes().PutEmpty("deep.res"), tc.depth, tc.maps)
+			spans := rs.ScopeSpans().AppendEmpty().Spans()
+			for i, name := range []string{"before", "deep", "after"} {
+				sp := spans.AppendEmpty()
+				sp.SetName(name)
+				sp.SetTraceID(pcommon.TraceID(goodTrace))
+				sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
+				sp.Attributes().PutStr("input.value", "hello "+name)
+				if name == "deep" {
+					nestPdata(sp.Attributes().PutEmpty("nested"), tc.depth, tc.maps)
+					nestPdata(sp.Events().AppendEmpty().Attributes().PutEmpty("ev"), tc.depth, tc.maps)
+				}
+			}
+			req := ptraceotlp.NewExportRequestFromTraces(td)
+			pb, err := req.MarshalProto()
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, err := req.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ptraceotlp.NewExportRequest().UnmarshalProto(pb); err == nil {
+				t.Fatal("pdata decodes this depth; the case does not exercise the cut")
+			}
+			fromProto, rejP, err := Proto(pb)
+			if err != nil || len(rejP) != 0 {
+				t.Fatalf("protobuf: %v, rejected %v", err, rejP)
+			}
+			fromJSON, rejJ, err := JSON(js)
+			if err != nil || len(rejJ) != 0 {
+				t.Fatalf("JSON: %v, rejected %v", err, rejJ)
+			}
+			now := time.Unix(1_700_000_000, 0)
+			rowsP, _ := convert.FromOTLP(fromProto, now, convert.Limits{})
+			rowsJ, _ := convert.FromOTLP(fromJSON, now, convert.Limits{})
+			if len(rowsP) != 3 || len(rowsJ) != 3 {
+				t.Fatalf("rows: protobuf %d, JSON %d; want 3", len(rowsP), len(rowsJ))
+			}
+			for i := range rowsP {
+				if string(rowsP[i].Attributes) != string(rowsJ[i].Attributes) {
+					t.Errorf("span %s: protobuf stored\n%.600s\nJSON stored\n%.600s", rowsP[i].Name, rowsP[i].Attributes, rowsJ[i].Attributes)
+				}
+			}
+			var deep map[string]any
+			if err := json.Unmarshal(rowsP[1].Attributes, &deep); err != nil {
+				t.Fatal(err)
+			}
+			trunc := fmt.Sprint(deep["kern.truncated"])
+			for _, path := range []string{"nested", "kern.resource.deep.res", "kern.events.0.ev"} {
+				if !strings.Contains(trunc, path) {
+					t.Errorf("kern.truncated = %s, want %s listed", trunc, path)
+				}
+			}
+			// The value is kept down to the converter's depth, then null.
+			v, levels := deep["nested"], 0
+			for v != nil {
+				if m, ok := v.(map[string]any); ok {
+					v = m["k"]
+				} else {
+					v = v.([]any)[0]
+				}
+				levels++
+			}
+			if levels != convert.MaxNesting {
+				t.Errorf("kept %d levels, want %d", levels, convert.MaxNesting)
+			}
+			if deep["input.value"] != "hello deep" {
+				t.Errorf("input.value = %v", deep["input.value"])
+			}
+		})
+	}
+}
+
+// TestDeepValueAndBadIDs: a request with both faults keeps its valid spans,
+// truncates the deep value and rejects only the span with a bad id.
+func TestDeepValueAndBadIDs(t *testing.T) {
+	deep := &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "leaf"}}
+	for range 60 {
+		deep = &commonpb.AnyValue{Value: &commonpb.AnyValue_ArrayValue{ArrayValue: &commonpb.ArrayValue{Values: []*commonpb.AnyValue{deep}}}}
+	}
+	deepSpan := pbSpan("deep", goodTrace, goodSpan, nil)
+	deepSpan.Attributes = append(deepSpan.Attributes, &commonpb.KeyValue{Key: "nested", Value: deep})
+	td, rej, err := Proto(marshal(t, pbRequest(
+		pbSpan("good", goodTrace, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil),
+		deepSpan,
+		pbSpan("short-trace", goodTrace[:15], goodSpan, nil),
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(spanNames(td), ","); got != "good,deep" {
+		t.Errorf("kept %s, want good,deep", got)
+	}
+	if len(rej) != 1 || !strings.Contains(rej[0].Reason, "short-trace") {
+		t.Errorf("rejections %v, want the short-trace span only", rej)
+	}
+	rows, _ := convert.FromOTLP(td, time.Unix(1_700_000_000, 0), convert.Limits{})
+	if len(rows) != 2 || !strings.Contains(string(rows[1].Attributes), `"kern.truncated":["nested"]`) {
+		t.Errorf("deep span stored as %s", rows[len(rows)-1].Attributes)
 	}
 }

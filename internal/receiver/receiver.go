@@ -5,7 +5,9 @@
 //
 // Both transports share one decode path (package otlpdecode), so spans with
 // malformed ids are rejected through OTLP partial success while the rest of
-// the request is stored. Errors map to the OTLP status codes:
+// the request is stored, and attribute values nested too deep for pdata's
+// protobuf decoder are cut as the converter cuts them in OTLP/JSON. Errors
+// map to the OTLP status codes:
 //
 //	malformed body          400 Bad Request        INVALID_ARGUMENT
 //	body too large          413                    RESOURCE_EXHAUSTED (gRPC's own limit)

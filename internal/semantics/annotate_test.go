@@ -30,11 +30,36 @@ func TestAnnotateAddsWhatAgentOSReads(t *testing.T) {
 			},
 			want: map[string]any{
 				AttrSpanKind: KindLLM, AttrModelName: "gpt-4o",
-				AttrTokensPrompt: int64(12), AttrTokensCompletion: int64(3), AttrTokensTotal: int64(15),
-				AttrInput:     `[{"role":"user","parts":[{"type":"text","content":"hi"}]}]`,
-				AttrOutput:    `[{"role":"assistant","parts":[{"type":"text","content":"hello"}]}]`,
+				AttrTokensPrompt: int64(12), AttrTokensCompletion: int64(3),
+				// The text a person reads, not a second copy of the messages.
+				AttrInput: "hi", AttrOutput: "hello",
 				AttrSessionID: "conv-1",
 			},
+		},
+		{
+			name: "GenAI chat: the last user message is the input, a reply of tool calls has no text",
+			info: Info{Name: "chat m"},
+			attrs: map[string]any{
+				"gen_ai.operation.name":  "chat",
+				"gen_ai.input.messages":  `[{"role":"system","parts":[{"type":"text","content":"be brief"}]},{"role":"user","parts":[{"type":"text","content":"q1"}]},{"role":"assistant","parts":[{"type":"text","content":"a1"}]},{"role":"user","parts":[{"type":"text","content":"q2"}]}]`,
+				"gen_ai.output.messages": `[{"role":"assistant","parts":[{"type":"tool_call","id":"c1","name":"f","arguments":"{}"}]}]`,
+			},
+			want: map[string]any{
+				AttrSpanKind: KindLLM, AttrInput: "q2",
+				AttrOutput: `[{"role":"assistant","parts":[{"type":"tool_call","id":"c1","name":"f","arguments":"{}"}]}]`,
+			},
+		},
+		{
+			name: "OpenInference flattened messages: text, not a rebuilt copy",
+			info: Info{Name: "OpenAIChat.invoke"},
+			attrs: map[string]any{
+				"openinference.span.kind":               "LLM",
+				"llm.input_messages.0.message.role":     "user",
+				"llm.input_messages.0.message.content":  "price?",
+				"llm.output_messages.0.message.role":    "assistant",
+				"llm.output_messages.0.message.content": "120",
+			},
+			want: map[string]any{AttrInput: "price?", AttrOutput: "120"},
 		},
 		{
 			name: "GenAI tool call",
@@ -78,6 +103,15 @@ func TestAnnotateAddsWhatAgentOSReads(t *testing.T) {
 			info:  Info{Name: "Research_Team.run"},
 			attrs: map[string]any{"agno.team.id": "research", "agno.run.id": "r1", "agno.session.id": "s1"},
 			want:  map[string]any{AttrSpanKind: KindAgent, AttrSessionID: "s1"},
+		},
+		{
+			name: "session.id comes from the key the trace row takes it from",
+			info: Info{Name: "Agent.run"},
+			attrs: map[string]any{
+				"agno.agent.id": "a", "agno.session.id": "agno-sess", "gen_ai.conversation.id": "conv",
+				"user_id": "u1", "enduser.id": "u2",
+			},
+			want: map[string]any{AttrSpanKind: KindAgent, AttrSessionID: "agno-sess", AttrUserID: "u1"},
 		},
 		{
 			name:  "GenAI workflow is a CHAIN",

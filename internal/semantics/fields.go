@@ -47,16 +47,6 @@ var (
 	memberArgFields = []string{"member_id", "member_name", "agent_name", "member"}
 )
 
-// sourcesOf lists the attribute keys an id fact is read from.
-func sourcesOf(fact string) []string {
-	for _, id := range idSources {
-		if id.Key == fact {
-			return id.Sources
-		}
-	}
-	return nil
-}
-
 func textOf(v any) (string, bool) { return text(v, MaxValueBytes) }
 
 // setFirst writes dst from the first source conv accepts.

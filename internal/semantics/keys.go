@@ -55,7 +55,6 @@ const (
 	AttrInput            = "input.value"
 	AttrOutput           = "output.value"
 	AttrModelName        = "llm.model_name"
-	AttrEmbeddingModel   = "embedding.model_name"
 	AttrTokensPrompt     = "llm.token_count.prompt"
 	AttrTokensCompletion = "llm.token_count.completion"
 	AttrTokensTotal      = "llm.token_count.total"

@@ -116,35 +116,54 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	oiKind, _ := attrs[AttrSpanKind].(string)
 
-	// Ids AgentOS shows in a node's metadata: the span's own, never the
-	// resource's (which is stored once for all its spans).
-	for _, id := range []struct{ dst, fact string }{{AttrSessionID, KeySessionID}, {AttrUserID, KeyUserID}} {
+	// Ids AgentOS shows in a node's metadata: the span's own (never the
+	// resource's, which is stored once for all its spans), in the order the
+	// trace row takes them, so a root's node and its trace agree.
+	for _, id := range []struct{ dst, column string }{{AttrSessionID, "session_id"}, {AttrUserID, "user_id"}} {
 		if _, ok := attrs[id.dst]; ok {
 			continue
 		}
-		if v, ok := s.first(idString, sourcesOf(id.fact)...); ok {
-			a.set(id.dst, v)
+		for _, src := range TraceIDSources {
+			if src.Column != id.column {
+				continue
+			}
+			if v, ok := s.first(idString, src.Keys...); ok {
+				a.set(id.dst, v)
+			}
 		}
 	}
 
 	switch oiKind {
-	case KindLLM:
+	case KindLLM, KindEmbedding:
+		// AgentOS shows the model and sums prompt and completion tokens of
+		// LLM spans; a total the sender did not send is their sum, left to
+		// whoever reads them rather than stored.
 		a.add(AttrModelName, f[KeyModel])
 		a.add(AttrTokensPrompt, f[KeyInputTokens])
 		a.add(AttrTokensCompletion, f[KeyOutputTokens])
-		a.add(AttrTokensTotal, f[KeyTotalTokens])
-	case KindEmbedding:
-		a.add(AttrEmbeddingModel, f[KeyModel])
-		a.add(AttrTokensPrompt, f[KeyInputTokens])
-		a.add(AttrTokensTotal, f[KeyTotalTokens])
+		if s.hasAny(totalTokenSources...) {
+			a.add(AttrTokensTotal, f[KeyTotalTokens])
+		}
 	case KindTool:
 		if n := s.toolName(); n != "" {
 			a.add(AttrToolName, n)
 		}
 	}
 	args, result := f[KeyInput], f[KeyOutput]
-	if typ == TypeTool {
+	switch typ {
+	case TypeTool:
 		args, result = f[KeyToolArguments], f[KeyToolResult]
+	case TypeLLM:
+		if _, sent := attrs[AttrInput]; !sent {
+			if t, ok := s.llmText(true); ok {
+				args = t
+			}
+		}
+		if _, sent := attrs[AttrOutput]; !sent {
+			if t, ok := s.llmText(false); ok {
+				result = t
+			}
+		}
 	}
 	a.add(AttrInput, args)
 	if oiKind == KindTool {
@@ -288,4 +307,66 @@ func RootIDs(attrs map[string]any) model.TraceIDs {
 		}
 	}
 	return ids
+}
+
+// llmText is what AgentOS shows as an LLM hop's input or output when the
+// sender used a structured message convention (GenAI's
+// gen_ai.input/output.messages, or flattened messages): the text a person
+// reads — for the input the last user message, for the output the text of
+// the reply — rather than a second copy of the structured messages, which
+// stay as sent (and whole in Normalize's facts). ok is false when there is
+// no text part (a reply of tool calls only).
+func (s *view) llmText(input bool) (string, bool) {
+	key, flatPrefixes := "gen_ai.output.messages", []string{"gen_ai.completion.", "llm.output_messages."}
+	if input {
+		key, flatPrefixes = "gen_ai.input.messages", []string{"gen_ai.prompt.", "llm.input_messages."}
+	}
+	var msgs []*message
+	if p, ok := parseJSON(s.attrs[key]); ok {
+		list, _ := p.([]any)
+		for _, item := range list {
+			m, _ := item.(map[string]any)
+			if m == nil {
+				continue
+			}
+			msg := &message{}
+			msg.Role, _ = m["role"].(string)
+			parts, _ := m["parts"].([]any)
+			var texts []string
+			for _, part := range parts {
+				pm, _ := part.(map[string]any)
+				if t, _ := pm["type"].(string); t == "text" {
+					if c, ok := pm["content"].(string); ok && c != "" {
+						texts = append(texts, c)
+					}
+				}
+			}
+			msg.Content = strings.Join(texts, "\n")
+			msgs = append(msgs, msg)
+		}
+	} else {
+		for _, prefix := range flatPrefixes {
+			if msgs = s.flatMessages(prefix); len(msgs) > 0 {
+				break
+			}
+		}
+	}
+	var out []string
+	for i := len(msgs) - 1; i >= 0; i-- {
+		m := msgs[i]
+		if m.Content == "" {
+			continue
+		}
+		if input {
+			if m.Role == "user" || m.Role == "" {
+				return truncate(m.Content, MaxValueBytes), true
+			}
+			continue
+		}
+		out = append([]string{m.Content}, out...)
+	}
+	if len(out) == 0 {
+		return "", false
+	}
+	return truncate(strings.Join(out, "\n"), MaxValueBytes), true
 }

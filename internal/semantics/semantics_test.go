@@ -660,7 +660,7 @@ func TestNormalize(t *testing.T) {
 }
 
 // attrKeys are the keys Annotate may write.
-var attrKeys = []string{AttrSpanKind, AttrInput, AttrOutput, AttrModelName, AttrEmbeddingModel,
+var attrKeys = []string{AttrSpanKind, AttrInput, AttrOutput, AttrModelName,
 	AttrTokensPrompt, AttrTokensCompletion, AttrTokensTotal, AttrToolName, AttrToolParameters,
 	AttrExceptionMessage, AttrSessionID, AttrUserID, AttrWorkflowSteps}
 

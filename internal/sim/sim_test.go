@@ -52,7 +52,8 @@ type capturedSpan struct {
 	attrs  map[string]any
 	typ    string
 	kind   string
-	annot  map[string]any
+	annot  map[string]any // the normalised facts
+	stored map[string]any // the attributes as the gateway stores them
 	traceI string
 }
 
@@ -79,10 +80,11 @@ func captured(t *testing.T, td ptrace.Traces) []capturedSpan {
 				}
 				attrs := sp.Attributes().AsRaw()
 				typ, kind := semantics.Classify(info, attrs)
-				annot := sp.Attributes().AsRaw()
-				semantics.Annotate(info, annot)
+				stored := sp.Attributes().AsRaw()
+				semantics.Annotate(info, stored)
 				out = append(out, capturedSpan{
-					scope: ss.Scope().Name(), span: sp, attrs: attrs, typ: typ, kind: kind, annot: annot,
+					scope: ss.Scope().Name(), span: sp, attrs: attrs, typ: typ, kind: kind,
+					annot: semantics.Normalize(info, attrs), stored: stored,
 					traceI: sp.TraceID().String(),
 				})
 			}
@@ -185,25 +187,37 @@ func TestCaptureIsRealisticAndNormalisable(t *testing.T) {
 		t.Errorf("%d failed tool spans, stats say %d", failedTools, stats.FailedTools)
 	}
 
-	// The normalised facts the docs' queries rely on are present.
+	// What AgentOS and the docs' queries read is stored on every span.
+	for _, s := range spans {
+		if k, _ := s.stored[semantics.AttrSpanKind].(string); k == "" || k == semantics.KindUnknown {
+			t.Errorf("span %q is stored without a span kind AgentOS knows: %v", s.span.Name(), s.stored[semantics.AttrSpanKind])
+		}
+		if s.typ == semantics.TypeLLM {
+			if s.stored[semantics.AttrModelName] == nil || s.stored[semantics.AttrTokensPrompt] == nil || s.stored[semantics.AttrTokensCompletion] == nil {
+				t.Errorf("llm span %q is stored without model or tokens: %v", s.span.Name(), s.stored)
+			}
+		}
+	}
+
+	// The normalised facts the explorer and the vendors read are present.
 	for _, s := range spans {
 		switch s.typ {
 		case semantics.TypeLLM:
 			in, _ := s.annot[semantics.KeyInputTokens].(int64)
 			out, _ := s.annot[semantics.KeyOutputTokens].(int64)
-			if in <= 0 || out <= 0 || s.annot[semantics.KeyModel] == nil || s.annot[model.KeyAgentID] != nil && s.annot[model.KeySessionID] == nil {
+			if in <= 0 || out <= 0 || s.annot[semantics.KeyModel] == nil || s.annot[semantics.KeyAgentID] != nil && s.annot[semantics.KeySessionID] == nil {
 				t.Errorf("llm span %q: tokens %d/%d, annotation %v", s.span.Name(), in, out, s.annot)
 			}
 		case semantics.TypeRun:
-			for _, k := range []string{model.KeyRunID, model.KeySessionID, model.KeyUserID} {
+			for _, k := range []string{semantics.KeyRunID, semantics.KeySessionID, semantics.KeyUserID} {
 				if s.annot[k] == nil {
 					t.Errorf("run %q lacks %s", s.span.Name(), k)
 				}
 			}
-			if s.kind == semantics.RunAgent && s.annot[model.KeyAgentID] == nil {
+			if s.kind == semantics.RunAgent && s.annot[semantics.KeyAgentID] == nil {
 				t.Errorf("agent run %q lacks an agent id", s.span.Name())
 			}
-			if s.kind == semantics.RunTeam && s.annot[model.KeyTeamID] == nil {
+			if s.kind == semantics.RunTeam && s.annot[semantics.KeyTeamID] == nil {
 				t.Errorf("team run %q lacks a team id", s.span.Name())
 			}
 		case semantics.TypeDelegation:

@@ -20,7 +20,10 @@ import (
 //   - gateway_claims: rows between a destination's cursor moves that a
 //     replica is exporting, under a lease another replica takes over when it
 //     expires;
-//   - gateway_dead_letters: spans a destination refused for good.
+//   - gateway_dead_letters: spans a destination refused for good;
+//   - gateway_destination_workers: per destination and replica, what the
+//     replica's worker last reported (circuit state, retries, last error),
+//     so that `gateway status` is right whichever replica it asks.
 //
 // Delivery is at least once: a claim is deleted only after the destination
 // accepted its spans (or they were dead-lettered).
@@ -142,7 +145,102 @@ type DeliveryLog interface {
 	// Trim deletes up to limit log rows every one of dests has claimed and
 	// no claim still covers. It returns how many rows it deleted.
 	Trim(ctx context.Context, dests []string, limit int) (int64, error)
+
+	// RecordWorker stores what a replica's worker reports about its
+	// destination, replacing the replica's previous report. Reports that
+	// stopped holding more than WorkerReportKeep ago are deleted.
+	RecordWorker(ctx context.Context, r WorkerReport) error
+	// KnownDestinations lists, sorted, every destination the database keeps
+	// state for (a cursor, claims, dead letters or worker reports).
+	KnownDestinations(ctx context.Context) ([]string, error)
+	// Status reports dest's delivery state as the database has it, whichever
+	// replicas run it.
+	Status(ctx context.Context, dest string) (DestinationStatus, error)
+	// Forget drops everything the database keeps for dest: its cursor, its
+	// claims, the replay and requeue rows addressed to it, its dead letters
+	// and worker reports, in one transaction, and says what it dropped. It
+	// refuses with ErrDestinationRunning while a replica still runs dest (a
+	// live worker report or a claim under lease).
+	Forget(ctx context.Context, dest string) (Forgotten, error)
 }
+
+// ErrDestinationRunning means a replica still runs the destination.
+var ErrDestinationRunning = errors.New("destination still running on a replica")
+
+// WorkerReportKeep is how long a report that stopped holding (its replica
+// stopped or died) is kept, for its last error.
+const WorkerReportKeep = 24 * time.Hour
+
+// Circuit breaker states as WorkerReport.Circuit names them.
+const (
+	CircuitClosed   = "closed"
+	CircuitHalfOpen = "half-open"
+	CircuitOpen     = "open"
+)
+
+// WorkerReport is one replica's report on a destination it runs.
+type WorkerReport struct {
+	Destination string
+	Owner       string // the replica (ClaimRequest.Owner)
+	Circuit     string // CircuitClosed, CircuitHalfOpen or CircuitOpen
+	Failures    int    // consecutive failed exports
+	Retries     int64  // exports retried since the replica started the destination
+	LastError   string // the latest failure, empty when none
+	LastErrorAt time.Time
+	// ValidFor is how long the report holds without a newer one: a replica
+	// that stops reporting (killed) no longer counts after it. 0 marks the
+	// replica as stopped.
+	ValidFor time.Duration
+
+	// Set by Status.
+	UpdatedAt time.Time
+	Live      bool // still holds, on the database's clock
+}
+
+// DestinationStatus is a destination's delivery state.
+type DestinationStatus struct {
+	Destination string
+	// Started is whether the destination has a cursor (a gateway ran it).
+	Started bool
+	// Backlog is every span not delivered yet, queued replays and requeued
+	// dead letters included.
+	Backlog Backlog
+	// Queued is how many of those spans were queued by replay or requeue.
+	Queued int64
+	// Claims counts runs of the log being exported or handed back; Held
+	// how many of them a replica holds under lease now.
+	Claims, Held int
+	// DeadLetters and DeadLetterSpans count what it refused for good.
+	DeadLetters, DeadLetterSpans int64
+	// Workers are the replicas' reports, newest first.
+	Workers []WorkerReport
+	// Now is the database's clock when the status was read.
+	Now time.Time
+}
+
+// Lag is how long the oldest undelivered span has waited (0 when none).
+func (s DestinationStatus) Lag() time.Duration {
+	if s.Backlog.Oldest.IsZero() {
+		return 0
+	}
+	return max(s.Now.Sub(s.Backlog.Oldest), 0)
+}
+
+// Forgotten is what Forget dropped.
+type Forgotten struct {
+	Cursor bool // it had a cursor
+	// Spans were not delivered yet (its backlog, or the rows addressed to
+	// it when it never had a cursor).
+	Spans  int64
+	Claims int
+	// DeadLetters and DeadLetterSpans were refused for good.
+	DeadLetters, DeadLetterSpans int64
+	// Reports are worker reports of replicas that stopped running it.
+	Reports int
+}
+
+// Nothing reports whether the database kept nothing for the destination.
+func (f Forgotten) Nothing() bool { return f == Forgotten{} }
 
 // LoggedWriter is a Store whose writes report the delivery-log row they
 // appended, so the fan-out can build that row's export from the spans it
@@ -157,10 +255,13 @@ type LoggedWriter interface {
 // Pruned counts what one Prune round deleted.
 type Pruned struct {
 	Spans, Traces, LogRows, DeadLetters int64
+	// Rollups counts the per-minute rollup rows of minutes before the
+	// cutoff, of both rollup tables.
+	Rollups int64
 }
 
 // Total is the sum of every count.
-func (p Pruned) Total() int64 { return p.Spans + p.Traces + p.LogRows + p.DeadLetters }
+func (p Pruned) Total() int64 { return p.Spans + p.Traces + p.LogRows + p.DeadLetters + p.Rollups }
 
 // Pruner enforces storage retention.
 type Pruner interface {

@@ -1,7 +1,5 @@
 package store
 
-
-
 // The AgentOS tables (DESIGN.md section 2), shared by both drivers so the
 // schema is written once. Only the attributes column type and identifier
 // quoting differ between PostgreSQL and SQLite.

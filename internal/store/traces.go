@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"database/sql/driver"
 	"encoding/json"
 	"slices"
@@ -87,7 +88,10 @@ func Merge(a, b TraceRow) TraceRow {
 	out := a
 	out.StartTime = min(a.StartTime, b.StartTime)
 	out.EndTime = max(a.EndTime, b.EndTime)
-	if b.Status == model.StatusError {
+	// Never a's status as it is: a row an earlier gateway stored may say
+	// UNSET, which AgentOS never writes.
+	out.Status = model.StatusOK
+	if a.Status == model.StatusError || b.Status == model.StatusError {
 		out.Status = model.StatusError
 	}
 	switch {
@@ -110,13 +114,35 @@ func rootBefore(a, b TraceRow) bool {
 }
 
 // RootIDsFromJSON derives a root span's trace ids from its stored
-// attributes (semantics.RootIDs).
+// attributes (semantics.RootIDs). Integers are decoded as int64, as the
+// converter hands them to RootIDs, not as float64, which would lose those
+// beyond 2^53 and give another row than the one the span was first
+// written with.
 func RootIDsFromJSON(attrs []byte) model.TraceIDs {
 	var m map[string]any
-	if len(attrs) == 0 || json.Unmarshal(attrs, &m) != nil {
+	d := json.NewDecoder(bytes.NewReader(attrs))
+	d.UseNumber()
+	if len(attrs) == 0 || d.Decode(&m) != nil {
 		return model.TraceIDs{}
 	}
+	for _, src := range semantics.TraceIDSources {
+		for _, k := range src.Keys {
+			if n, ok := m[k].(json.Number); ok {
+				m[k] = jsonNumber(n)
+			}
+		}
+	}
 	return semantics.RootIDs(m)
+}
+
+// jsonNumber is n as the converter decodes an OTLP value: int64 when it is
+// written as an integer, float64 otherwise.
+func jsonNumber(n json.Number) any {
+	if i, err := n.Int64(); err == nil && !strings.ContainsAny(n.String(), ".eE") {
+		return i
+	}
+	f, _ := n.Float64()
+	return f
 }
 
 // DurationMS is end − start in whole milliseconds, never negative, for

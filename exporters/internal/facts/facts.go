@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 )
 
 // Facts are the normalised facts of one span. Empty strings and Has*
@@ -67,25 +67,7 @@ type Document struct {
 // (semantics.Normalize); res is the span's resource, whose ids stand in for
 // ids the span lacks.
 func Read(res pcommon.Resource, span ptrace.Span) Facts {
-	info := semantics.Info{
-		Name:          span.Name(),
-		Kind:          span.Kind().String(),
-		StatusMessage: span.Status().Message(),
-		StartUnixNano: int64(span.StartTimestamp()),
-		EndUnixNano:   int64(span.EndTimestamp()),
-		Resource:      res.Attributes().AsRaw(),
-	}
-	if span.Status().Code() == ptrace.StatusCodeError {
-		info.StatusCode = model.StatusError
-	}
-	if !span.ParentSpanID().IsEmpty() {
-		info.ParentSpanID = span.ParentSpanID().String()
-	}
-	for _, ev := range span.Events().All() {
-		if ev.Name() == "exception" {
-			info.Events = append(info.Events, semantics.Event{Name: ev.Name(), TimeUnix: int64(ev.Timestamp()), Attributes: ev.Attributes().AsRaw()})
-		}
-	}
+	info := spaninfo.Info(span, res.Attributes().AsRaw())
 	n := semantics.Normalize(info, span.Attributes().AsRaw())
 	str := func(k string) string { s, _ := n[k].(string); return s }
 	num := func(k string) (int64, bool) { v, ok := n[k].(int64); return v, ok }

@@ -1,6 +1,7 @@
 package facts
 
 import (
+	"reflect"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -10,17 +11,30 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
-func span(t *testing.T, name string) ptrace.Span {
+// find returns the stored fixture span named name and its resource.
+func find(t *testing.T, td ptrace.Traces, name string) (pcommon.Resource, ptrace.Span) {
 	t.Helper()
-	s, ok := fixture.Find(fixture.AgentRun(), name)
-	if !ok {
-		t.Fatalf("no span %s", name)
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, s := range ss.Spans().All() {
+				if s.Name() == name {
+					return rs.Resource(), s
+				}
+			}
+		}
 	}
-	return s
+	t.Fatalf("no span %s", name)
+	return pcommon.Resource{}, ptrace.Span{}
+}
+
+// read is Read of the stored fixture span named name.
+func read(t *testing.T, name string) Facts {
+	t.Helper()
+	return Read(find(t, fixture.AgentRun(), name))
 }
 
 func TestReadLLM(t *testing.T) {
-	f := Read(span(t, fixture.LLM))
+	f := read(t, fixture.LLM)
 	if f.Type != semantics.TypeLLM || f.Model != fixture.LLMModel || f.Input != fixture.LLMInput || f.Output != fixture.LLMOutput {
 		t.Fatalf("%+v", f)
 	}
@@ -33,14 +47,14 @@ func TestReadLLM(t *testing.T) {
 }
 
 func TestReadToolFailure(t *testing.T) {
-	f := Read(span(t, fixture.Tool))
+	f := read(t, fixture.Tool)
 	if !f.Failed || f.ErrorMessage() != "TimeoutError: weather API timed out" || f.SpanInput() != fixture.ToolArgs || f.SpanOutput() != "" {
 		t.Fatalf("%+v", f)
 	}
 }
 
 func TestReadRetrieval(t *testing.T) {
-	f := Read(span(t, fixture.Retrieval))
+	f := read(t, fixture.Retrieval)
 	if len(f.Documents) != 2 || f.Documents[0].ID != "doc-1" || f.Documents[1].Score != 0.87 || !f.HasRetrievalK || f.RetrievalK != 2 {
 		t.Fatalf("%+v", f)
 	}
@@ -49,33 +63,54 @@ func TestReadRetrieval(t *testing.T) {
 	}
 }
 
+// TestValueShapes: senders send numbers as doubles or text, ids as
+// integers and structured values where text is expected; Read accepts them.
 func TestValueShapes(t *testing.T) {
-	a := pcommon.NewMap()
-	docs := a.PutEmptySlice(semantics.KeyRetrievalDocuments)
-	d := docs.AppendEmpty().SetEmptyMap()
-	d.PutInt("id", 7)
-	d.PutStr("content", "c")
-	d.PutDouble("score", 0.5)
-	docs.AppendEmpty().SetStr("not a document")
-	a.PutDouble(semantics.KeyInputTokens, 12)
-	a.PutStr(semantics.KeyOutputTokens, " 8 ")
-	a.PutDouble(semantics.KeyTotalTokens, 1.5)
-	a.PutInt(semantics.KeyTemperature, 1)
-	in := a.PutEmptyMap(semantics.KeyInput)
-	in.PutStr("q", "x")
-
-	s := ptrace.NewSpan()
-	a.CopyTo(s.Attributes())
-	f := Read(s)
-	if len(f.Documents) != 1 || f.Documents[0].ID != "7" || f.Documents[0].Content != "c" || !f.Documents[0].HasScore {
-		t.Fatalf("documents %+v", f.Documents)
-	}
-	if f.InputTokens != 12 || f.OutputTokens != 8 || f.HasTotalTokens || f.Temperature != 1 {
+	res := pcommon.NewResource()
+	llm := ptrace.NewSpan()
+	a := llm.Attributes()
+	a.PutStr("gen_ai.operation.name", "chat")
+	a.PutDouble("gen_ai.usage.input_tokens", 12)
+	a.PutStr("gen_ai.usage.output_tokens", " 8 ")
+	a.PutInt("gen_ai.request.temperature", 1)
+	a.PutEmptyMap("gen_ai.input.messages").PutStr("q", "x")
+	f := Read(res, llm)
+	if f.InputTokens != 12 || f.OutputTokens != 8 || !f.HasTotalTokens || f.TotalTokens != 20 || f.Temperature != 1 {
 		t.Fatalf("numbers %+v", f)
 	}
 	if f.Input != `{"q":"x"}` {
 		t.Fatalf("structured input read as %q", f.Input)
 	}
+
+	ret := ptrace.NewSpan()
+	a = ret.Attributes()
+	a.PutStr("gen_ai.operation.name", "retrieval")
+	docs := a.PutEmptySlice("gen_ai.retrieval.documents")
+	d := docs.AppendEmpty().SetEmptyMap()
+	d.PutInt("id", 7)
+	d.PutStr("content", "c")
+	d.PutDouble("score", 0.5)
+	docs.AppendEmpty().SetStr("not a document")
+	f = Read(res, ret)
+	if len(f.Documents) != 1 || f.Documents[0].ID != "7" || f.Documents[0].Content != "c" || !f.Documents[0].HasScore {
+		t.Fatalf("documents %+v", f.Documents)
+	}
+}
+
+// TestStoredFactsAreSentFacts: the keys the gateway adds when storing a
+// span never change what the span's facts are.
+func TestStoredFactsAreSentFacts(t *testing.T) {
+	sent, stored := fixture.Sent(), fixture.AgentRun()
+	if sent.SpanCount() != stored.SpanCount() {
+		t.Fatalf("%d spans sent, %d stored", sent.SpanCount(), stored.SpanCount())
+	}
+	Each(sent, func(res pcommon.Resource, s ptrace.Span) {
+		want := Read(res, s)
+		got := Read(find(t, stored, s.Name()))
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\nstored %+v\n  sent %+v", s.Name(), got, want)
+		}
+	})
 }
 
 func TestErrorMessage(t *testing.T) {
@@ -111,8 +146,8 @@ func TestCollectPrefersRootThenEarliest(t *testing.T) {
 }
 
 func TestEnsureExceptionEvent(t *testing.T) {
-	s := span(t, fixture.Tool)
-	f := Read(s)
+	res, s := find(t, fixture.AgentRun(), fixture.Tool)
+	f := Read(res, s)
 	EnsureExceptionEvent(s, f)
 	EnsureExceptionEvent(s, f)
 	if s.Events().Len() != 1 {
@@ -122,8 +157,8 @@ func TestEnsureExceptionEvent(t *testing.T) {
 	if ev.Name() != "exception" || Text(ev.Attributes(), "exception.type") != fixture.ExcType || ev.Timestamp() != s.EndTimestamp() {
 		t.Fatalf("event %s %v", ev.Name(), ev.Attributes().AsRaw())
 	}
-	ok := span(t, fixture.LLM)
-	EnsureExceptionEvent(ok, Read(ok))
+	res, ok := find(t, fixture.AgentRun(), fixture.LLM)
+	EnsureExceptionEvent(ok, Read(res, ok))
 	if ok.Events().Len() != 0 {
 		t.Fatal("event added to a span without an exception")
 	}
@@ -178,25 +213,26 @@ func TestKindsOf(t *testing.T) {
 }
 
 func TestMetadataAndUsage(t *testing.T) {
-	f := Read(span(t, fixture.Retrieval))
+	f := read(t, fixture.Retrieval)
 	if got, want := MarshalJSON(f.Metadata()), `{"retrieval_k":"2","vector_store":"pgvector"}`; got != want {
 		t.Errorf("retrieval metadata %s, want %s", got, want)
 	}
 	if f.TokenUsage("in", "out", "total") != nil || f.InvocationParams() != "" {
 		t.Errorf("usage %v, params %q for a span without them", f.TokenUsage("in", "out", "total"), f.InvocationParams())
 	}
-	f = Read(span(t, fixture.LLM))
+	f = read(t, fixture.LLM)
 	if got, want := MarshalJSON(f.TokenUsage("in", "out", "total")), `{"in":120,"out":45,"total":165}`; got != want {
 		t.Errorf("LLM usage %s, want %s", got, want)
 	}
 	if got, want := f.InvocationParams(), `{"temperature":0.2}`; got != want {
 		t.Errorf("LLM params %s, want %s", got, want)
 	}
-	f = Read(span(t, fixture.Embedding))
-	if got, want := MarshalJSON(f.TokenUsage("in", "out", "total")), `{"in":4}`; got != want {
+	// The sender sent only the prompt count: the total is the sum.
+	f = read(t, fixture.Embedding)
+	if got, want := MarshalJSON(f.TokenUsage("in", "out", "total")), `{"in":4,"total":4}`; got != want {
 		t.Errorf("embedding usage %s, want %s", got, want)
 	}
-	f = Read(span(t, fixture.Delegation))
+	f = read(t, fixture.Delegation)
 	want := `{"delegation_member":"weather-agent","delegation_mode":"coordinate"}`
 	if got := MarshalJSON(f.Metadata()); got != want {
 		t.Errorf("delegation metadata %s, want %s", got, want)

@@ -21,9 +21,23 @@ type errTooLarge struct{ detail string }
 
 func (e *errTooLarge) Error() string { return e.detail }
 
+// Answer is a destination's error answer to one request (a status of 300
+// or more), as HTTPOptions.Classify sees it.
+type Answer struct {
+	Status int
+	// Excerpt is the start of the body as one printable line (at most 512
+	// bytes), where vendors put their reason.
+	Excerpt string
+	// Detail words the answer for an error message:
+	// "HTTP 422 Unprocessable Entity from <host>: <excerpt>".
+	Detail string
+}
+
 // classifyHTTP turns one HTTP attempt into nil, a retryable or permanent
-// plugins error, or *errTooLarge. host names the destination in messages.
-func classifyHTTP(host string, o *outcome, err error) error {
+// plugins error, or *errTooLarge. host names the destination in messages;
+// vendor, when not nil, classifies error answers first (see
+// HTTPOptions.Classify).
+func classifyHTTP(host string, o *outcome, err error, vendor func(Answer) error) error {
 	answered, code, retryAfter, excerpt := o.snapshot()
 	if !answered {
 		if err == nil {
@@ -41,6 +55,11 @@ func classifyHTTP(host string, o *outcome, err error) error {
 	detail := fmt.Sprintf("HTTP %d %s from %s", code, http.StatusText(code), host)
 	if excerpt != "" {
 		detail += ": " + excerpt
+	}
+	if vendor != nil {
+		if err := vendor(Answer{Status: code, Excerpt: excerpt, Detail: detail}); err != nil {
+			return err
+		}
 	}
 	switch {
 	case code == http.StatusRequestEntityTooLarge:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,6 +217,33 @@ func TestExportEncodedAnswersLikeExport(t *testing.T) {
 				t.Fatalf("want the batch twice, as sent; got %d requests", len(got))
 			}
 		})
+	}
+}
+
+// TestVendorClassifyOnBothPaths checks that HTTPOptions.Classify reads the
+// answers to both send paths.
+func TestVendorClassifyOnBothPaths(t *testing.T) {
+	srv := otlptest.NewHTTP(t)
+	srv.SetResponder(func(otlptest.Request) otlptest.Reply {
+		return otlptest.Reply{Status: 422, Body: []byte(`{"detail":"store busy"}`)}
+	})
+	classify := func(a Answer) error {
+		if a.Status == 422 && strings.Contains(a.Excerpt, "store busy") {
+			return plugins.Retryable(errors.New(a.Detail), 0)
+		}
+		return nil
+	}
+	a := configured(t, httpAdapter(HTTPOptions{Classify: classify}, nil), srv.URL)
+	td := fixture.Many(2)
+	for path, err := range map[string]error{
+		"Export": a.Export(context.Background(), td), "ExportEncoded": a.ExportEncoded(context.Background(), encodeBatch(t, td)),
+	} {
+		if classOf(err) != isRetryable || !strings.Contains(err.Error(), "store busy") {
+			t.Errorf("%s: %v, want the vendor's retryable reading", path, err)
+		}
+	}
+	if n := len(srv.Requests()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
 	}
 }
 

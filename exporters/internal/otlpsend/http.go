@@ -43,6 +43,11 @@ type HTTPOptions struct {
 	// MaxRequestBytes splits batches whose encoded (uncompressed) request
 	// would exceed it. 0: no limit of our own; the vendor's 413 still splits.
 	MaxRequestBytes int
+	// Classify, when set, reads a vendor's error answer before the rules
+	// every adapter shares: it returns the plugins error to report for an
+	// answer the vendor words its own way (a status it uses for more than
+	// one thing), or nil to leave the answer to the shared rules.
+	Classify func(Answer) error
 }
 
 // HTTPSender sends OTLP/HTTP through otlptracehttp.
@@ -59,6 +64,8 @@ type HTTPSender struct {
 	json    bool
 	timeout time.Duration
 	http    *http.Client
+
+	classify func(Answer) error
 }
 
 var _ EncodedSender = (*HTTPSender)(nil)
@@ -110,6 +117,7 @@ func NewHTTP(opts HTTPOptions) (*HTTPSender, error) {
 	return &HTTPSender{
 		host: u.Host, maxBytes: opts.MaxRequestBytes, client: client, transport: transport,
 		url: opts.URL, headers: headers, gzip: opts.Compression == "gzip", json: opts.JSON, timeout: timeout, http: hc,
+		classify: opts.Classify,
 	}, nil
 }
 
@@ -144,7 +152,7 @@ func (s *HTTPSender) postEncoded(ctx context.Context, request []byte) error {
 	}
 	ctx, o := withOutcome(ctx)
 	err = s.post(ctx, request)
-	return logPartial(s.host, classifyHTTP(s.host, o, err), err)
+	return logPartial(s.host, classifyHTTP(s.host, o, err, s.classify), err)
 }
 
 func (s *HTTPSender) post(ctx context.Context, request []byte) error {
@@ -234,7 +242,7 @@ func partialSuccess(contentType string, answer []byte) error {
 func (s *HTTPSender) upload(ctx context.Context, rs []*tracepb.ResourceSpans) error {
 	ctx, o := withOutcome(ctx)
 	err := s.client.UploadTraces(ctx, rs)
-	return logPartial(s.host, classifyHTTP(s.host, o, err), err)
+	return logPartial(s.host, classifyHTTP(s.host, o, err, s.classify), err)
 }
 
 // Shutdown implements Sender.

@@ -78,7 +78,7 @@ func TestClassifyHTTP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &outcome{answered: tt.answered, status: tt.status, retryAfter: tt.retryAfter, excerpt: tt.excerpt}
-			got := classifyHTTP("example.com", o, tt.err)
+			got := classifyHTTP("example.com", o, tt.err, nil)
 			if c := classOf(got); c != tt.want {
 				t.Fatalf("class %d, want %d (%v)", c, tt.want, got)
 			}
@@ -87,6 +87,50 @@ func TestClassifyHTTP(t *testing.T) {
 			}
 			if tt.mention != "" && !strings.Contains(got.Error(), tt.mention) {
 				t.Fatalf("%q does not mention %q", got, tt.mention)
+			}
+		})
+	}
+}
+
+// TestClassifyHTTPByVendor checks the vendor's hook: it sees every error
+// answer first, what it returns wins, and nil leaves the shared rules.
+func TestClassifyHTTPByVendor(t *testing.T) {
+	var seen []Answer
+	vendor := func(a Answer) error {
+		seen = append(seen, a)
+		if a.Status == 422 && strings.Contains(a.Excerpt, "busy") {
+			return plugins.Retryable(errors.New("vendor says busy: "+a.Detail), 0)
+		}
+		return nil
+	}
+	for _, tt := range []struct {
+		name    string
+		o       *outcome
+		want    class
+		mention string
+		asked   bool
+	}{
+		{name: "vendor's own reading wins", o: &outcome{answered: true, status: 422, excerpt: "store busy"}, want: isRetryable,
+			mention: "vendor says busy: HTTP 422 Unprocessable Entity from example.com: store busy", asked: true},
+		{name: "nil leaves the shared rules", o: &outcome{answered: true, status: 422, excerpt: "bad span"}, want: isPermanent, asked: true},
+		{name: "413 still splits when the vendor passes", o: &outcome{answered: true, status: 413}, want: isTooLarge, asked: true},
+		{name: "not asked about a success", o: &outcome{answered: true, status: 200}, want: isNil},
+		{name: "not asked without an answer", o: &outcome{}, want: isRetryable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			seen = nil
+			got := classifyHTTP("example.com", tt.o, errors.New("no answer"), vendor)
+			if c := classOf(got); c != tt.want {
+				t.Fatalf("class %d, want %d (%v)", c, tt.want, got)
+			}
+			if tt.mention != "" && !strings.Contains(got.Error(), tt.mention) {
+				t.Fatalf("%q does not mention %q", got, tt.mention)
+			}
+			if asked := len(seen) == 1; asked != tt.asked {
+				t.Fatalf("vendor asked %d times, want asked=%v", len(seen), tt.asked)
+			}
+			if tt.asked && (seen[0].Status != tt.o.status || seen[0].Excerpt != tt.o.excerpt) {
+				t.Fatalf("vendor saw %+v", seen[0])
 			}
 		})
 	}

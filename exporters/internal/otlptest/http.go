@@ -25,6 +25,9 @@ type Request struct {
 	// Traces is the decoded body; DecodeErr says why decoding failed.
 	Traces    ptrace.Traces
 	DecodeErr error
+	// Refused is the status of the refusal when the request failed one of
+	// the fake's rules (0 when it passed them all).
+	Refused int
 }
 
 // Reply is what the fake answers.
@@ -40,15 +43,22 @@ type HTTPServer struct {
 	recorder[Request, Reply]
 	URL string
 
-	srv *httptest.Server
+	rules []Rule
+	srv   *httptest.Server
 }
 
+// Rule is a check a real vendor endpoint makes before it takes the spans
+// (content type, a required header): for a request that fails it, it
+// returns the vendor's refusal and true.
+type Rule func(Request) (Reply, bool)
+
 // NewHTTP starts a fake that accepts everything (200, empty protobuf
-// ExportTraceServiceResponse) until SetResponder says otherwise. Bodies
-// that do not decode as OTLP are answered 400.
-func NewHTTP(t testing.TB) *HTTPServer {
+// ExportTraceServiceResponse) until SetResponder says otherwise. A request
+// failing one of rules gets that rule's refusal; other bodies that do not
+// decode as OTLP are answered 400.
+func NewHTTP(t testing.TB, rules ...Rule) *HTTPServer {
 	t.Helper()
-	s := &HTTPServer{}
+	s := &HTTPServer{rules: rules}
 	s.respond = func(Request) Reply { return OK() }
 	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
 	s.URL = s.srv.URL
@@ -68,12 +78,23 @@ func (s *HTTPServer) handle(w http.ResponseWriter, r *http.Request) {
 		ContentType: r.Header.Get("Content-Type"), ContentEncoding: r.Header.Get("Content-Encoding"),
 	}
 	req.Traces, req.DecodeErr = decode(r)
+	for _, rule := range s.rules {
+		if reply, refused := rule(req); refused {
+			req.Refused = reply.Status
+			s.record(req)
+			write(w, reply)
+			return
+		}
+	}
 	respond := s.record(req)
 	if req.DecodeErr != nil {
 		http.Error(w, req.DecodeErr.Error(), http.StatusBadRequest)
 		return
 	}
-	reply := respond(req)
+	write(w, respond(req))
+}
+
+func write(w http.ResponseWriter, reply Reply) {
 	for k, v := range reply.Header {
 		w.Header().Set(k, v)
 	}
@@ -99,7 +120,7 @@ func decode(r *http.Request) (ptrace.Traces, error) {
 		return ptrace.Traces{}, fmt.Errorf("read body: %w", err)
 	}
 	req := ptraceotlp.NewExportRequest()
-	switch r.Header.Get("Content-Type") {
+	switch mediaType(r.Header.Get("Content-Type")) {
 	case "application/x-protobuf":
 		err = req.UnmarshalProto(raw)
 	case "application/json":

@@ -29,13 +29,14 @@ type ConfigFor func(target string) map[string]any
 
 // RunHTTPErrorSuite checks how an HTTP adapter (made by newExporter)
 // translates what a vendor answers: throttling, outages, bad credentials,
-// payloads too large, rejected payloads and garbage.
-func RunHTTPErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config ConfigFor) {
+// payloads too large, rejected payloads and garbage. The fakes enforce the
+// vendor's rules (see NewHTTP), which the adapter's requests must pass.
+func RunHTTPErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config ConfigFor, rules ...Rule) {
 	t.Helper()
 	export := exportTo(newExporter, config)
 	replyOnce := func(t *testing.T, reply Reply) (*HTTPServer, error) {
 		t.Helper()
-		srv := NewHTTP(t)
+		srv := NewHTTP(t, rules...)
 		srv.SetResponder(func(Request) Reply { return reply })
 		return srv, export(t, srv.URL, fixture.Many(3))
 	}
@@ -79,7 +80,7 @@ func RunHTTPErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config
 		}
 	})
 	t.Run("413 splits the batch until every span is accepted", func(t *testing.T) {
-		srv := NewHTTP(t)
+		srv := NewHTTP(t, rules...)
 		srv.SetResponder(func(r Request) Reply {
 			if r.Traces.SpanCount() > 2 {
 				return Reply{Status: 413, Body: []byte("payload too large")}
@@ -92,7 +93,7 @@ func RunHTTPErrorSuite(t *testing.T, newExporter func() plugins.Exporter, config
 		ExpectAcceptedOnce(t, srv.Requests(), 7, func(r Request) bool { return r.Traces.SpanCount() <= 2 })
 	})
 	t.Run("413 for a single span is permanent", func(t *testing.T) {
-		srv := NewHTTP(t)
+		srv := NewHTTP(t, rules...)
 		srv.SetResponder(func(Request) Reply { return Reply{Status: 413} })
 		err := export(t, srv.URL, fixture.Many(3))
 		ExpectPermanent(t, err)

@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/store"
+	"github.com/kern-agents/trace-gateway/internal/store/storetest"
 )
 
 // Store is what the suite needs of a store.
@@ -33,8 +35,9 @@ type Open func(t *testing.T) Store
 // is still open (see the postgres package); SQLite needs nothing (nil).
 type Settle func(t *testing.T, s Store)
 
-// harness is the store under test; its Write waits for the row to settle,
-// so the suite's assertions do not depend on unrelated transactions.
+// harness is the store under test; its Write and WriteLogged wait for the
+// row to settle, so the suite's assertions do not depend on unrelated
+// transactions.
 type harness struct {
 	Store
 	t      *testing.T
@@ -47,6 +50,14 @@ func (h *harness) Write(ctx context.Context, spans []model.Span) error {
 	}
 	h.wait()
 	return nil
+}
+
+func (h *harness) WriteLogged(ctx context.Context, spans []model.Span) ([]string, error) {
+	logged, err := h.Store.WriteLogged(ctx, spans)
+	if err == nil {
+		h.wait()
+	}
+	return logged, err
 }
 
 func (h *harness) wait() {
@@ -74,6 +85,9 @@ func Run(t *testing.T, open Open, settle Settle) {
 		{"Trim", testTrim},
 		{"Prune", testPrune},
 		{"ConcurrentWritersAndClaimers", testConcurrentWritersAndClaimers},
+		{"WorkerReports", testWorkerReports},
+		{"Status", testStatus},
+		{"Forget", testForget},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, &harness{Store: open(t), t: t, settle: settle}) })
@@ -98,8 +112,11 @@ func hexID(n int) string {
 	return string(b)
 }
 
+// origin is the resource and scope of the spans Spans makes.
+var origin = convert.NewOrigin([]byte(`{"service.name":"svc"}`), []byte(`{"name":"deliverytest","version":""}`))
+
 // Spans makes n spans of traces with perTrace spans each, stored at
-// created.
+// created, as the converter makes them (the resource stored apart).
 func Spans(n, perTrace int, created time.Time) []model.Span {
 	out := make([]model.Span, 0, n)
 	var trace, root string
@@ -107,8 +124,8 @@ func Spans(n, perTrace int, created time.Time) []model.Span {
 		sp := model.Span{
 			SpanID: hexID(8), Name: fmt.Sprintf("span-%d", i), SpanKind: "INTERNAL", StatusCode: model.StatusOK,
 			StartTime: model.FormatTime(created), EndTime: model.FormatTime(created.Add(time.Millisecond)),
-			DurationMS: 1, Attributes: []byte(`{"kern.span.type":"llm","kern.resource":{"service.name":"svc"}}`),
-			CreatedAt: model.FormatTime(created),
+			DurationMS: 1, Attributes: []byte(`{"openinference.span.kind":"LLM","` + model.KeyResource + `":"` + origin.ID + `"}`),
+			CreatedAt: model.FormatTime(created), Origin: origin,
 		}
 		if i%perTrace == 0 {
 			trace, root = hexID(16), sp.SpanID
@@ -278,6 +295,9 @@ func testLogListsNewSpansOnly(t *testing.T, s Store) {
 		w := byID[sp.SpanID]
 		if sp.TraceID != w.TraceID || sp.Name != w.Name || sp.ParentSpanID != w.ParentSpanID || sp.StartTime != w.StartTime || len(sp.Attributes) == 0 {
 			t.Errorf("loaded span %+v differs from written %+v", sp, w)
+		}
+		if o := sp.Origin; o == nil || o.ID != origin.ID || !storetest.SameJSON(o.Resource, origin.Resource) || !storetest.SameJSON(o.Scope, origin.Scope) {
+			t.Errorf("loaded span %s has Origin %+v, want %+v", sp.SpanID, o, origin)
 		}
 	}
 	if got, err := s.Spans(ctx, []string{"0000000000000000"}); err != nil || len(got) != 0 {
@@ -810,4 +830,154 @@ func testConcurrentWritersAndClaimers(t *testing.T, s Store) {
 func claimedIDs(ctx context.Context, s Store, c *store.Claim) ([]string, error) {
 	rows, err := s.ClaimSpanIDs(ctx, c)
 	return slices.Concat(rows...), err
+}
+
+// settled waits until rows added by Requeue or Replay can be claimed.
+func settled(s Store) {
+	if h, ok := s.(*harness); ok {
+		h.wait()
+	}
+}
+
+func status(t *testing.T, s Store, dest string) store.DestinationStatus {
+	t.Helper()
+	st, err := s.Status(context.Background(), dest)
+	if err != nil {
+		t.Fatalf("Status(%s): %v", dest, err)
+	}
+	return st
+}
+
+func known(t *testing.T, s Store) []string {
+	t.Helper()
+	names, err := s.KnownDestinations(context.Background())
+	if err != nil {
+		t.Fatalf("KnownDestinations: %v", err)
+	}
+	return names
+}
+
+func record(t *testing.T, s Store, r store.WorkerReport) {
+	t.Helper()
+	if err := s.RecordWorker(context.Background(), r); err != nil {
+		t.Fatalf("RecordWorker(%s, %s): %v", r.Destination, r.Owner, err)
+	}
+}
+
+// testWorkerReports: one report per destination and replica, replaced by
+// the next; live while ValidFor holds; long-stopped ones cleaned up.
+func testWorkerReports(t *testing.T, s Store) {
+	errAt := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	record(t, s, store.WorkerReport{Destination: "d", Owner: "r1", Circuit: store.CircuitClosed, ValidFor: time.Minute})
+	record(t, s, store.WorkerReport{Destination: "d", Owner: "r1", Circuit: store.CircuitOpen, Failures: 5, Retries: 7,
+		LastError: "503 Service Unavailable: try later", LastErrorAt: errAt, ValidFor: time.Minute})
+	time.Sleep(5 * time.Millisecond) // r2 is the newer report
+	record(t, s, store.WorkerReport{Destination: "d", Owner: "r2", Circuit: store.CircuitClosed, ValidFor: 0})
+	record(t, s, store.WorkerReport{Destination: "other", Owner: "r1", Circuit: store.CircuitHalfOpen, ValidFor: time.Minute})
+
+	st := status(t, s, "d")
+	if len(st.Workers) != 2 {
+		t.Fatalf("reports of d = %+v; want one per replica", st.Workers)
+	}
+	r2, r1 := st.Workers[0], st.Workers[1]
+	if r2.Owner != "r2" || r2.Live || r2.Circuit != store.CircuitClosed || r2.LastError != "" || !r2.LastErrorAt.IsZero() {
+		t.Errorf("newest report = %+v; want r2, stopped (ValidFor 0), no error", r2)
+	}
+	if r1.Owner != "r1" || !r1.Live || r1.Circuit != store.CircuitOpen || r1.Failures != 5 || r1.Retries != 7 ||
+		r1.LastError != "503 Service Unavailable: try later" || !r1.LastErrorAt.Equal(errAt) || r1.Destination != "d" {
+		t.Errorf("r1's report = %+v; want the second one recorded, live", r1)
+	}
+	if d := time.Since(r1.UpdatedAt); d < -5*time.Second || d > time.Minute {
+		t.Errorf("r1 updated at %s, far from now", r1.UpdatedAt)
+	}
+	if st := status(t, s, "other"); len(st.Workers) != 1 || st.Workers[0].Circuit != store.CircuitHalfOpen {
+		t.Errorf("reports of other = %+v", st.Workers)
+	}
+	if got := known(t, s); !slices.Equal(got, []string{"d", "other"}) {
+		t.Errorf("KnownDestinations = %v, want [d other]", got)
+	}
+	// A report that stopped holding longer than WorkerReportKeep ago goes
+	// when another replica reports; a recent stopped one stays.
+	record(t, s, store.WorkerReport{Destination: "d", Owner: "dead", Circuit: store.CircuitOpen,
+		ValidFor: -store.WorkerReportKeep - time.Hour})
+	if n := len(status(t, s, "d").Workers); n != 3 {
+		t.Fatalf("%d reports, want 3 before the clean-up", n)
+	}
+	record(t, s, store.WorkerReport{Destination: "d", Owner: "r1", Circuit: store.CircuitClosed, ValidFor: time.Minute})
+	st = status(t, s, "d")
+	var owners []string
+	for _, r := range st.Workers {
+		owners = append(owners, r.Owner)
+	}
+	if slices.Sort(owners); !slices.Equal(owners, []string{"r1", "r2"}) {
+		t.Fatalf("reports after the clean-up = %v; want r1 and r2", owners)
+	}
+}
+
+// testStatus: backlog, queued replay and requeue work (in and outside
+// claims, less what a claim recorded as done), claims and dead letters.
+func testStatus(t *testing.T, s Store) {
+	ctx := context.Background()
+	if st := status(t, s, "d"); st.Started || st.Backlog.Spans != 0 || st.Queued != 0 || st.Claims != 0 ||
+		st.DeadLetters != 0 || len(st.Workers) != 0 || st.Lag() != 0 {
+		t.Fatalf("status of an unknown destination = %+v; want nothing", st)
+	}
+	ensure(t, s, "d")
+	ensure(t, s, "other")
+	start := time.Now()
+	first := Spans(10, 5, start)
+	write(t, s, first)
+	write(t, s, Spans(20, 5, start))
+	drain(t, s, "other", 1000)
+	if n, err := s.Replay(ctx, "d", store.ReplaySelection{TraceID: first[0].TraceID}); err != nil || n != 5 {
+		t.Fatalf("Replay = %d, %v", n, err)
+	}
+	settled(s)
+	for _, n := range []int{3, 2} {
+		if _, err := s.AddDeadLetter(ctx, store.DeadLetter{Destination: "d", SpanIDs: ids(first[:n]), Reason: "400"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := status(t, s, "d")
+	if !st.Started || st.Backlog.Spans != 35 || st.Queued != 5 || st.Claims != 0 || st.Held != 0 ||
+		st.DeadLetters != 2 || st.DeadLetterSpans != 5 {
+		t.Fatalf("status = %+v; want 35 spans behind (5 of them replayed), 2 dead letters of 5 spans", st)
+	}
+	if lag := st.Lag(); lag < 0 || lag > time.Minute {
+		t.Fatalf("lag = %s, want the age of the first write", lag)
+	}
+	if st := status(t, s, "other"); st.Backlog.Spans != 0 || st.Queued != 0 || st.DeadLetters != 0 || st.Lag() != 0 {
+		t.Fatalf("status of the other destination = %+v; want nothing behind", st)
+	}
+	// One claim takes the three rows: 10 + 20 shared spans, then the 5
+	// replayed; the claim's done counts them in that order.
+	c, _, err := s.Claim(ctx, "d", req("o", 1000))
+	if err != nil || c == nil || c.Spans != 35 {
+		t.Fatalf("Claim = %+v, %v; want all 35 spans", c, err)
+	}
+	cases := []struct {
+		done           int
+		backlog, queue int64
+	}{{0, 35, 5}, {30, 5, 5}, {32, 3, 3}}
+	for _, tc := range cases {
+		if err := s.Renew(ctx, c, tc.done, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		st := status(t, s, "d")
+		if st.Backlog.Spans != tc.backlog || st.Queued != tc.queue || st.Claims != 1 || st.Held != 1 {
+			t.Errorf("done %d: status = %+v; want %d behind, %d queued, one claim held", tc.done, st, tc.backlog, tc.queue)
+		}
+	}
+	if err := s.Release(ctx, c, 32); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s, "d"); st.Claims != 1 || st.Held != 0 || st.Queued != 3 {
+		t.Errorf("after Release: status = %+v; want one claim, none held, 3 queued", st)
+	}
+	if _, err := s.AddDeadLetter(ctx, store.DeadLetter{Destination: "gone", SpanIDs: []string{"a"}, Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := known(t, s); !slices.Equal(got, []string{"d", "gone", "other"}) {
+		t.Errorf("KnownDestinations = %v; want every name with a cursor, claim, dead letter or report", got)
+	}
 }

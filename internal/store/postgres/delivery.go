@@ -52,7 +52,7 @@ const claimScan = 1000
 const replayRowSpans = 1000
 
 type deliveryQueries struct {
-	log, cursors, claims, deadLetters string // qualified table names
+	log, cursors, claims, deadLetters, workers string // qualified table names
 }
 
 func newDeliveryQueries(schema string) deliveryQueries {
@@ -61,6 +61,7 @@ func newDeliveryQueries(schema string) deliveryQueries {
 		cursors:     pgx.Identifier{schema, "gateway_cursors"}.Sanitize(),
 		claims:      pgx.Identifier{schema, "gateway_claims"}.Sanitize(),
 		deadLetters: pgx.Identifier{schema, "gateway_dead_letters"}.Sanitize(),
+		workers:     pgx.Identifier{schema, "gateway_destination_workers"}.Sanitize(),
 	}
 }
 
@@ -108,6 +109,18 @@ func (q deliveryQueries) ddl(schema string) []string {
 			created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 		)`,
 		index("ix_gateway_dead_letters_destination", q.deadLetters, "destination, id"),
+		`CREATE TABLE IF NOT EXISTS ` + q.workers + ` (
+			destination VARCHAR NOT NULL,
+			owner VARCHAR NOT NULL,
+			circuit VARCHAR NOT NULL,
+			failures INTEGER NOT NULL,
+			retries BIGINT NOT NULL,
+			last_error TEXT,
+			last_error_at TIMESTAMPTZ,
+			updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+			valid_until TIMESTAMPTZ NOT NULL,
+			PRIMARY KEY (destination, owner)
+		)`,
 	}
 }
 
@@ -317,10 +330,22 @@ func (s *Store) Release(ctx context.Context, c *store.Claim, done int) error {
 
 // Backlog implements store.DeliveryLog.
 func (s *Store) Backlog(ctx context.Context, dest string) (store.Backlog, error) {
+	b, err := s.backlog(ctx, s.progress, dest)
+	return b, s.wrap("backlog of "+dest, err)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func (s *Store) backlog(ctx context.Context, q querier, dest string) (store.Backlog, error) {
 	var b store.Backlog
 	var logOldest, claimOldest pgtype.Timestamptz
 	var claimSpans int64
-	err := s.progress.QueryRow(ctx, `SELECT
+	err := q.QueryRow(ctx, `SELECT
 		(SELECT coalesce(sum(l.span_count), 0) FROM `+s.dq.log+` l WHERE (l.tx_id, l.id) > (c.tx_id, c.log_id)
 			AND (l.destination IS NULL OR l.destination = $1)),
 		(SELECT min(l.created_at) FROM `+s.dq.log+` l WHERE (l.tx_id, l.id) > (c.tx_id, c.log_id)
@@ -332,7 +357,7 @@ func (s *Store) Backlog(ctx context.Context, dest string) (store.Backlog, error)
 		return b, nil
 	}
 	if err != nil {
-		return b, s.wrap("backlog of "+dest, err)
+		return b, err
 	}
 	b.Spans += claimSpans
 	for _, o := range []pgtype.Timestamptz{logOldest, claimOldest} {
@@ -508,6 +533,20 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		{&p.DeadLetters, "dead letters", `DELETE FROM ` + s.dq.deadLetters + ` WHERE id IN (
 			SELECT id FROM ` + s.dq.deadLetters + ` WHERE created_at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff},
 	}
+	var rollupTraces, rollupModels int64
+	for _, t := range []struct {
+		n     *int64
+		table string
+	}{{&rollupTraces, store.RollupTracesTable}, {&rollupModels, store.RollupModelsTable}} {
+		q := pgx.Identifier{s.schema, t.table}.Sanitize()
+		steps = append(steps, struct {
+			n     *int64
+			what  string
+			query string
+			arg   any
+		}{t.n, "rollups", `DELETE FROM ` + q + ` WHERE ctid IN (
+			SELECT ctid FROM ` + q + ` WHERE minute COLLATE "C" < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, store.Minute(c)})
+	}
 	for _, st := range steps {
 		tag, err := s.progress.Exec(ctx, st.query, st.arg, limit)
 		var pgErr *pgconn.PgError
@@ -521,5 +560,6 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		}
 		*st.n = tag.RowsAffected()
 	}
+	p.Rollups = rollupTraces + rollupModels
 	return p, nil
 }

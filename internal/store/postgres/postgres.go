@@ -48,9 +48,9 @@ type Store struct {
 	// origins holds the ids of the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
 	origins sync.Map
-	q        queries
-	dq       deliveryQueries
-	closed   atomic.Bool
+	q       queries
+	dq      deliveryQueries
+	closed  atomic.Bool
 	// retries counts transactions Write ran again (deadlock, serialization
 	// failure, broken pooled connection); the tests expect none from
 	// concurrent writers.
@@ -103,7 +103,8 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		res:      pgx.Identifier{opts.Schema, store.ResourcesTable}.Sanitize(),
 	}
 	s.dq = newDeliveryQueries(opts.Schema)
-	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res)
+	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res,
+		pgx.Identifier{opts.Schema, store.RollupTracesTable}.Sanitize(), pgx.Identifier{opts.Schema, store.RollupModelsTable}.Sanitize())
 	if err := s.migrate(ctx, opts); err != nil {
 		pool.Close()
 		progress.Close()
@@ -127,6 +128,7 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	stmts := append([]string{"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema)},
 		store.TablesDDL(s.traces, s.spans, "JSONB")...)
 	stmts = append(stmts, store.ResourcesDDL(s.res, "JSONB"))
+	stmts = append(stmts, store.RollupsDDL(func(t string) string { return id(opts.Schema, t) })...)
 	stmts = append(stmts, s.dq.ddl(opts.Schema)...)
 
 	tx, err := s.pool.Begin(ctx)
@@ -139,8 +141,19 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('kern-trace-gateway-migrate'))`); err != nil {
 		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
 	}
+	var backfill bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`,
+		pgx.Identifier{opts.Schema, store.RollupTracesTable}.Sanitize()).Scan(&backfill); err != nil {
+		return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
+			return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
+		}
+	}
+	if backfill {
+		// An upgrade: count what was stored before the rollups existed.
+		if err := s.backfill(ctx, tx); err != nil {
 			return classify(fmt.Errorf("postgres store: migrate %s: %w", opts.Schema, err))
 		}
 	}

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -42,7 +45,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	storetest.RunOptions(t, freshOptions, openStore)
+	storetest.RunOptions(t, "postgres", freshOptions, openStore)
 }
 
 // TestOnlyProgressCommitsAsynchronously: span writes wait for the WAL flush
@@ -277,5 +280,49 @@ func TestWriteRecreatesLostStagingTable(t *testing.T) {
 	want.CreatedAt = row.CreatedAt
 	if row != want {
 		t.Errorf("trace row:\n got  %+v\n want %+v", row, want)
+	}
+}
+
+// TestDefaultSchemaIsAgentOSs: with no schema configured the tables go
+// where AgentOS's PostgresDb reads them by default, schema "ai". The test
+// uses a database of its own, since "ai" is not a per-test schema.
+func TestDefaultSchemaIsAgentOSs(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.PostgresDSN(t)
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) }) // after the drop below
+	var b [6]byte
+	_, _ = crand.Read(b[:])
+	name := "t_default_schema_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	s := openStore(t, store.Options{DSN: u.String()})
+	defer s.Close()
+	traces, spans := s.Tables()
+	if traces != `"ai"."agno_traces"` || spans != `"ai"."agno_spans"` {
+		t.Fatalf("Tables() = %s, %s; want AgentOS's default schema ai", traces, spans)
+	}
+	storetest.CheckSchema(t, s)
+	tr := storetest.AgentTrace(rand.New(rand.NewSource(5)), time.Now())
+	if err := s.Write(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM ai.agno_spans`).Scan(&n); err != nil || n != len(tr) {
+		t.Fatalf("ai.agno_spans holds %d spans (%v), want %d", n, err, len(tr))
 	}
 }

@@ -15,6 +15,8 @@ type queries struct {
 	spansOf       string // $1 trace ids: the stored spans Write derives rows from
 	updateTraces  string // traceArgs, rows to overwrite
 	deleteEmpty   string // $1 trace ids
+	rollupTraces  string // $1 minutes, $2 tenants, $3 statuses, $4 buckets, $5 deltas
+	rollupModels  string // $1 minutes, $2 tenants, $3 models, $4 calls, $5..$7 tokens
 }
 
 // traceColumns are agno_traces' columns in table order.
@@ -37,7 +39,7 @@ func durationMS(start, end string) string {
 	return `GREATEST(0, trunc(EXTRACT(EPOCH FROM (` + end + `)::timestamptz - (` + start + `)::timestamptz) * 1000))::bigint`
 }
 
-func buildQueries(traces, spans, deliveryLog, origins string) queries {
+func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModels string) queries {
 	cols := strings.Join(spanColumns, ", ")
 	ids := model.TraceIDColumns
 	nullIDs := make([]string, len(ids))
@@ -62,9 +64,14 @@ func buildQueries(traces, spans, deliveryLog, origins string) queries {
 	}
 	distinct := `(t.` + strings.Join(merged, ", t.") + `) IS DISTINCT FROM (m.` + strings.Join(merged, ", m.") + `)`
 	return queries{
+		// Origins are inserted in id order: two batches inserting the same
+		// new origins (each waits on the other's uncommitted row) take them
+		// in the same order, and before any trace row, so they cannot
+		// deadlock.
 		insertOrigins: `INSERT INTO ` + origins + ` (id, resource, scope, tenant, created_at)
 			SELECT o.id, o.resource::jsonb, o.scope::jsonb, nullif(o.tenant, ''), $5
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, resource, scope, tenant)
+			ORDER BY o.id
 			ON CONFLICT (id) DO NOTHING`,
 		// New traces get the batch's row straight away. Existing rows are
 		// only locked: ON CONFLICT DO UPDATE locks the conflicting row even
@@ -77,7 +84,8 @@ func buildQueries(traces, spans, deliveryLog, origins string) queries {
 			SELECT b.trace_id, b.name, b.status, b.start_time, b.end_time, ` + durationMS("b.start_time", "b.end_time") + `,
 				` + strings.Join(nullIDs, ", ") + `, $15::text
 			FROM ` + batchRows + ` ORDER BY b.trace_id
-			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false`,
+			ON CONFLICT (trace_id) DO UPDATE SET trace_id = EXCLUDED.trace_id WHERE false
+			RETURNING trace_id, start_time, status, duration_ms`,
 		// The merge of store.Merge, in SQL, against the locked rows. It reads
 		// no stored span except to rank roots: whether a root is stored
 		// (decides the name of a batch without one) and whether a stored
@@ -95,10 +103,11 @@ func buildQueries(traces, spans, deliveryLog, origins string) queries {
 					NOT b.has_root AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s
 						WHERE s.trace_id = b.trace_id AND s.parent_span_id IS NULL) AS rootless,
 					t.name AS t_name, b.name AS b_name, t.start_time AS t_start, b.start_time AS b_start,
+					t.status AS t_status, t.duration_ms AS t_dur,
 					` + strings.Join(append(bIDs, tIDs...), ", ") + `
 				FROM ` + batchRows + ` JOIN ` + traces + ` t ON t.trace_id = b.trace_id
 			), m AS (
-				SELECT trace_id, start_time, end_time, status,
+				SELECT trace_id, start_time, end_time, status, t_start, t_status, t_dur,
 					CASE WHEN take_root THEN b_name
 						WHEN rootless AND (b_start COLLATE "C" < t_start COLLATE "C"
 							OR (b_start = t_start AND b_name COLLATE "C" < t_name COLLATE "C")) THEN b_name
@@ -107,7 +116,8 @@ func buildQueries(traces, spans, deliveryLog, origins string) queries {
 				FROM m0
 			)
 			UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `
-			FROM m WHERE t.trace_id = m.trace_id AND ` + distinct,
+			FROM m WHERE t.trace_id = m.trace_id AND ` + distinct + `
+			RETURNING t.trace_id, m.t_start, m.t_status, m.t_dur, t.start_time, t.status, t.duration_ms`,
 		// The spans are inserted and the delivery log appended in one
 		// statement: the log row lists the span ids this Write inserted (a
 		// span already stored is not fanned out again), and the statement
@@ -125,11 +135,26 @@ func buildQueries(traces, spans, deliveryLog, origins string) queries {
 		spansOf: `SELECT span_id, trace_id, coalesce(parent_span_id, ''), name, status_code, start_time, end_time,
 				CASE WHEN parent_span_id IS NULL THEN attributes END
 			FROM ` + spans + ` WHERE trace_id = ANY($1::varchar[])`,
+		// o is the row before the update (the FROM list reads the
+		// statement's snapshot), for the rollups.
 		updateTraces: `UPDATE ` + traces + ` t SET ` + strings.Join(set, ", ") + `
 			FROM (SELECT b.trace_id, b.name, b.status, b.start_time, b.end_time, ` + strings.Join(nullIDs, ", ") + `
 				FROM ` + batchRows + `) m
-			WHERE t.trace_id = m.trace_id AND ` + distinct,
+			JOIN ` + traces + ` o ON o.trace_id = m.trace_id
+			WHERE t.trace_id = m.trace_id AND ` + distinct + `
+			RETURNING t.trace_id, o.start_time, o.status, o.duration_ms, t.start_time, t.status, t.duration_ms`,
 		deleteEmpty: `DELETE FROM ` + traces + ` t WHERE t.trace_id = ANY($1::varchar[])
-			AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)`,
+			AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)
+			RETURNING trace_id, start_time, status, duration_ms`,
+		// Rows come sorted by key, so concurrent writers lock them in the
+		// same order.
+		rollupTraces: `INSERT INTO ` + rollupTraces + ` AS r (minute, tenant, status, bucket, traces)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[]) ORDER BY 1, 2, 3, 4
+			ON CONFLICT (minute, tenant, status, bucket) DO UPDATE SET traces = r.traces + EXCLUDED.traces`,
+		rollupModels: `INSERT INTO ` + rollupModels + ` AS r (minute, tenant, model, calls, input_tokens, output_tokens, total_tokens)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) ORDER BY 1, 2, 3
+			ON CONFLICT (minute, tenant, model) DO UPDATE SET calls = r.calls + EXCLUDED.calls,
+				input_tokens = r.input_tokens + EXCLUDED.input_tokens, output_tokens = r.output_tokens + EXCLUDED.output_tokens,
+				total_tokens = r.total_tokens + EXCLUDED.total_tokens`,
 	}
 }

@@ -139,11 +139,13 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 				return fmt.Errorf("insert resources: %w", err)
 			}
 		}
-		if _, err := res.Exec(); err != nil {
+		var deltas store.Deltas
+		tenants := store.Tenants(batch)
+		if err := scanStats(res, &deltas, tenants, false); err != nil {
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
 		}
-		if _, err := res.Exec(); err != nil {
+		if err := scanStats(res, &deltas, tenants, true); err != nil {
 			res.Close()
 			return fmt.Errorf("merge traces: %w", err)
 		}
@@ -156,19 +158,94 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			return err
 		}
 		if added == len(batch) {
-			return nil
+			for i := range batch {
+				deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
+			}
+		} else {
+			// Some spans were stored already: derive the batch's traces
+			// again from what is stored, and drop the rows of traces left
+			// without a span (their spans' ids were taken by spans of other
+			// traces). Only the spans inserted count in the rollups.
+			ins := make(map[string]struct{}, len(logged))
+			for _, id := range logged {
+				ins[id] = struct{}{}
+			}
+			for i := range batch {
+				if _, ok := ins[batch[i].SpanID]; ok {
+					deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
+				}
+			}
+			if err := s.rederive(ctx, tx, traceIDs, &deltas, tenants); err != nil {
+				return err
+			}
 		}
-		// Some spans were stored already: derive the batch's traces again
-		// from what is stored, and drop the rows of traces left without a
-		// span (their spans' ids were taken by spans of other traces).
-		return s.rederive(ctx, tx, traceIDs)
+		return s.addRollups(ctx, tx, &deltas)
 	})
 	return logged, err
 }
 
+// scanStats reads the rows a trace statement returned into the rollup
+// deltas: (trace id, start, status, duration) of new rows, or the trace id
+// and (start, status, duration) of the old and the new row when changed.
+func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string, changed bool) error {
+	rows, err := res.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var old, cur store.TraceStat
+		if changed {
+			err = rows.Scan(&id, &old.StartTime, &old.Status, &old.DurationMS, &cur.StartTime, &cur.Status, &cur.DurationMS)
+		} else {
+			err = rows.Scan(&id, &cur.StartTime, &cur.Status, &cur.DurationMS)
+		}
+		if err != nil {
+			return err
+		}
+		old.Tenant, cur.Tenant = tenants[id], tenants[id]
+		if changed {
+			d.TraceChanged(&old, &cur)
+		} else {
+			d.TraceChanged(nil, &cur)
+		}
+	}
+	return rows.Err()
+}
+
+// addRollups adds a write's deltas to the per-minute rollups, last in the
+// transaction so their hot rows stay locked only until the commit.
+func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, d *store.Deltas) error {
+	b := &pgx.Batch{}
+	if keys, n := d.TraceRows(); len(keys) > 0 {
+		minutes, tenants, statuses, buckets := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]int32, len(keys))
+		for i, k := range keys {
+			minutes[i], tenants[i], statuses[i], buckets[i] = k.Minute, k.Tenant, k.Status, int32(k.Bucket)
+		}
+		b.Queue(s.q.rollupTraces, minutes, tenants, statuses, buckets, n)
+	}
+	if keys, u := d.ModelRows(); len(keys) > 0 {
+		minutes, tenants, models := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+		calls, in, out, total := make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys)), make([]int64, len(keys))
+		for i, k := range keys {
+			minutes[i], tenants[i], models[i] = k.Minute, k.Tenant, k.Model
+			calls[i], in[i], out[i], total[i] = u[i].Calls, u[i].Input, u[i].Output, u[i].Total
+		}
+		b.Queue(s.q.rollupModels, minutes, tenants, models, calls, in, out, total)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("add rollups: %w", err)
+	}
+	return nil
+}
+
 // rederive overwrites the rows of traceIDs with what their stored spans
 // give, and deletes those without any.
-func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string) error {
+func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *store.Deltas, tenants map[string]string) error {
 	rs, err := tx.Query(ctx, s.q.spansOf, traceIDs)
 	if err != nil {
 		return fmt.Errorf("read stored spans: %w", err)
@@ -186,13 +263,33 @@ func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string) erro
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("read stored spans: %w", err)
 	}
-	if _, err := tx.Exec(ctx, s.q.updateTraces, traceArgs(store.DeriveTraces(stored))...); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(s.q.updateTraces, traceArgs(store.DeriveTraces(stored))...)
+	b.Queue(s.q.deleteEmpty, traceIDs)
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+	if err := scanStats(res, d, tenants, true); err != nil {
 		return fmt.Errorf("update traces: %w", err)
 	}
-	if _, err := tx.Exec(ctx, s.q.deleteEmpty, traceIDs); err != nil {
+	rows, err := res.Query()
+	if err != nil {
 		return fmt.Errorf("delete empty traces: %w", err)
 	}
-	return nil
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var old store.TraceStat
+		if err := rows.Scan(&id, &old.StartTime, &old.Status, &old.DurationMS); err != nil {
+			return fmt.Errorf("delete empty traces: %w", err)
+		}
+		old.Tenant = tenants[id]
+		d.TraceChanged(&old, nil)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("delete empty traces: %w", err)
+	}
+	rows.Close()
+	return res.Close()
 }
 
 // traceArgs are the arrays queries.batchRows unnests.

@@ -57,6 +57,18 @@ var deliveryDDL = []string{
 		created_at TEXT NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS ix_gateway_dead_letters_destination ON gateway_dead_letters (destination, id)`,
+	`CREATE TABLE IF NOT EXISTS gateway_destination_workers (
+		destination TEXT NOT NULL,
+		owner TEXT NOT NULL,
+		circuit TEXT NOT NULL,
+		failures INTEGER NOT NULL,
+		retries INTEGER NOT NULL,
+		last_error TEXT,
+		last_error_at TEXT,
+		updated_at TEXT NOT NULL,
+		valid_until TEXT NOT NULL,
+		PRIMARY KEY (destination, owner)
+	)`,
 }
 
 // insertLog appends the delivery-log row of one Write.
@@ -265,19 +277,31 @@ func (s *Store) Release(ctx context.Context, c *store.Claim, done int) error {
 
 // Backlog implements store.DeliveryLog.
 func (s *Store) Backlog(ctx context.Context, dest string) (store.Backlog, error) {
+	b, err := backlog(ctx, s.r, dest)
+	return b, wrap("backlog of "+dest, err)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func backlog(ctx context.Context, q querier, dest string) (store.Backlog, error) {
 	var b store.Backlog
 	var logSpans, claimSpans int64
 	var logOldest, claimOldest sql.NullString
-	err := s.r.QueryRowContext(ctx, `SELECT coalesce(sum(l.span_count), 0), min(l.created_at)
+	err := q.QueryRowContext(ctx, `SELECT coalesce(sum(l.span_count), 0), min(l.created_at)
 		FROM gateway_delivery_log l JOIN gateway_cursors c ON c.destination = ?
 		WHERE l.id > c.log_id AND (l.destination IS NULL OR l.destination = ?)`, dest, dest).Scan(&logSpans, &logOldest)
 	if err != nil {
-		return b, wrap("backlog of "+dest, err)
+		return b, err
 	}
-	err = s.r.QueryRowContext(ctx, `SELECT coalesce(sum(span_count - done), 0), min(oldest)
+	err = q.QueryRowContext(ctx, `SELECT coalesce(sum(span_count - done), 0), min(oldest)
 		FROM gateway_claims WHERE destination = ?`, dest).Scan(&claimSpans, &claimOldest)
 	if err != nil {
-		return b, wrap("backlog of "+dest, err)
+		return b, err
 	}
 	b.Spans = logSpans + claimSpans
 	for _, o := range []sql.NullString{logOldest, claimOldest} {
@@ -488,6 +512,18 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		{&p.DeadLetters, "dead letters", `DELETE FROM gateway_dead_letters WHERE id IN
 			(SELECT id FROM gateway_dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)`},
 	}
+	var rollupTraces, rollupModels int64
+	for _, t := range []struct {
+		n     *int64
+		table string
+	}{{&rollupTraces, store.RollupTracesTable}, {&rollupModels, store.RollupModelsTable}} {
+		steps = append(steps, struct {
+			n     *int64
+			what  string
+			query string
+		}{t.n, "rollups", `DELETE FROM ` + quote(t.table) + ` WHERE rowid IN
+			(SELECT rowid FROM ` + quote(t.table) + ` WHERE minute < substr(?, 1, 16) LIMIT ?)`})
+	}
 	for _, st := range steps {
 		res, err := s.w.ExecContext(ctx, st.query, c, limit)
 		if err != nil {
@@ -497,5 +533,6 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 			return p, wrap("prune "+st.what, err)
 		}
 	}
+	p.Rollups = rollupTraces + rollupModels
 	return p, nil
 }

@@ -47,6 +47,8 @@ type Store struct {
 	inserts map[int]*sql.Stmt // by number of rows
 	upsert  *sql.Stmt         // one trace row
 	origin  *sql.Stmt         // one resources row
+	// rollupTraces and rollupModels add one delta to a rollup row.
+	rollupTraces, rollupModels *sql.Stmt
 	// origins holds the ids of the origins known to be stored.
 	origins sync.Map
 	logRow  *sql.Stmt // appends a Write's row to the delivery log
@@ -136,14 +138,26 @@ func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`
 func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	stmts := store.TablesDDL(s.traces, s.spans, "JSON")
 	stmts = append(stmts, store.ResourcesDDL(quote(store.ResourcesTable), "JSON"))
+	stmts = append(stmts, store.RollupsDDL(quote)...)
 	stmts = append(stmts, deliveryDDL...)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var rollups int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`,
+		store.RollupTracesTable).Scan(&rollups); err != nil {
+		return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+	}
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
+		}
+	}
+	if rollups == 0 {
+		// An upgrade: count what was stored before the rollups existed.
+		if err := s.backfill(ctx, tx); err != nil {
 			return classify(fmt.Errorf("sqlite store: migrate: %w", err))
 		}
 	}
@@ -270,8 +284,10 @@ func (s *Store) Close() error {
 	for _, st := range s.inserts {
 		st.Close()
 	}
-	if s.origin != nil {
-		s.origin.Close()
+	for _, st := range []*sql.Stmt{s.origin, s.rollupTraces, s.rollupModels} {
+		if st != nil {
+			st.Close()
+		}
 	}
 	if s.upsert != nil {
 		s.upsert.Close()

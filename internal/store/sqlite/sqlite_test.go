@@ -33,7 +33,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	storetest.RunOptions(t, freshOptions, openStore)
+	storetest.RunOptions(t, "sqlite", freshOptions, openStore)
 }
 
 func TestPlainPathDSN(t *testing.T) {

@@ -127,12 +127,17 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	}
 
 	var rows []store.TraceRow
+	var deltas store.Deltas
+	tenants := store.Tenants(spans)
 	if len(inserted) == len(spans) {
 		rows = store.DeriveTraces(spans)
 		for i := range rows {
 			if old, ok := stored[rows[i].TraceID]; ok {
 				rows[i] = store.Merge(old, rows[i])
 			}
+		}
+		for i := range spans {
+			deltas.SpanStored(spans[i].StartTime, store.TenantOf(&spans[i]), spans[i].Usage)
 		}
 	} else {
 		// Some spans were not inserted: derive the rows from what is
@@ -144,10 +149,34 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 			AND NOT EXISTS (SELECT 1 FROM `+s.spans+` s WHERE s.trace_id = `+s.traces+`.trace_id)`, string(idsJSON)); err != nil {
 			return nil, fmt.Errorf("delete empty traces: %w", err)
 		}
+		derived := make(map[string]bool, len(rows))
+		for i := range rows {
+			derived[rows[i].TraceID] = true
+		}
+		for id, old := range stored {
+			if !derived[id] {
+				deltas.TraceChanged(stat(old, tenants[id]), nil)
+			}
+		}
+		ins := make(map[string]struct{}, len(inserted))
+		for _, id := range inserted {
+			ins[id] = struct{}{}
+		}
+		for i := range spans {
+			if _, ok := ins[spans[i].SpanID]; ok {
+				delete(ins, spans[i].SpanID) // the first of a repeated id is the one stored
+				deltas.SpanStored(spans[i].StartTime, store.TenantOf(&spans[i]), spans[i].Usage)
+			}
+		}
 	}
 	up := tx.StmtContext(ctx, s.upsert)
 	for i := range rows {
 		r := &rows[i]
+		if old, ok := stored[r.TraceID]; ok {
+			deltas.TraceChanged(stat(old, tenants[r.TraceID]), stat(*r, tenants[r.TraceID]))
+		} else {
+			deltas.TraceChanged(nil, stat(*r, tenants[r.TraceID]))
+		}
 		args := []any{r.TraceID, r.Name, r.Status, r.StartTime, r.EndTime, store.DurationMS(r.StartTime, r.EndTime)}
 		for _, f := range r.IDs.Fields() {
 			args = append(args, nullable(*f))
@@ -155,6 +184,9 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 		if _, err := up.ExecContext(ctx, append(args, now)...); err != nil {
 			return nil, fmt.Errorf("upsert trace %s: %w", r.TraceID, err)
 		}
+	}
+	if err := s.addRollups(ctx, tx, &deltas); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
@@ -164,6 +196,56 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	}
 	return inserted, nil
 }
+
+func stat(r store.TraceRow, tenant string) *store.TraceStat {
+	return &store.TraceStat{StartTime: r.StartTime, Tenant: tenant, Status: r.Status, DurationMS: store.DurationMS(r.StartTime, r.EndTime)}
+}
+
+// addRollups adds a write's deltas to the per-minute rollups.
+func (s *Store) addRollups(ctx context.Context, tx *sql.Tx, d *store.Deltas) error {
+	return s.addRollupsWith(ctx, tx, d, false)
+}
+
+// addRollupsWith adds deltas with the prepared statements, or, during the
+// migration (before they are prepared), with plain ones.
+func (s *Store) addRollupsWith(ctx context.Context, tx *sql.Tx, d *store.Deltas, unprepared bool) error {
+	exec := func(st *sql.Stmt, q string, args ...any) error {
+		var err error
+		if unprepared {
+			_, err = tx.ExecContext(ctx, q, args...)
+		} else {
+			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("add rollups: %w", err)
+		}
+		return nil
+	}
+	keys, n := d.TraceRows()
+	for i, k := range keys {
+		if err := exec(s.rollupTraces, rollupTracesSQL, k.Minute, k.Tenant, k.Status, k.Bucket, n[i]); err != nil {
+			return err
+		}
+	}
+	mkeys, u := d.ModelRows()
+	for i, k := range mkeys {
+		if err := exec(s.rollupModels, rollupModelsSQL, k.Minute, k.Tenant, k.Model, u[i].Calls, u[i].Input, u[i].Output, u[i].Total); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	rollupTracesSQL = `INSERT INTO ` + quote(store.RollupTracesTable) + ` AS r
+		(minute, tenant, status, bucket, traces) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (minute, tenant, status, bucket) DO UPDATE SET traces = r.traces + excluded.traces`
+	rollupModelsSQL = `INSERT INTO ` + quote(store.RollupModelsTable) + ` AS r
+		(minute, tenant, model, calls, input_tokens, output_tokens, total_tokens) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (minute, tenant, model) DO UPDATE SET calls = r.calls + excluded.calls,
+			input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
+			total_tokens = r.total_tokens + excluded.total_tokens`
+)
 
 // newOrigins lists the distinct origins of spans this process has not
 // stored yet.
@@ -274,6 +356,12 @@ func (s *Store) prepare(ctx context.Context) error {
 		return fmt.Errorf("prepare trace upsert: %w", err)
 	}
 	s.upsert = st
+	if s.rollupTraces, err = s.w.PrepareContext(ctx, rollupTracesSQL); err != nil {
+		return fmt.Errorf("prepare rollup: %w", err)
+	}
+	if s.rollupModels, err = s.w.PrepareContext(ctx, rollupModelsSQL); err != nil {
+		return fmt.Errorf("prepare rollup: %w", err)
+	}
 	if s.origin, err = s.w.PrepareContext(ctx, `INSERT INTO `+quote(store.ResourcesTable)+`
 		(id, resource, scope, tenant, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`); err != nil {
 		return fmt.Errorf("prepare resource insert: %w", err)

@@ -1,11 +1,15 @@
 package storetest
 
 import (
+	"database/sql"
+	"fmt"
+	"math/rand"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // The reference itself against the hand-written expectations.
@@ -20,6 +24,86 @@ func TestExpectedTraceRules(t *testing.T) {
 			want.TraceID = all[0].TraceID
 			if got := ExpectedTrace(all); got != want {
 				t.Errorf("\n got  %+v\n want %+v", got, want)
+			}
+		})
+	}
+}
+
+// The stores' Go half (store.DeriveTraces and store.Merge) against the
+// reference, on random traces cut into random batches merged in random
+// order, with each root's ids as the converter hands them over (Root) and
+// as a store reads them back (from the stored attributes).
+func TestDeriveAndMergeFollowTheReference(t *testing.T) {
+	for seed := range int64(20) {
+		r := rand.New(rand.NewSource(seed))
+		for _, spans := range randomTraces(r, genOptions{traces: 20, maxSpans: 12}) {
+			want := ExpectedTrace(spans)
+			want.DurationMS = 0
+			for _, readBack := range []bool{false, true} {
+				batch := slices.Clone(spans)
+				if readBack {
+					for i := range batch {
+						batch[i].Root = nil
+					}
+				}
+				r.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+				var rows []store.TraceRow
+				for len(batch) > 0 {
+					n := 1 + r.Intn(len(batch))
+					rows = append(rows, store.DeriveTraces(batch[:n])...)
+					batch = batch[n:]
+				}
+				r.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+				merged := rows[0]
+				for _, row := range rows[1:] {
+					merged = store.Merge(merged, row)
+				}
+				if got := fromStoreRow(merged); got != want {
+					t.Fatalf("seed %d, read back %v:\n got  %+v\n want %+v", seed, readBack, got, want)
+				}
+			}
+		}
+	}
+}
+
+func fromStoreRow(r store.TraceRow) TraceRow {
+	out := TraceRow{TraceID: r.TraceID, Name: r.Name, Status: r.Status, StartTime: r.StartTime, EndTime: r.EndTime}
+	dst := out.idFields()
+	for i, f := range r.IDs.Fields() {
+		if *f != "" {
+			*dst[i] = sql.NullString{String: *f, Valid: true}
+		}
+	}
+	return out
+}
+
+// The reference itself on what senders put under id keys.
+func TestExpectedTraceIDValues(t *testing.T) {
+	for _, tc := range []struct {
+		value any
+		want  string // "" for NULL
+	}{
+		{"abc", "abc"},
+		{" abc ", "abc"},
+		{"", ""},
+		{"   ", ""},
+		{int64(42), "42"},
+		{int64(0), ""},
+		{int64(1)<<62 + 1, "4611686018427387905"},
+		{3.0, "3"},
+		{2.5, ""},
+		{0.0, ""},
+		{true, ""},
+		{nil, ""},
+		{[]any{"a"}, ""},
+		{map[string]any{"id": "a"}, ""},
+		{strings.Repeat("x", 256), strings.Repeat("x", 256)},
+		{strings.Repeat("x", 257), ""},
+	} {
+		t.Run(fmt.Sprint(tc.value), func(t *testing.T) {
+			root := model.Span{TraceID: "t", SpanID: "s", Name: "run", Attributes: mustJSON(map[string]any{"agno.run.id": tc.value})}
+			if got := ExpectedTrace([]model.Span{root}).RunID; got.String != tc.want || got.Valid != (tc.want != "") {
+				t.Errorf("run_id = %+v, want %q", got, tc.want)
 			}
 		})
 	}

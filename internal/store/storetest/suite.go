@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/store"
 )
@@ -44,12 +45,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("SeedQuery", func(t *testing.T) { testSeedQuery(t, open(t)) })
 }
 
-// RunOptions covers what depends on store.Options: custom table names, and
-// opening a database that is already set up while another store has it open.
+// RunOptions covers what depends on store.Options and on what the database
+// already holds: custom table names, opening a database that is already set
+// up while another store has it open, and taking over tables AgentOS or an
+// earlier gateway created. dialect is the stores' ("postgres" or "sqlite");
 // fresh returns Options (DSN, and Schema for PostgreSQL) of a new, empty
 // database; open opens a store with them and closes it when the test ends
 // (Close must be safe to call twice).
-func RunOptions(t *testing.T, fresh func(t *testing.T) store.Options, open func(t *testing.T, opts store.Options) store.Store) {
+func RunOptions(t *testing.T, dialect string, fresh func(t *testing.T) store.Options, open func(t *testing.T, opts store.Options) store.Store) {
+	t.Run("Adoption", func(t *testing.T) { runAdoption(t, dialect, fresh, open) })
 	t.Run("TableNames", func(t *testing.T) {
 		opts := fresh(t)
 		opts.TracesTable, opts.SpansTable = "kern_traces_custom", "kern_spans_custom"
@@ -161,40 +165,44 @@ func span(trace, id, parent, name string, start, end int64, status string, attrs
 func testRoundTrip(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	trace := "0af7651916cd43dd8448eb211c80319c"
+	origin := convert.NewOrigin([]byte(`{"service.name":"agentos","kern.tenant":"acme"}`),
+		[]byte(`{"name":"openinference.instrumentation.agno","version":"0.1.28"}`))
+	origin.Tenant = "acme"
 	attrs := map[string]any{
-		"string":        "héllo \"quoted\" \\ back\nslash\ttab ✓ 😀 <tag> & 'single'",
-		"empty_string":  "",
-		"true":          true,
-		"false":         false,
-		"int":           int64(42),
-		"negative":      int64(-7),
-		"beyond_2_53":   int64(1)<<62 + 1,
-		"max_int64":     int64(math.MaxInt64),
-		"min_int64":     int64(math.MinInt64),
-		"double":        3.141592653589793,
-		"tiny":          5e-324,
-		"huge":          1.7976931348623157e308,
-		"strings":       []string{"a", "b", ""},
-		"ints":          []int64{1, int64(1)<<60 + 3, -5},
-		"doubles":       []float64{0.5, -2.25, 1e-9},
-		"bools":         []bool{true, false},
-		"mixed":         []any{1, "two", 3.5, nil, false},
-		"nested":        map[string]any{"a": map[string]any{"b": []any{map[string]any{"c": true}, []any{}}}},
-		"null":          nil,
-		"empty_object":  map[string]any{},
-		model.KeyRunID:  "run-1",
-		"kern.resource": map[string]any{"service.name": "agentos"},
+		"string":          "héllo \"quoted\" \\ back\nslash\ttab ✓ 😀 <tag> & 'single'",
+		"empty_string":    "",
+		"true":            true,
+		"false":           false,
+		"int":             int64(42),
+		"negative":        int64(-7),
+		"beyond_2_53":     int64(1)<<62 + 1,
+		"max_int64":       int64(math.MaxInt64),
+		"min_int64":       int64(math.MinInt64),
+		"double":          3.141592653589793,
+		"tiny":            5e-324,
+		"huge":            1.7976931348623157e308,
+		"strings":         []string{"a", "b", ""},
+		"ints":            []int64{1, int64(1)<<60 + 3, -5},
+		"doubles":         []float64{0.5, -2.25, 1e-9},
+		"bools":           []bool{true, false},
+		"mixed":           []any{1, "two", 3.5, nil, false},
+		"nested":          map[string]any{"a": map[string]any{"b": []any{map[string]any{"c": true}, []any{}}}},
+		"null":            nil,
+		"empty_object":    map[string]any{},
+		"agno.run.id":     "run-1",
+		model.KeyResource: origin.ID,
 	}
 	spans := []model.Span{
 		{
 			SpanID: "b7ad6b7169203331", TraceID: trace, Name: "Agent.run ✓", SpanKind: "SERVER",
 			StatusCode: model.StatusOK, StartTime: at(0, 123), EndTime: at(1500, 456), DurationMS: 1500,
-			Attributes: mustJSON(attrs), CreatedAt: at(2000),
+			Attributes: mustJSON(attrs), CreatedAt: at(2000), Origin: origin,
 		},
 		{
 			SpanID: "00f067aa0ba902b7", TraceID: trace, ParentSpanID: "b7ad6b7169203331", Name: "tool",
 			SpanKind: "CLIENT", StatusCode: model.StatusError, StatusMessage: "line one\nline two: ünïcode",
-			StartTime: at(10), EndTime: at(20), DurationMS: 10, Attributes: []byte(`{"k":"v"}`), CreatedAt: at(2000),
+			StartTime: at(10), EndTime: at(20), DurationMS: 10, CreatedAt: at(2000), Origin: origin,
+			Attributes: []byte(`{"k":"v","` + model.KeyResource + `":"` + origin.ID + `"}`),
 		},
 		{
 			// No attributes, no parent, no status message: all NULL.
@@ -248,15 +256,16 @@ func testRoundTrip(t *testing.T, s store.Store) {
 		t.Errorf("attributes.beyond_2_53 read in SQL = %s, want %s", big, want)
 	}
 	checkTraces(t, s, map[string][]model.Span{trace: spans})
+	checkOrigins(t, s, spans, origin)
 }
 
 func testIdempotent(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	tr := "11111111111111111111111111111111"
-	root := span(tr, "aaaaaaaaaaaaaaaa", "", "root", 0, 100, model.StatusOK, map[string]any{model.KeySessionID: "s1"})
+	root := span(tr, "aaaaaaaaaaaaaaaa", "", "root", 0, 100, model.StatusOK, map[string]any{"agno.session.id": "s1"})
 	changed := root
 	changed.Name, changed.StatusCode, changed.EndTime = "changed", model.StatusError, at(5000)
-	changed.Attributes = mustJSON(map[string]any{model.KeySessionID: "s2"})
+	changed.Attributes = mustJSON(map[string]any{"agno.session.id": "s2"})
 	child := span(tr, "bbbbbbbbbbbbbbbb", root.SpanID, "child", 10, 20, model.StatusOK, nil)
 
 	// In one batch the first one wins.
@@ -327,18 +336,41 @@ func ruleCases() []ruleCase {
 			want: TraceRow{Name: "run", Status: model.StatusOK, StartTime: at(5), EndTime: at(30), DurationMS: 25},
 		},
 		{
-			name: "no root yet: earliest span, UNSET",
+			name: "no root yet: the earliest span's name, status OK",
 			batches: [][]model.Span{
-				{sp(c1, root, "later", 10, 20, model.StatusOK, nil)},
-				{sp(c2, root, "earlier", 5, 6, model.StatusOK, nil)},
+				{sp(c1, root, "later", 10, 20, model.StatusUnset, nil)},
+				{sp(c2, root, "earlier", 5, 6, model.StatusUnset, nil)},
 			},
-			want: TraceRow{Name: "earlier", Status: model.StatusUnset, StartTime: at(5), EndTime: at(20), DurationMS: 15},
+			want: TraceRow{Name: "earlier", Status: model.StatusOK, StartTime: at(5), EndTime: at(20), DurationMS: 15},
+		},
+		{
+			name: "no root, same start: the smallest name",
+			batches: [][]model.Span{
+				{sp(c1, root, "b-span", 5, 20, model.StatusOK, nil)},
+				{sp(c2, root, "B-span", 5, 6, model.StatusOK, nil)},
+				{sp("0000000000000004", root, "c-span", 5, 6, model.StatusOK, nil)},
+			},
+			want: TraceRow{Name: "B-span", Status: model.StatusOK, StartTime: at(5), EndTime: at(20), DurationMS: 15},
+		},
+		{
+			name:    "all spans UNSET: status OK, never UNSET",
+			batches: [][]model.Span{{sp(root, "", "run", 0, 10, model.StatusUnset, nil), sp(c1, root, "child", 1, 2, model.StatusUnset, nil)}},
+			want:    TraceRow{Name: "run", Status: model.StatusOK, StartTime: at(0), EndTime: at(10), DurationMS: 10},
 		},
 		{
 			name: "an error anywhere, in a later batch",
 			batches: [][]model.Span{
 				{sp(root, "", "run", 0, 100, model.StatusOK, nil)},
 				{sp(c1, root, "tool", 10, 20, model.StatusError, nil)},
+			},
+			want: TraceRow{Name: "run", Status: model.StatusError, StartTime: at(0), EndTime: at(100), DurationMS: 100},
+		},
+		{
+			name: "a later OK batch never overwrites ERROR",
+			batches: [][]model.Span{
+				{sp(c1, root, "tool", 10, 20, model.StatusError, nil)},
+				{sp(root, "", "run", 0, 100, model.StatusOK, nil)},
+				{sp(c2, root, "llm", 30, 40, model.StatusOK, nil)},
 			},
 			want: TraceRow{Name: "run", Status: model.StatusError, StartTime: at(0), EndTime: at(100), DurationMS: 100},
 		},
@@ -352,39 +384,86 @@ func ruleCases() []ruleCase {
 		{
 			name: "two roots: the earliest",
 			batches: [][]model.Span{
-				{sp(c1, "", "second", 5, 10, model.StatusOK, nil), sp(c2, "", "first", 3, 4, model.StatusOK, nil)},
+				{sp(c1, "", "second", 5, 10, model.StatusOK, map[string]any{"agno.run.id": "r-second"}),
+					sp(c2, "", "first", 3, 4, model.StatusOK, map[string]any{"agno.run.id": "r-first"})},
 			},
-			want: TraceRow{Name: "first", Status: model.StatusOK, StartTime: at(3), EndTime: at(10), DurationMS: 7},
+			want: TraceRow{Name: "first", Status: model.StatusOK, StartTime: at(3), EndTime: at(10), DurationMS: 7, RunID: str("r-first")},
 		},
 		{
-			name: "same start: the lower span id",
+			name: "two roots, same start: the lower span id, whichever comes first",
 			batches: [][]model.Span{
-				{sp(c2, "", "higher id", 5, 10, model.StatusOK, nil)},
-				{sp(c1, "", "lower id", 5, 6, model.StatusOK, nil)},
+				{sp(c2, "", "higher id", 5, 10, model.StatusOK, map[string]any{"agno.session.id": "s-high"})},
+				{sp(c1, "", "lower id", 5, 6, model.StatusOK, map[string]any{"agno.user.id": "u-low"})},
 			},
-			want: TraceRow{Name: "lower id", Status: model.StatusOK, StartTime: at(5), EndTime: at(10), DurationMS: 5},
+			want: TraceRow{Name: "lower id", Status: model.StatusOK, StartTime: at(5), EndTime: at(10), DurationMS: 5, UserID: str("u-low")},
 		},
 		{
-			name: "ids: root first, then the earliest span that has one",
+			name: "team run: ids from the team's root span, never from its member's run",
 			batches: [][]model.Span{
-				{
-					sp(c1, root, "early child", 1, 2, model.StatusOK, map[string]any{model.KeySessionID: "from-child", model.KeyUserID: "u-early"}),
-					sp(c2, root, "late child", 3, 4, model.StatusOK, map[string]any{model.KeyUserID: "u-late", model.KeyTeamID: "team"}),
-				},
-				{sp(root, "", "run", 2, 9, model.StatusOK, map[string]any{model.KeySessionID: "from-root", model.KeyRunID: "r1"})},
+				{sp(c1, root, "Researcher.run", 10, 80, model.StatusOK, map[string]any{
+					"openinference.span.kind": "AGENT", "agno.agent.id": "researcher", "agno.run.id": "member-run",
+					"agno.session.id": "member-session", "session.id": "member-session",
+				})},
+				{sp(root, "", "Research_Team.run", 0, 100, model.StatusOK, map[string]any{
+					"openinference.span.kind": "AGENT", "agno.team.id": "research-team", "agno.run.id": "team-run",
+					"session.id": "team-session", "user.id": "ada",
+				})},
 			},
 			want: TraceRow{
-				Name: "run", Status: model.StatusOK, StartTime: at(1), EndTime: at(9), DurationMS: 8,
-				RunID: str("r1"), SessionID: str("from-root"), UserID: str("u-early"), TeamID: str("team"),
+				Name: "Research_Team.run", Status: model.StatusOK, StartTime: at(0), EndTime: at(100), DurationMS: 100,
+				RunID: str("team-run"), SessionID: str("team-session"), UserID: str("ada"), TeamID: str("research-team"),
 			},
 		},
 		{
-			name: "ids: empty and non-string values do not count",
+			name: "ids NULL while no root is stored, even when children carry them",
+			batches: [][]model.Span{
+				{sp(c1, root, "child", 1, 2, model.StatusOK, map[string]any{"agno.session.id": "s", "agno.agent.id": "a", "run_id": "r"})},
+			},
+			want: TraceRow{Name: "child", Status: model.StatusOK, StartTime: at(1), EndTime: at(2), DurationMS: 1},
+		},
+		{
+			name: "ids: agno's key order",
+			batches: [][]model.Span{{sp(root, "", "run", 0, 9, model.StatusOK, map[string]any{
+				"run_id": "r-plain", "agno.run.id": "r-agno",
+				"agno.session.id": "s-agno", "session.id": "s-oi", "gen_ai.conversation.id": "s-genai",
+				"user.id": "u-oi", "enduser.id": "u-enduser",
+				"gen_ai.agent.id": "a-genai",
+				"team.id":         "t-oi",
+				"workflow_id":     "w-plain", "agno.workflow.id": "w-agno",
+			})}},
+			want: TraceRow{
+				Name: "run", Status: model.StatusOK, StartTime: at(0), EndTime: at(9), DurationMS: 9,
+				RunID: str("r-plain"), SessionID: str("s-agno"), UserID: str("u-oi"), AgentID: str("a-genai"),
+				TeamID: str("t-oi"), WorkflowID: str("w-plain"),
+			},
+		},
+		{
+			name: "ids: GenAI keys only where agno's are absent",
+			batches: [][]model.Span{{sp(root, "", "invoke_agent", 0, 9, model.StatusOK, map[string]any{
+				"gen_ai.conversation.id": "conv-1", "enduser.id": "u-1", "gen_ai.agent.id": "asst_1",
+			})}},
+			want: TraceRow{
+				Name: "invoke_agent", Status: model.StatusOK, StartTime: at(0), EndTime: at(9), DurationMS: 9,
+				SessionID: str("conv-1"), UserID: str("u-1"), AgentID: str("asst_1"),
+			},
+		},
+		{
+			name: "ids: empty, zero and non-string values do not count",
 			batches: [][]model.Span{{
-				sp(root, "", "run", 0, 9, model.StatusOK, map[string]any{model.KeySessionID: "", model.KeyRunID: 7, model.KeyAgentID: nil, model.KeyWorkflowID: true}),
-				sp(c1, root, "child", 1, 2, model.StatusOK, map[string]any{model.KeySessionID: "s", model.KeyAgentID: map[string]any{"id": "x"}}),
+				sp(root, "", "run", 0, 9, model.StatusOK, map[string]any{
+					"session_id": "", "agno.session.id": "s",
+					"run_id": 0, "agno.run.id": 7,
+					"agent_id": nil, "agno.agent.id": map[string]any{"id": "x"}, "gen_ai.agent.id": false,
+					"team_id": []any{"t"}, "agno.team.id": 2.5, "team.id": 4.0,
+					"workflow_id": true, "agno.workflow.id": "   ",
+					"user_id": strings.Repeat("u", 300),
+				}),
+				sp(c1, root, "child", 1, 2, model.StatusOK, map[string]any{"agno.user.id": "child-user", "agno.agent.id": "child-agent"}),
 			}},
-			want: TraceRow{Name: "run", Status: model.StatusOK, StartTime: at(0), EndTime: at(9), DurationMS: 9, SessionID: str("s")},
+			want: TraceRow{
+				Name: "run", Status: model.StatusOK, StartTime: at(0), EndTime: at(9), DurationMS: 9,
+				RunID: str("7"), SessionID: str("s"), TeamID: str("4"),
+			},
 		},
 		{
 			name:    "end before start: duration 0",
@@ -511,6 +590,11 @@ func testRandom(t *testing.T, s store.Store, seed int64) {
 	for id, want := range stored {
 		if d := SpanDiff(want, got[id]); d != "" {
 			t.Error(d)
+		}
+		switch k := got[id].SpanKind; k {
+		case model.KindInternal, model.KindServer, model.KindClient, model.KindProducer, model.KindConsumer:
+		default:
+			t.Errorf("span %s: span_kind %q, not one AgentOS writes", id, k)
 		}
 	}
 	traces, err := ReadAllTraces(ctx, s)
