@@ -29,7 +29,9 @@ const usage = `usage: gateway <command> [flags]
 
 commands:
   run       --config FILE   start the gateway (the default command)
-  validate  --config FILE   check a config file; exit 0 or list every error with file:line
+  validate  --config FILE [--no-plugins]
+                            check a config file and each destination's plugin config;
+                            exit 0 or list every error with file:line
   query     --config FILE SQL   run one SQL query against the trace database
   deadletters list|requeue --config FILE [--destination NAME] [--id N,...]
                             show spans destinations refused; make them deliverable again
@@ -85,9 +87,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	return configFlags(name, args, stderr, nil)
+}
+
+// configFlags parses --config and the flags extra defines.
+func configFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (string, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "path to the YAML config file")
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
@@ -123,14 +133,29 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// cmdValidate checks the file, then starts each destination's plugin, hands
+// it its config block and stops it, so that a block the plugin rejects is
+// caught here (systemd's ExecStartPre) rather than when the gateway runs.
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("validate", args, stderr)
+	var fileOnly bool
+	path, ok := configFlags("validate", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&fileOnly, "no-plugins", false, "check the file only; do not start the destinations' plugins")
+	})
 	if !ok {
 		return 2
 	}
-	if _, err := config.Load(path); err != nil {
+	cfg, err := config.Load(path)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if !fileOnly {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		if err := gateway.CheckDestinations(ctx, cfg, gateway.Options{}); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", path)
 	return 0
@@ -166,6 +191,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	opts := gateway.Options{Logger: logger, Version: version, Reload: reload,
 		LoadConfig: func() (*config.Config, error) { return config.Load(path) }}
 	if err := gateway.Run(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
+		var located config.Errors
+		if errors.As(err, &located) {
+			// Destinations whose plugin refused its config: the same
+			// file:line lines as `gateway validate`.
+			fmt.Fprintln(stderr, located)
+			logger.Error("gateway not started: fix the destinations above", "problems", len(located))
+			return 1
+		}
 		logger.Error("gateway stopped", "err", err)
 		return 1
 	}

@@ -21,7 +21,9 @@ func TestCLI(t *testing.T) {
 		out, err string
 	}{
 		{"version", []string{"version"}, 0, "kern trace gateway", ""},
-		{"example config is valid", []string{"validate", "--config", "../../config.example.yaml"}, 0, "ok", ""},
+		{"example config file is valid", []string{"validate", "--no-plugins", "--config", "../../config.example.yaml"}, 0, "ok", ""},
+		{"validate starts the plugins", []string{"validate", "--config", "../../config.example.yaml"}, 1, "",
+			"config.example.yaml:46: destinations[0] (local-jsonl): plugin binary "},
 		{"bad config lists every error with file:line", []string{"validate", "--config", bad}, 1, "", "bad.yaml:4: storage.drvier: unknown key"},
 		{"missing config", []string{"validate", "--config", filepath.Join(dir, "none.yaml")}, 1, "", "none.yaml"},
 		{"unknown command", []string{"frobnicate"}, 2, "", "unknown command"},

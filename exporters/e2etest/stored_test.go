@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
 	"github.com/kern-agents/trace-gateway/internal/store/sqlite"
@@ -41,10 +43,30 @@ func (d database) storage() map[string]any {
 	return s
 }
 
-// storedSpan is one agno_spans row, with its attributes decoded.
+// storedSpan is one agno_spans row, with its attributes decoded and its
+// facts computed from them, as a vendor mapping computes them.
 type storedSpan struct {
 	ID, TraceID, Name, Status string
 	Attrs                     map[string]any
+	Facts                     map[string]any // semantics.Normalize
+	info                      semantics.Info
+}
+
+// derived reports whether the span holds under key the text the gateway
+// derived from its other keys (for AgentOS) rather than the sender's own.
+func (s storedSpan) derived(key string) bool {
+	cur, ok := s.Attrs[key].(string)
+	if !ok {
+		return false
+	}
+	v, ok := spaninfo.Derive(s.info, s.Attrs, key)
+	return ok && v == cur
+}
+
+// fact is one of the span's facts as text ("" when absent).
+func (s storedSpan) fact(key string) string {
+	v, _ := s.Facts[key].(string)
+	return v
 }
 
 // Str is the stored attribute key as text ("" when absent).
@@ -65,11 +87,11 @@ func (s storedSpan) Has(key string) bool {
 	return ok
 }
 
-func (s storedSpan) Type() string     { return s.Str(model.KeySpanType) }
-func (s storedSpan) Model() string    { return s.Str(semantics.KeyModel) }
-func (s storedSpan) ToolName() string { return s.Str(semantics.KeyToolName) }
-func (s storedSpan) ExcType() string  { return s.Str(semantics.KeyExceptionType) }
-func (s storedSpan) ExcMsg() string   { return s.Str(semantics.KeyExceptionMessage) }
+func (s storedSpan) Type() string     { return s.fact(semantics.KeySpanType) }
+func (s storedSpan) Model() string    { return s.fact(semantics.KeyModel) }
+func (s storedSpan) ToolName() string { return s.fact(semantics.KeyToolName) }
+func (s storedSpan) ExcType() string  { return s.fact(semantics.KeyExceptionType) }
+func (s storedSpan) ExcMsg() string   { return s.fact(semantics.KeyExceptionMessage) }
 
 // Failed is true for spans stored with status ERROR.
 func (s storedSpan) Failed() bool { return s.Status == model.StatusError }
@@ -99,7 +121,7 @@ func readStored(db database) (map[string]storedSpan, error) {
 	}
 	defer st.Close()
 	_, spans := st.Tables()
-	rows, err := st.DB().QueryContext(ctx, "SELECT span_id, trace_id, name, status_code, attributes FROM "+spans)
+	rows, err := st.DB().QueryContext(ctx, "SELECT span_id, trace_id, name, status_code, status_message, attributes FROM "+spans)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", spans, err)
 	}
@@ -108,18 +130,36 @@ func readStored(db database) (map[string]storedSpan, error) {
 	for rows.Next() {
 		var s storedSpan
 		var attrs []byte
-		if err := rows.Scan(&s.ID, &s.TraceID, &s.Name, &s.Status, &attrs); err != nil {
+		var msg sql.NullString
+		if err := rows.Scan(&s.ID, &s.TraceID, &s.Name, &s.Status, &msg, &attrs); err != nil {
 			return nil, fmt.Errorf("read %s: %w", spans, err)
 		}
 		if err := json.Unmarshal(attrs, &s.Attrs); err != nil {
-			return nil, fmt.Errorf("%s: attributes: %w", s, err)
+			return nil, fmt.Errorf("span %s: attributes: %w", s.ID, err)
 		}
+		s.info = storedInfo(s, msg.String)
+		s.Facts = semantics.Normalize(s.info, s.Attrs)
 		out[s.ID] = s
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", spans, err)
 	}
 	return out, nil
+}
+
+// storedInfo is what semantics reads about a stored span besides its
+// attributes: name, status and exception events (in kern.events).
+func storedInfo(s storedSpan, statusMessage string) semantics.Info {
+	info := semantics.Info{Name: s.Name, StatusCode: s.Status, StatusMessage: statusMessage}
+	events, _ := s.Attrs[model.KeyEvents].([]any)
+	for _, e := range events {
+		ev, _ := e.(map[string]any)
+		if name, _ := ev["name"].(string); name == "exception" {
+			attrs, _ := ev["attributes"].(map[string]any)
+			info.Events = append(info.Events, semantics.Event{Name: name, Attributes: attrs})
+		}
+	}
+	return info
 }
 
 // checkWorkload fails unless the stored spans hold every kind of step the
@@ -133,20 +173,25 @@ func checkWorkload(t *testing.T, stored map[string]storedSpan) {
 		types[s.Type()]++
 		if s.Type() == semantics.TypeTool && s.Failed() {
 			if s.ExcType() == "" || s.ExcMsg() == "" {
-				t.Errorf("%s failed but has no stored exception (kern.exception.type %q, .message %q)", s, s.ExcType(), s.ExcMsg())
+				t.Errorf("%s failed but has no exception (type %q, message %q)", s, s.ExcType(), s.ExcMsg())
 			}
 			failedTools++
 		}
+		if k, _ := s.Attrs[semantics.AttrSpanKind].(string); k == "" {
+			t.Errorf("%s stored without %s, which AgentOS reads", s, semantics.AttrSpanKind)
+		}
 		if s.Type() == semantics.TypeTool && s.ToolName() == "" {
-			t.Errorf("%s: tool call stored without %s", s, semantics.KeyToolName)
+			t.Errorf("%s: tool call stored without a tool name", s)
 		}
 		if s.Type() == semantics.TypeLLM && s.Model() == "" {
-			t.Errorf("%s: LLM call stored without %s", s, semantics.KeyModel)
+			t.Errorf("%s: LLM call stored without a model", s)
 		}
-		if s.Str(semantics.KeyRunKind) == "team" {
+		if s.fact(semantics.KeyRunKind) == semantics.RunTeam {
 			teams++
 		}
-		if s.Has("openinference.span.kind") {
+		// The gateway stores openinference.span.kind on every span; these
+		// keys only OpenInference instrumentations send.
+		if s.Has("graph.node.id") || s.Has("input.mime_type") || s.Has("output.mime_type") {
 			openInference++
 		}
 		if s.Has("gen_ai.operation.name") {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/kern-agents/trace-gateway/exporters/internal/facts"
 	"github.com/kern-agents/trace-gateway/exporters/internal/otlptest"
-	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
 
@@ -292,6 +291,13 @@ func expectLangSmith(s storedSpan) map[string]string {
 	case semantics.TypeLLM:
 		m["gen_ai.request.model"] = senderOr(s, "gen_ai.request.model", s.Model())
 		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "chat")
+		// The text stored for AgentOS does not compete with the prompt
+		// and completion LangSmith reads.
+		for _, k := range []string{"input.value", "output.value"} {
+			if s.derived(k) {
+				m[k] = otlptest.Absent
+			}
+		}
 	case semantics.TypeEmbedding:
 		// LangSmith's mapping names the operation "embedding".
 		m["gen_ai.operation.name"] = senderOr(s, "gen_ai.operation.name", "embedding")
@@ -307,6 +313,10 @@ func expectOpenInference(s storedSpan) map[string]string {
 	switch s.Type() {
 	case semantics.TypeLLM:
 		m["llm.model_name"] = senderOr(s, "llm.model_name", s.Model())
+		// The whole messages, not the text stored for AgentOS.
+		if in := s.fact(semantics.KeyInput); in != "" && s.derived("input.value") {
+			m["input.value"] = in
+		}
 	case semantics.TypeTool:
 		m["tool.name"] = senderOr(s, "tool.name", s.ToolName())
 	}
@@ -347,18 +357,22 @@ func expectMLflow(s storedSpan) map[string]string {
 	return m
 }
 
-// expectAsStored is the generic OTLP adapter's: spans go as stored, with the
-// gateway's kern.* keys and no vendor mapping.
+// expectAsStored is the generic OTLP adapter's: spans go as stored (the
+// sender's keys and the OpenInference keys the gateway adds), with no vendor
+// mapping.
 func expectAsStored(s storedSpan) map[string]string {
-	return map[string]string{
-		model.KeySpanType:           s.Type(),
-		semantics.KeyModel:          orAbsent(s.Model()),
-		"openinference.span.kind":   senderOr(s, "openinference.span.kind", ""),
+	m := map[string]string{
 		"langfuse.observation.type": otlptest.Absent,
 		"langsmith.span.kind":       otlptest.Absent,
 		"mlflow.spanType":           otlptest.Absent,
 		"logfire.msg":               otlptest.Absent,
 	}
+	for k, v := range s.Attrs {
+		if str, ok := v.(string); ok && !strings.HasPrefix(k, "kern.") {
+			m[k] = str
+		}
+	}
+	return m
 }
 
 // spans returns every span the vendor received by id, and how many copies

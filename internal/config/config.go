@@ -162,8 +162,8 @@ type Filter struct {
 // nothing when used as Exclude and everything as Include.
 type Match struct {
 	Services   []string          `yaml:"services"`   // resource service.name
-	AgentIDs   []string          `yaml:"agent_ids"`  // kern.agent_id
-	SpanTypes  []string          `yaml:"span_types"` // kern.span.type
+	AgentIDs   []string          `yaml:"agent_ids"`  // the span's agent id (see docs/fanout.md)
+	SpanTypes  []string          `yaml:"span_types"` // SpanTypes or NodeTypes
 	Attributes map[string]string `yaml:"attributes"` // span attribute key: value
 }
 
@@ -257,11 +257,19 @@ func (d Destination) WithDefaults() Destination {
 	return d
 }
 
-// SpanTypes are the values of kern.span.type a filter may name.
+// SpanTypes are the span types (semantics.Classify) a filter may name.
 var SpanTypes = []string{
 	semantics.TypeRun, semantics.TypeLLM, semantics.TypeEmbedding, semantics.TypeTool,
 	semantics.TypePreHook, semantics.TypePostHook, semantics.TypeRetrieval,
 	semantics.TypeDelegation, semantics.TypeOther,
+}
+
+// NodeTypes are the types AgentOS's trace view shows (semantics.NodeType),
+// which a filter may name too; they are upper case, span types lower case.
+var NodeTypes = []string{
+	semantics.KindAgent, "TEAM", "WORKFLOW", semantics.KindLLM, semantics.KindEmbedding, semantics.KindTool,
+	semantics.KindRetriever, semantics.KindReranker, semantics.KindGuardrail, semantics.KindEvaluator,
+	semantics.KindPrompt, semantics.KindUnknown,
 }
 
 // Defaults returns the configuration used for keys the file leaves out.
@@ -502,8 +510,9 @@ func validateFanout(p string, d Destination, add func(field, format string, args
 			}
 		}
 		for i, v := range m.m.SpanTypes {
-			if !slices.Contains(SpanTypes, v) {
-				add(fmt.Sprintf("%s.span_types[%d]", m.field, i), "want one of %s, got %q", strings.Join(SpanTypes, ", "), v)
+			if !slices.Contains(SpanTypes, v) && !slices.Contains(NodeTypes, v) {
+				add(fmt.Sprintf("%s.span_types[%d]", m.field, i), "want one of %s, or an AgentOS node type: %s; got %q",
+					strings.Join(SpanTypes, ", "), strings.Join(NodeTypes, ", "), v)
 			}
 		}
 		for k := range m.m.Attributes {

@@ -51,7 +51,8 @@ destinations:
 		{"secret into plugin config", cfg.Destinations[0].Config["public_key"], "pk-1"},
 		{"numeric secret stays a string", cfg.Destinations[0].Config["experiment"], "42"},
 		{"line of field", cfg.Line("storage.dsn"), 8},
-		{"line of nested destination field", cfg.Line("destinations[0].config.public_key"), 17},
+		{"line of nested destination field", cfg.Line("destinations[0].config.public_key"), 18},
+		{"line inside a nested config list", cfg.Line("destinations[0].config.nested.a[1]"), 20},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -20,6 +20,7 @@ destinations:
         attributes: {gen_ai.system: openai}
       exclude:
         agent_ids: [noisy-agent]
+        span_types: [TEAM, WORKFLOW, pre_hook]
     sampling: ${RATIO:-0.25}
     redact:
       - {key: input.value, action: hash}
@@ -48,6 +49,7 @@ destinations:
 		{"include types", strings.Join(d.Filter.Include.SpanTypes, ","), "llm,tool"},
 		{"include attribute", d.Filter.Include.Attributes["gen_ai.system"], "openai"},
 		{"exclude agents", strings.Join(d.Filter.Exclude.AgentIDs, ","), "noisy-agent"},
+		{"exclude AgentOS node types and a span type", strings.Join(d.Filter.Exclude.SpanTypes, ","), "TEAM,WORKFLOW,pre_hook"},
 		{"sampling from env default", *d.Sampling, 0.25},
 		{"redact hash", d.Redact[0].Action, RedactHash},
 		{"redact default action", d.Redact[1].Action, RedactMask},
@@ -108,7 +110,7 @@ destinations:
     plugin: otlp
     filter:
       exclude:
-        span_types: [llm, lmm]
+        span_types: [llm, lmm, Team]
         services: [""]
     sampling: 1.5
     redact:
@@ -127,6 +129,7 @@ destinations:
 `, []string{
 			"f.yaml:2: storage.retention: must not be negative",
 			"f.yaml:8: destinations[0].filter.exclude.span_types[1]: want one of run, llm",
+			`f.yaml:8: destinations[0].filter.exclude.span_types[2]: want one of run, llm, embedding, tool, pre_hook, post_hook, retrieval, delegation, other, or an AgentOS node type: AGENT, TEAM, WORKFLOW, LLM, EMBEDDING, TOOL, RETRIEVER, RERANKER, GUARDRAIL, EVALUATOR, PROMPT, UNKNOWN; got "Team"`,
 			`f.yaml:9: destinations[0].filter.exclude.services[0]: must not be empty`,
 			"f.yaml:10: destinations[0].sampling: want a share of traces in (0, 1], got 1.5",
 			`f.yaml:12: destinations[0].redact[0].action: want drop, mask or hash, got "scramble"`,

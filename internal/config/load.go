@@ -219,8 +219,8 @@ func yamlError(file string, err error) Error {
 }
 
 // walk records the line of every known field and reports unknown keys.
-// Free-form maps (a destination's config block) are not checked: the plugin
-// validates those.
+// Free-form maps (a destination's config block) are not checked, the plugin
+// validates those, but their lines are recorded too.
 func walk(n *yaml.Node, t reflect.Type, path, file string, lines map[string]int, errs *Errors) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -248,11 +248,28 @@ func walk(n *yaml.Node, t reflect.Type, path, file string, lines map[string]int,
 			lines[p] = k.Line
 			walk(v, f.Type, p, file, lines, errs)
 		}
-	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+	case n.Kind == yaml.MappingNode && (t.Kind() == reflect.Map || t.Kind() == reflect.Interface):
+		// Free-form (a destination's config block): any key goes, but its
+		// line is kept so that a plugin's complaint about it can be located.
+		elem := t
+		if t.Kind() == reflect.Map {
+			elem = t.Elem()
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(path, k.Value)
+			lines[p] = k.Line
+			walk(v, elem, p, file, lines, errs)
+		}
+	case n.Kind == yaml.SequenceNode && (t.Kind() == reflect.Slice || t.Kind() == reflect.Interface):
+		elem := t
+		if t.Kind() == reflect.Slice {
+			elem = t.Elem()
+		}
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
 			lines[p] = c.Line
-			walk(c, t.Elem(), p, file, lines, errs)
+			walk(c, elem, p, file, lines, errs)
 		}
 	}
 }

@@ -227,12 +227,15 @@ func TestRoutingIsApplied(t *testing.T) {
 	}
 }
 
+// typedSpan is a stored span of a type: what the gateway stores for a
+// sender that sent only the OpenInference span kind.
 func typedSpan(i int, typ string, at time.Time) model.Span {
+	kind := map[string]string{"llm": "LLM", "tool": "TOOL", "run": "AGENT"}[typ]
 	return model.Span{
 		SpanID: fmt.Sprintf("%016x", 0xabc000+i), TraceID: fmt.Sprintf("%032x", 0xdef000+i), Name: typ,
 		SpanKind: "INTERNAL", StatusCode: model.StatusOK,
 		StartTime: model.FormatTime(at), EndTime: model.FormatTime(at), CreatedAt: model.FormatTime(at),
-		Attributes: []byte(`{"kern.span.type":"` + typ + `","prompt":"secret question","kern.resource":{"service.name":"agentos"}}`),
+		Attributes: []byte(`{"openinference.span.kind":"` + kind + `","prompt":"secret question","kern.resource":{"service.name":"agentos"}}`),
 	}
 }
 
@@ -599,7 +602,7 @@ func manySpans(offset, n int) []model.Span {
 		out[i] = model.Span{
 			SpanID: fmt.Sprintf("%016x", k+1), TraceID: fmt.Sprintf("%032x", k/10+1), Name: "s", SpanKind: "INTERNAL",
 			StatusCode: model.StatusOK, StartTime: now, EndTime: now, CreatedAt: now,
-			Attributes: []byte(`{"kern.span.type":"llm"}`),
+			Attributes: []byte(`{"openinference.span.kind":"LLM"}`),
 		}
 		if k%10 != 0 {
 			out[i].ParentSpanID = fmt.Sprintf("%016x", k/10*10+1)
@@ -765,7 +768,7 @@ func TestChunksBuiltOnceForAllDestinations(t *testing.T) {
 		red := newFake(nil)
 		p := fastPolicy()
 		rp := p
-		rp.Route.Redact = []config.Redaction{{Key: "kern.span.type", Action: config.RedactMask}}
+		rp.Route.Redact = []config.Redaction{{Key: "openinference.span.kind", Action: config.RedactMask}}
 		counted := &countingLog{Log: s}
 		d := New(counted, []Destination{
 			{Name: "a", Start: starter(a), Policy: p},
@@ -783,16 +786,16 @@ func TestChunksBuiltOnceForAllDestinations(t *testing.T) {
 			}
 		}
 		red.mu.Lock()
-		v, _ := red.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("kern.span.type")
+		v, _ := red.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("openinference.span.kind")
 		red.mu.Unlock()
 		if v.AsString() != Masked {
-			t.Errorf("redacted destination got kern.span.type = %q", v.AsString())
+			t.Errorf("redacted destination got openinference.span.kind = %q", v.AsString())
 		}
 		a.mu.Lock()
-		v, _ = a.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("kern.span.type")
+		v, _ = a.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("openinference.span.kind")
 		a.mu.Unlock()
-		if v.AsString() != "llm" {
-			t.Errorf("the redaction of one destination reached another: kern.span.type = %q", v.AsString())
+		if v.AsString() != "LLM" {
+			t.Errorf("the redaction of one destination reached another: openinference.span.kind = %q", v.AsString())
 		}
 		counted.mu.Lock()
 		defer counted.mu.Unlock()
@@ -813,7 +816,7 @@ func TestWrittenRowsAreSeeded(t *testing.T) {
 		a, b := &encodedFake{fakeExporter: newFake(nil)}, newFake(nil)
 		p := fastPolicy()
 		rp := p
-		rp.Route.Redact = []config.Redaction{{Key: "kern.span.type", Action: config.RedactDrop}}
+		rp.Route.Redact = []config.Redaction{{Key: "openinference.span.kind", Action: config.RedactDrop}}
 		counted := &countingLog{Log: s}
 		opts := fastOptions(t)
 		opts.PollInterval = time.Hour // workers wake only when told
@@ -846,7 +849,7 @@ func TestWrittenRowsAreSeeded(t *testing.T) {
 			t.Errorf("a got %d spans encoded, want %d", a.encoded.Load(), len(spans))
 		}
 		b.mu.Lock()
-		_, kept := b.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("kern.span.type")
+		_, kept := b.last.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("openinference.span.kind")
 		b.mu.Unlock()
 		if kept {
 			t.Error("the redacting destination got the attribute it drops")

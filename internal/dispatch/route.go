@@ -1,16 +1,16 @@
 package dispatch
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"hash/fnv"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/internal/config"
-	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
+	"github.com/kern-agents/trace-gateway/internal/spaninfo"
 )
 
 // Route is what a destination receives of the stored spans: a filter, a
@@ -36,17 +36,19 @@ const Masked = "***"
 // remain.
 func (r *Route) Apply(td ptrace.Traces) int {
 	kept := 0
+	rules := compileRedactions(r.Redact)
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
-		service := ""
+		f := filtered{res: rs.Resource()}
 		if v, ok := rs.Resource().Attributes().Get("service.name"); ok {
-			service = v.AsString()
+			f.service = v.AsString()
 		}
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
 			ss.Spans().RemoveIf(func(sp ptrace.Span) bool {
-				if !r.keep(service, sp) {
+				f.span(sp)
+				if !r.keep(&f) {
 					return true
 				}
-				r.redactSpan(sp)
+				rules.span(sp)
 				kept++
 				return false
 			})
@@ -55,58 +57,121 @@ func (r *Route) Apply(td ptrace.Traces) int {
 		if rs.ScopeSpans().Len() == 0 {
 			return true
 		}
-		r.redactMap(rs.Resource().Attributes())
+		rules.resource(rs.Resource().Attributes())
 		return false
 	})
 	return kept
 }
 
-func (r *Route) keep(service string, sp ptrace.Span) bool {
-	if r.Sampling < 1 && !Sampled(sp.TraceID(), r.Sampling) {
+func (r *Route) keep(f *filtered) bool {
+	if r.Sampling < 1 && !Sampled(f.sp.TraceID(), r.Sampling) {
 		return false
 	}
-	if !r.Include.IsZero() && !matches(r.Include, service, sp) {
+	if !r.Include.IsZero() && !f.matches(r.Include) {
 		return false
 	}
-	return r.Exclude.IsZero() || !matches(r.Exclude, service, sp)
+	return r.Exclude.IsZero() || !f.matches(r.Exclude)
 }
+
+// filtered is the span a filter looks at. What the filters read from a
+// span's attributes (its agent id, its type) is computed with package
+// semantics from whatever convention the sender used, once per span and
+// only when a filter asks for it.
+type filtered struct {
+	service string
+	res     pcommon.Resource
+	resRaw  map[string]any // res's attributes, when an agent id needed them
+
+	sp    ptrace.Span
+	attrs map[string]any // sp's attributes, decoded on first need
+
+	typ, nodeType      string
+	agent              string
+	hasAgent           bool
+	typed, noded, ided bool
+}
+
+// span starts looking at sp (of the current resource).
+func (f *filtered) span(sp ptrace.Span) {
+	f.sp, f.attrs = sp, nil
+	f.typed, f.noded, f.ided = false, false, false
+}
+
+func (f *filtered) raw() map[string]any {
+	if f.attrs == nil {
+		f.attrs = f.sp.Attributes().AsRaw()
+	}
+	return f.attrs
+}
+
+// spanType is the gateway's type of the span (semantics.Classify): run, llm,
+// tool...
+func (f *filtered) spanType() string {
+	if !f.typed {
+		f.typ, _ = semantics.Classify(spaninfo.Info(f.sp, nil), f.raw())
+		f.typed = true
+	}
+	return f.typ
+}
+
+// node is the type AgentOS shows for the span: AGENT, TEAM, WORKFLOW, LLM...
+func (f *filtered) node() string {
+	if !f.noded {
+		f.nodeType = semantics.NodeType(f.raw())
+		f.noded = true
+	}
+	return f.nodeType
+}
+
+// agentID is the span's agent id: its own (gen_ai.agent.id, agno.agent.id,
+// agent_id), else its resource's.
+func (f *filtered) agentID() (string, bool) {
+	if !f.ided {
+		if f.resRaw == nil {
+			f.resRaw = f.res.Attributes().AsRaw()
+		}
+		f.agent, f.hasAgent = semantics.Normalize(spaninfo.Info(f.sp, f.resRaw), f.raw())[semantics.KeyAgentID].(string)
+		f.ided = true
+	}
+	return f.agent, f.hasAgent
+}
+
+// typeMatches reports whether the span is of one of types: gateway span
+// types in lower case (run, llm, ...), AgentOS node types in upper case
+// (AGENT, TEAM, WORKFLOW, ...).
+func (f *filtered) typeMatches(types []string) bool {
+	for _, t := range types {
+		if isNodeType(t) {
+			if f.node() == t {
+				return true
+			}
+		} else if f.spanType() == t {
+			return true
+		}
+	}
+	return false
+}
+
+// isNodeType tells AgentOS node types (upper case) from span types.
+func isNodeType(t string) bool { return t != "" && t == strings.ToUpper(t) }
 
 // matches applies config.Match: every field set must match; a field matches
 // when the span has any of its values.
-func matches(m config.Match, service string, sp ptrace.Span) bool {
-	attrs := sp.Attributes()
-	str := func(key string) (string, bool) {
-		v, ok := attrs.Get(key)
-		if !ok {
-			return "", false
-		}
-		return v.AsString(), true
+func (f *filtered) matches(m config.Match) bool {
+	if len(m.Services) > 0 && (f.service == "" || !slices.Contains(m.Services, f.service)) {
+		return false
 	}
-	anyOf := func(values []string, v string, ok bool) bool {
-		if len(values) == 0 {
-			return true
-		}
-		if !ok {
+	if len(m.AgentIDs) > 0 {
+		if v, ok := f.agentID(); !ok || !slices.Contains(m.AgentIDs, v) {
 			return false
 		}
-		for _, w := range values {
-			if w == v {
-				return true
-			}
-		}
+	}
+	if len(m.SpanTypes) > 0 && !f.typeMatches(m.SpanTypes) {
 		return false
 	}
-	if !anyOf(m.Services, service, service != "") {
-		return false
-	}
-	if v, ok := str(model.KeyAgentID); !anyOf(m.AgentIDs, v, ok) {
-		return false
-	}
-	if v, ok := str(model.KeySpanType); !anyOf(m.SpanTypes, v, ok) {
-		return false
-	}
+	attrs := f.sp.Attributes()
 	for k, want := range m.Attributes {
-		if v, ok := str(k); !ok || v != want {
+		if v, ok := attrs.Get(k); !ok || v.AsString() != want {
 			return false
 		}
 	}
@@ -134,58 +199,4 @@ func Sampled(id pcommon.TraceID, ratio float64) bool {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return float64(x>>11)/(1<<53) < ratio
-}
-
-func (r *Route) redactSpan(sp ptrace.Span) {
-	if len(r.Redact) == 0 {
-		return
-	}
-	r.redactMap(sp.Attributes())
-	evs := sp.Events()
-	for i := 0; i < evs.Len(); i++ {
-		r.redactMap(evs.At(i).Attributes())
-	}
-	links := sp.Links()
-	for i := 0; i < links.Len(); i++ {
-		r.redactMap(links.At(i).Attributes())
-	}
-}
-
-// redactMap applies every redaction rule to one attribute map.
-func (r *Route) redactMap(m pcommon.Map) {
-	if len(r.Redact) == 0 || m.Len() == 0 {
-		return
-	}
-	for _, rule := range r.Redact {
-		if prefix, ok := strings.CutSuffix(rule.Key, "*"); ok {
-			var keys []string
-			m.Range(func(k string, _ pcommon.Value) bool {
-				if strings.HasPrefix(k, prefix) {
-					keys = append(keys, k)
-				}
-				return true
-			})
-			for _, k := range keys {
-				redactKey(m, k, rule.Action)
-			}
-			continue
-		}
-		redactKey(m, rule.Key, rule.Action)
-	}
-}
-
-func redactKey(m pcommon.Map, key, action string) {
-	v, ok := m.Get(key)
-	if !ok {
-		return
-	}
-	switch action {
-	case config.RedactDrop:
-		m.Remove(key)
-	case config.RedactHash:
-		sum := sha256.Sum256([]byte(v.AsString()))
-		m.PutStr(key, hex.EncodeToString(sum[:]))
-	default: // mask
-		m.PutStr(key, Masked)
-	}
 }

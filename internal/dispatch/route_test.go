@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -13,8 +14,11 @@ import (
 )
 
 func TestRouteFilter(t *testing.T) {
-	llmSpan := map[string]string{"kern.span.type": "llm", "kern.agent_id": "researcher", "gen_ai.system": "openai"}
-	toolSpan := map[string]string{"kern.span.type": "tool", "kern.agent_id": "researcher"}
+	// Spans as stored: the sender's keys and the span kind the gateway adds.
+	llmSpan := map[string]string{"gen_ai.operation.name": "chat", "gen_ai.agent.id": "researcher", "gen_ai.system": "openai", "openinference.span.kind": "LLM"}
+	toolSpan := map[string]string{"openinference.span.kind": "TOOL", "agno.agent.id": "researcher"}
+	teamRun := map[string]string{"openinference.span.kind": "AGENT", "agno.team.id": "travel", "agno.run.id": "r1"}
+	agnoTool := map[string]string{"agno.tool.name": "get_weather", "agent_id": "researcher", "openinference.span.kind": "TOOL"}
 	bare := map[string]string{}
 	cases := []struct {
 		name    string
@@ -41,6 +45,16 @@ func TestRouteFilter(t *testing.T) {
 			Include: config.Match{AgentIDs: []string{"researcher"}},
 			Exclude: config.Match{SpanTypes: []string{"tool"}},
 		}, "a", toolSpan, false},
+		{"agent id from agno's plain key", Route{Include: config.Match{AgentIDs: []string{"researcher"}}}, "a", agnoTool, true},
+		{"agent id from the resource", Route{Include: config.Match{AgentIDs: []string{"from-resource"}}}, "agent:from-resource", bare, true},
+		{"the span's agent id wins over the resource's", Route{Include: config.Match{AgentIDs: []string{"from-resource"}}}, "agent:from-resource", toolSpan, false},
+		{"a team run is a run", Route{Include: config.Match{SpanTypes: []string{"run"}}}, "a", teamRun, true},
+		{"unclassified is other", Route{Include: config.Match{SpanTypes: []string{"other"}}}, "a", bare, true},
+		{"AgentOS node type TEAM", Route{Include: config.Match{SpanTypes: []string{"TEAM"}}}, "a", teamRun, true},
+		{"AgentOS node type AGENT is not a team", Route{Include: config.Match{SpanTypes: []string{"AGENT"}}}, "a", teamRun, false},
+		{"AgentOS node type and span type mixed", Route{Include: config.Match{SpanTypes: []string{"TOOL", "llm"}}}, "a", llmSpan, true},
+		{"exclude AgentOS node type", Route{Exclude: config.Match{SpanTypes: []string{"TOOL"}}}, "a", agnoTool, false},
+		{"a span without a kind is UNKNOWN", Route{Include: config.Match{SpanTypes: []string{"UNKNOWN"}}}, "a", bare, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,7 +62,13 @@ func TestRouteFilter(t *testing.T) {
 			if r.Sampling == 0 {
 				r.Sampling = 1
 			}
-			td, _ := spanTD(c.service, 1, c.attrs)
+			service := c.service
+			td, _ := spanTD(service, 1, c.attrs)
+			if id, ok := strings.CutPrefix(service, "agent:"); ok {
+				res := td.ResourceSpans().At(0).Resource().Attributes()
+				res.PutStr("service.name", "a")
+				res.PutStr("agno.agent.id", id)
+			}
 			kept := r.Apply(td)
 			if (kept == 1) != c.keep || td.SpanCount() != kept {
 				t.Fatalf("Apply kept %d (td holds %d), want keep=%t", kept, td.SpanCount(), c.keep)
@@ -123,7 +143,6 @@ func TestRedaction(t *testing.T) {
 		{Key: "input.value", Action: config.RedactHash},
 		{Key: "user.email", Action: config.RedactMask},
 		{Key: "secret.*", Action: config.RedactDrop},
-		{Key: "kern.input", Action: config.RedactDrop},
 	}}
 	td, sp := spanTD("agentos", 1, map[string]string{
 		"input.value": "what is the capital of France?",
@@ -131,7 +150,6 @@ func TestRedaction(t *testing.T) {
 		"secret.a":    "x",
 		"secret.b":    "y",
 		"secretive":   "kept: the prefix is secret.",
-		"kern.input":  "what is the capital of France?",
 		"other":       "kept",
 	})
 	sp.Attributes().PutInt("token.count", 5)

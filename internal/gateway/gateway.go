@@ -13,7 +13,6 @@ import (
 	"net/http/pprof"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -67,6 +66,9 @@ type Gateway struct {
 
 	reloadMu sync.Mutex           // one reload at a time
 	dests    []config.Destination // the destinations running now
+
+	handoffMu sync.Mutex
+	handoffs  []*handoff // plugins started ahead of their workers
 
 	auth    *auth.Authenticator
 	limiter *ratelimit.Limiter
@@ -124,7 +126,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		g.metrics.WatchCertificate(g.tls.Certificate)
 	}
 	var writeObserver batcher.Observer = g.metrics
-	if g.fanout, err = newFanout(st, cfg, opts, log, g.metrics); err != nil {
+	if g.fanout, g.handoffs, err = newFanout(ctx, st, cfg, opts, log, g.metrics); err != nil {
 		g.closeTLS()
 		_ = st.Close()
 		return nil, err
@@ -157,6 +159,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	page, err := web.New(&g.api, web.Options{})
 	if err != nil {
 		_ = g.batcher.Close(ctx)
+		closeHandoffs(ctx, g.handoffs)
 		g.closeTLS()
 		_ = st.Close()
 		return nil, fmt.Errorf("trace explorer: %w", err)
@@ -174,6 +177,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		if g.fanout != nil {
 			_ = g.fanout.Stop(ctx)
 		}
+		closeHandoffs(ctx, g.handoffs)
 		_ = st.Close()
 		return nil, err
 	}
@@ -364,6 +368,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	g.handoffMu.Lock()
+	closeHandoffs(ctx, g.handoffs)
+	g.handoffMu.Unlock()
 	if g.httpSrv != nil {
 		if err := g.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
@@ -416,18 +423,37 @@ wait:
 }
 
 // newFanout builds the dispatcher for cfg's destinations and retention
-// (nil when the store has no delivery log).
-func newFanout(st store.Store, cfg *config.Config, opts Options, log *slog.Logger, m *Metrics) (*dispatch.Dispatcher, error) {
+// (nil when the store has no delivery log). Every destination's plugin is
+// started first: a plugin that refuses its config, or a plugin setting that
+// names nothing runnable, fails the start with config.Errors located as
+// `gateway validate` reports them, since no retry can fix either. A plugin
+// that fails otherwise (crashed, timed out) is retried by its worker in the
+// background while the gateway runs.
+func newFanout(ctx context.Context, st store.Store, cfg *config.Config, opts Options, log *slog.Logger, m *Metrics) (*dispatch.Dispatcher, []*handoff, error) {
 	dl, ok := st.(store.DeliveryLog)
 	if !ok {
 		if len(cfg.Destinations) > 0 || cfg.Storage.Retention > 0 {
-			return nil, fmt.Errorf("the %s store has no delivery log: destinations and retention need one", cfg.Storage.Driver)
+			return nil, nil, fmt.Errorf("the %s store has no delivery log: destinations and retention need one", cfg.Storage.Driver)
 		}
-		return nil, nil
+		return nil, nil, nil
+	}
+	started, errs := startPlugins(ctx, cfg.Destinations, opts, log)
+	hs := make([]*handoff, len(started))
+	var bad config.Errors
+	for i, p := range started {
+		hs[i] = newHandoff(p)
+		var se *pluginhost.StartError
+		if errors.As(errs[i], &se) && se.Permanent() {
+			bad = append(bad, destinationErrors(cfg, i, errs[i])...)
+		}
+	}
+	if len(bad) > 0 {
+		closeHandoffs(ctx, hs)
+		return nil, nil, fmt.Errorf("destinations cannot start: %w", bad)
 	}
 	dests := make([]dispatch.Destination, 0, len(cfg.Destinations))
-	for _, d := range cfg.Destinations {
-		dests = append(dests, fanoutDestination(d, opts, log, nil))
+	for i, d := range cfg.Destinations {
+		dests = append(dests, fanoutDestination(d, opts, log, hs[i]))
 	}
 	pruner, _ := st.(store.Pruner)
 	return dispatch.New(dl, dests, dispatch.Options{
@@ -435,7 +461,7 @@ func newFanout(st store.Store, cfg *config.Config, opts Options, log *slog.Logge
 		Observer:  m,
 		Retention: cfg.Storage.Retention.D(),
 		Pruner:    pruner,
-	}), nil
+	}), hs, nil
 }
 
 // pluginSpec is how destination d's plugin is started.
@@ -451,18 +477,16 @@ func pluginSpec(d config.Destination, opts Options, log *slog.Logger) pluginhost
 	}
 }
 
-// fanoutDestination is d as the dispatcher runs it. started, when not nil,
-// is a plugin already running for d (a reload starts plugins before it
-// changes anything); the first start hands it over.
-func fanoutDestination(d config.Destination, opts Options, log *slog.Logger, started *pluginhost.Destination) dispatch.Destination {
+// fanoutDestination is d as the dispatcher runs it. started holds the
+// plugin already running for d, if any (the gateway's start and a reload
+// start plugins before they change anything); the first start takes it.
+func fanoutDestination(d config.Destination, opts Options, log *slog.Logger, started *handoff) dispatch.Destination {
 	spec := pluginSpec(d, opts, log)
-	var handed atomic.Pointer[pluginhost.Destination]
-	handed.Store(started)
 	return dispatch.Destination{
 		Name:   d.Name,
 		Policy: dispatch.PolicyFromConfig(d),
 		Start: func(ctx context.Context) (dispatch.Exporter, error) {
-			if p := handed.Swap(nil); p != nil {
+			if p := started.take(); p != nil {
 				return p, nil
 			}
 			p, err := pluginhost.Start(ctx, spec)

@@ -9,14 +9,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/dispatch"
-	"github.com/kern-agents/trace-gateway/internal/pluginhost"
 	"github.com/kern-agents/trace-gateway/internal/redact"
 )
 
@@ -112,34 +110,28 @@ func (g *Gateway) updateDestinations(ctx context.Context, start []config.Destina
 	if g.fanout == nil {
 		return fmt.Errorf("the %s store has no delivery log: destinations need one", g.cfg.Storage.Driver)
 	}
-	started := make([]*pluginhost.Destination, len(start))
-	errs := make([]error, len(start))
-	var wg sync.WaitGroup
-	for i, d := range start {
-		wg.Go(func() {
-			started[i], errs[i] = pluginhost.Start(ctx, pluginSpec(d, g.opts, g.log))
-		})
-	}
-	wg.Wait()
-	closeAll := func() {
-		for _, p := range started {
-			if p != nil {
-				_ = p.Close(ctx)
-			}
-		}
+	started, errs := startPlugins(ctx, start, g.opts, g.log)
+	hs := make([]*handoff, len(started))
+	for i, p := range started {
+		hs[i] = newHandoff(p)
 	}
 	if err := errors.Join(errs...); err != nil {
-		closeAll()
+		closeHandoffs(ctx, hs)
 		return err
 	}
 	add := make([]dispatch.Destination, len(start))
 	for i, d := range start {
-		add[i] = fanoutDestination(d, g.opts, g.log, started[i])
+		add[i] = fanoutDestination(d, g.opts, g.log, hs[i])
 	}
 	if err := g.fanout.Update(ctx, stop, add); err != nil {
-		closeAll()
+		closeHandoffs(ctx, hs)
 		return err
 	}
+	g.handoffMu.Lock()
+	// Plugins their workers took need no closing here any more.
+	g.handoffs = slices.DeleteFunc(g.handoffs, func(h *handoff) bool { return h.p.Load() == nil })
+	g.handoffs = append(g.handoffs, hs...)
+	g.handoffMu.Unlock()
 	return nil
 }
 

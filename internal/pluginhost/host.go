@@ -151,12 +151,61 @@ type Destination struct {
 	closed    bool
 }
 
-// Start launches and configures the plugin for spec. Every error names the
-// destination; a rejected configuration wraps a *plugins.ConfigError listing
-// the bad fields.
+// StartFailure says why a plugin did not start, and so whether another
+// attempt can help.
+type StartFailure int
+
+const (
+	// FailedToRun: the process exited or hung during start-up, or a call
+	// failed; another attempt may succeed.
+	FailedToRun StartFailure = iota
+	// BadPlugin: the plugin setting names nothing that can serve: an
+	// unknown built-in, a missing or non-executable binary, a sha256
+	// mismatch, a program that is not a plugin of this protocol version.
+	BadPlugin
+	// ConfigRejected: the plugin ran and refused its config block (or the
+	// block cannot be sent to it).
+	ConfigRejected
+)
+
+// StartError is Start's error. Err wraps a *plugins.ConfigError when the
+// plugin named the fields it rejects.
+type StartError struct {
+	Destination string // empty inside the host, which names it otherwise
+	Kind        StartFailure
+	Err         error
+}
+
+func (e *StartError) Error() string {
+	if e.Destination == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("destination %q: %v", e.Destination, e.Err)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// Permanent reports whether only a change of the configuration or of the
+// plugin binary can fix the failure.
+func (e *StartError) Permanent() bool { return e.Kind != FailedToRun }
+
+// startError marks err with why a start failed.
+func startError(kind StartFailure, err error) *StartError {
+	return &StartError{Kind: kind, Err: err}
+}
+
+// Start launches and configures the plugin for spec. Its error is a
+// *StartError naming the destination.
 func Start(ctx context.Context, spec Spec) (*Destination, error) {
+	fail := func(kind StartFailure, err error) (*Destination, error) {
+		se := &StartError{Destination: spec.Name, Kind: kind, Err: err}
+		if inner, ok := err.(*StartError); ok {
+			se.Kind, se.Err = inner.Kind, inner.Err
+		}
+		return nil, se
+	}
 	if err := spec.validate(); err != nil {
-		return nil, fmt.Errorf("destination %q: %w", spec.Name, err)
+		return fail(BadPlugin, err)
 	}
 	spec.withDefaults()
 	d := &Destination{
@@ -166,14 +215,14 @@ func Start(ctx context.Context, spec Spec) (*Destination, error) {
 	}
 	var err error
 	if d.newCmd, err = commandFor(&spec); err != nil {
-		return nil, fmt.Errorf("destination %q: %w", spec.Name, err)
+		return fail(BadPlugin, err)
 	}
 	if d.config, err = configStruct(spec.Config); err != nil {
-		return nil, fmt.Errorf("destination %q: %w", spec.Name, err)
+		return fail(ConfigRejected, err)
 	}
 	inst, err := d.launch(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: %w", spec.Name, err)
+		return fail(FailedToRun, err)
 	}
 	d.cur = inst
 	return d, nil

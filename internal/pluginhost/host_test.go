@@ -120,6 +120,7 @@ type startFailure struct {
 	name     string
 	spec     func(t *testing.T) Spec
 	contains []string
+	kind     StartFailure // whether another attempt could help
 }
 
 func startFailures() []startFailure {
@@ -133,39 +134,39 @@ func startFailures() []startFailure {
 		}
 	}
 	return []startFailure{
-		{"path does not exist", plain("./no/such/plugin", nil), []string{"does not exist"}},
-		{"path is a directory", func(t *testing.T) Spec { return plain(t.TempDir(), nil)(t) }, []string{"is a directory"}},
+		{"path does not exist", plain("./no/such/plugin", nil), []string{"does not exist"}, BadPlugin},
+		{"path is a directory", func(t *testing.T) Spec { return plain(t.TempDir(), nil)(t) }, []string{"is a directory"}, BadPlugin},
 		{"not executable", func(t *testing.T) Spec {
 			p := filepath.Join(t.TempDir(), "plugin")
 			if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return plain(p, nil)(t)
-		}, []string{"not executable"}},
+		}, []string{"not executable"}, BadPlugin},
 		{"checksum mismatch", func(t *testing.T) Spec {
 			s := plain(bin("testplugin"), nil)(t)
 			s.SHA256 = strings.Repeat("ab", 32)
 			return s
-		}, []string{"sha256 mismatch", strings.Repeat("ab", 32)}},
+		}, []string{"sha256 mismatch", strings.Repeat("ab", 32)}, BadPlugin},
 		{"malformed checksum", func(t *testing.T) Spec {
 			s := plain(bin("testplugin"), nil)(t)
 			s.SHA256 = "xyz"
 			return s
-		}, []string{"not 64 hex digits"}},
-		{"wrong protocol version", plain(bin("wrong-version"), nil), []string{"different plugin protocol", "Plugin version: 2", "speaks version 1"}},
-		{"garbage on stdout before the handshake", plain(bin("garbage-stdout"), nil), []string{"handshake failed", "hello from a chatty init"}},
-		{"exits at once", plain(bin("exit-at-once"), nil), []string{"exited during start-up", "license file missing"}},
-		{"not a plugin at all", plain("/bin/true", nil), []string{"/bin/true"}},
+		}, []string{"not 64 hex digits"}, BadPlugin},
+		{"wrong protocol version", plain(bin("wrong-version"), nil), []string{"different plugin protocol", "Plugin version: 2", "speaks version 1"}, BadPlugin},
+		{"garbage on stdout before the handshake", plain(bin("garbage-stdout"), nil), []string{"handshake failed", "hello from a chatty init"}, BadPlugin},
+		{"exits at once", plain(bin("exit-at-once"), nil), []string{"exited during start-up", "license file missing"}, FailedToRun},
+		{"not a plugin at all", plain("/bin/true", nil), []string{"/bin/true"}, FailedToRun},
 		{"hangs in configure", func(t *testing.T) Spec {
 			s := plain(bin("testplugin"), map[string]any{"hang_configure": true})(t)
 			s.ConfigureTimeout = 300 * time.Millisecond
 			return s
-		}, []string{"did not answer Configure within 300ms"}},
-		{"rejects its config", plain(bin("testplugin"), map[string]any{"reject": true}), []string{"invalid config", "endpoint: is required", "tls.ca_file: file /nope.pem does not exist"}},
-		{"config error without fields", plain(bin("testplugin"), map[string]any{}), []string{"rejected its config: out is required"}},
-		{"serves no exporter", plain(bin("no-service"), nil), []string{"does not implement the kern.gateway.plugin.v1.Exporter service"}},
-		{"unknown built-in", plain("no-such-vendor", nil), []string{`unknown built-in exporter "no-such-vendor"`}},
-		{"unpassable config", plain(bin("testplugin"), map[string]any{"big": uint64(1) << 60}), []string{"config field big", "too large"}},
+		}, []string{"did not answer Configure within 300ms"}, FailedToRun},
+		{"rejects its config", plain(bin("testplugin"), map[string]any{"reject": true}), []string{"invalid config", "endpoint: is required", "tls.ca_file: file /nope.pem does not exist"}, ConfigRejected},
+		{"config error without fields", plain(bin("testplugin"), map[string]any{}), []string{"rejected its config: out is required"}, ConfigRejected},
+		{"serves no exporter", plain(bin("no-service"), nil), []string{"does not implement the kern.gateway.plugin.v1.Exporter service"}, BadPlugin},
+		{"unknown built-in", plain("no-such-vendor", nil), []string{`unknown built-in exporter "no-such-vendor"`}, BadPlugin},
+		{"unpassable config", plain(bin("testplugin"), map[string]any{"big": uint64(1) << 60}), []string{"config field big", "too large"}, ConfigRejected},
 	}
 }
 
@@ -194,6 +195,10 @@ func TestStartFailuresAreClearAndContained(t *testing.T) {
 				}
 				if strings.Count(msg, `destination "bad-dest"`) != 1 {
 					t.Errorf("error names the destination more than once: %q", msg)
+				}
+				var se *StartError
+				if !errors.As(err, &se) || se.Destination != "bad-dest" || se.Kind != tc.kind {
+					t.Errorf("error %#v, want a *StartError of kind %d", err, tc.kind)
 				}
 			})
 		}

@@ -116,7 +116,7 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 	raw, err := rpcClient.Dispense(pluginName)
 	if err != nil {
 		client.Kill()
-		return nil, fmt.Errorf("plugin %s: %w", d.spec.Plugin, err)
+		return nil, startError(BadPlugin, fmt.Errorf("plugin %s: %w", d.spec.Plugin, err))
 	}
 	conn := raw.(*grpc.ClientConn)
 	inst := &instance{
@@ -149,7 +149,7 @@ func (d *Destination) configure(ctx context.Context, inst *instance) error {
 		case status.Code(err) == codes.DeadlineExceeded:
 			return fmt.Errorf("plugin %s did not answer Configure within %s", d.spec.Plugin, d.spec.ConfigureTimeout)
 		case status.Code(err) == codes.Unimplemented:
-			return fmt.Errorf("plugin %s does not implement the kern.gateway.plugin.v1.Exporter service: %s", d.spec.Plugin, status.Convert(err).Message())
+			return startError(BadPlugin, fmt.Errorf("plugin %s does not implement the kern.gateway.plugin.v1.Exporter service: %s", d.spec.Plugin, status.Convert(err).Message()))
 		default:
 			return fmt.Errorf("plugin %s failed Configure: %s", d.spec.Plugin, status.Convert(err).Message())
 		}
@@ -159,10 +159,10 @@ func (d *Destination) configure(ctx context.Context, inst *instance) error {
 		for _, f := range fe {
 			ce.Fields = append(ce.Fields, plugins.FieldError{Field: orDefault(f.GetField(), "(config)"), Message: orDefault(f.GetMessage(), "invalid")})
 		}
-		return ce
+		return startError(ConfigRejected, ce)
 	}
 	if msg := resp.GetError(); msg != "" {
-		return fmt.Errorf("plugin %s rejected its config: %s", d.spec.Plugin, msg)
+		return startError(ConfigRejected, fmt.Errorf("plugin %s rejected its config: %s", d.spec.Plugin, msg))
 	}
 	return nil
 }
@@ -191,30 +191,31 @@ func (d *Destination) explainStart(cmd *exec.Cmd, err error, stderr *stderrLogge
 	}
 	msg := err.Error()
 	var hint string
+	kind := FailedToRun
 	switch {
 	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
 		got := "unknown"
 		if sum, herr := fileSHA256(cmd.Path); herr == nil {
 			got = sum
 		}
-		return fmt.Errorf("%s: sha256 mismatch: config pins %s, the binary has %s", what, strings.ToLower(d.spec.SHA256), got)
+		return startError(BadPlugin, fmt.Errorf("%s: sha256 mismatch: config pins %s, the binary has %s", what, strings.ToLower(d.spec.SHA256), got))
 	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("%s: binary not found: %w", what, err)
+		return startError(BadPlugin, fmt.Errorf("%s: binary not found: %w", what, err))
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%s: cannot execute: %w", what, err)
+		return startError(BadPlugin, fmt.Errorf("%s: cannot execute: %w", what, err))
 	case strings.Contains(msg, "exited before we could connect"),
 		strings.Contains(msg, "Failed to read any lines from plugin's stdout"):
 		hint = "the plugin exited during start-up, before the handshake"
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		first, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
-		return fmt.Errorf("%s: handshake failed: the first line on its stdout was %q, not the go-plugin handshake; "+
-			"a plugin must not print to stdout before plugins.Serve (or it is not a kern gateway plugin)", what, first)
+		return startError(BadPlugin, fmt.Errorf("%s: handshake failed: the first line on its stdout was %q, not the go-plugin handshake; "+
+			"a plugin must not print to stdout before plugins.Serve (or it is not a kern gateway plugin)", what, first))
 	case strings.Contains(msg, "incompatible API version"):
-		return fmt.Errorf("%s: speaks a different plugin protocol (%s); this gateway speaks version %d: rebuild the plugin against a matching SDK", what, msg, plugins.ProtocolVersion)
+		return startError(BadPlugin, fmt.Errorf("%s: speaks a different plugin protocol (%s); this gateway speaks version %d: rebuild the plugin against a matching SDK", what, msg, plugins.ProtocolVersion))
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		hint = fmt.Sprintf("no handshake within %s", d.spec.StartTimeout)
 	case strings.Contains(msg, "unsupported plugin protocol"):
-		hint = "the plugin does not serve gRPC; build it with plugins.Serve"
+		hint, kind = "the plugin does not serve gRPC; build it with plugins.Serve", BadPlugin
 	default:
 		hint = msg
 	}
@@ -222,7 +223,7 @@ func (d *Destination) explainStart(cmd *exec.Cmd, err error, stderr *stderrLogge
 	if tail := stderr.lastLines(); tail != "" {
 		out += "; its last output:\n" + tail
 	}
-	return errors.New(out)
+	return startError(kind, errors.New(out))
 }
 
 func fileSHA256(path string) (string, error) {
