@@ -70,6 +70,8 @@ type server struct {
 	opts        Options
 	traces      string // qualified table names
 	spans       string
+	resources   string
+	origins     originCache
 	dialect     string
 	tokenHashes [][32]byte
 }
@@ -99,6 +101,7 @@ func newServer(st store.Store, opts Options) *server {
 	opts = opts.withDefaults()
 	s := &server{st: st, opts: opts, dialect: st.Dialect()}
 	s.traces, s.spans = st.Tables()
+	s.resources = resourcesTable(s.spans)
 	for _, t := range opts.Tokens {
 		if t != "" {
 			s.tokenHashes = append(s.tokenHashes, sha256.Sum256([]byte(t)))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
@@ -63,9 +64,7 @@ func newFixture(t testing.TB, open func(testing.TB) store.Store, opts Options) *
 			e.name, e.start = s.Name, s.StartTime
 			e.dur = s.DurationMS
 			e.team = strings.HasPrefix(s.Name, "Team.run")
-			var a map[string]any
-			_ = json.Unmarshal(s.Attributes, &a)
-			e.user, _ = a[model.KeyUserID].(string)
+			e.user = semantics.RootIDs(attrsOf(s)).UserID
 		}
 	}
 	if opts.Now == nil {
@@ -91,6 +90,15 @@ func (f *fixture) expected(keep func(*expTrace) bool, less func(a, b *expTrace) 
 	return ids
 }
 
+// earliest is the first trace by start time that keep accepts.
+func (f *fixture) earliest(keep func(*expTrace) bool) *expTrace {
+	ids := f.expected(keep, func(a, b *expTrace) bool { return byStartDesc(b, a) })
+	if len(ids) == 0 {
+		panic("the fixture holds no such trace")
+	}
+	return f.traces[ids[0]]
+}
+
 func byStartDesc(a, b *expTrace) bool {
 	if a.start != b.start {
 		return a.start > b.start
@@ -107,6 +115,31 @@ func get(t testing.TB, h http.Handler, target string, hdr ...string) (int, []byt
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.Bytes()
+}
+
+// attrsOf decodes a stored span's attributes.
+func attrsOf(s model.Span) map[string]any {
+	var a map[string]any
+	if err := json.Unmarshal(s.Attributes, &a); err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// factsOf is what the API should report as the span's facts, computed
+// from the stored row in Go.
+func factsOf(s model.Span) map[string]any {
+	info := semantics.Info{Name: s.Name, Kind: s.SpanKind, ParentSpanID: s.ParentSpanID, StatusCode: s.StatusCode, StatusMessage: s.StatusMessage}
+	a := attrsOf(s)
+	if evs, ok := a[model.KeyEvents].([]any); ok {
+		for _, e := range evs {
+			m := e.(map[string]any)
+			if m["name"] == "exception" {
+				info.Events = append(info.Events, semantics.Event{Name: "exception", Attributes: m["attributes"].(map[string]any)})
+			}
+		}
+	}
+	return semantics.Normalize(info, a)
 }
 
 func decode[T any](t testing.TB, body []byte) T {
@@ -224,7 +257,7 @@ func TestListTraceFields(t *testing.T) {
 	tr := l.Traces[0]
 	if tr.TraceID != e.id || tr.Name != e.name || tr.Status != e.status || tr.StartTime != e.start ||
 		tr.UserID == nil || *tr.UserID != e.user || tr.TeamID == nil || *tr.TeamID != apitest.TeamName ||
-		tr.RunID == nil || tr.WorkflowID != nil || tr.DurationMS != e.dur {
+		tr.AgentID != nil || tr.RunID == nil || tr.WorkflowID != nil || tr.DurationMS != e.dur {
 		t.Errorf("trace row %+v does not match %s %s %s %s %s %d", tr, e.id, e.name, e.status, e.start, e.user, e.dur)
 	}
 	if l.NextCursor == "" {
@@ -264,12 +297,7 @@ func TestGetTraceTree(t *testing.T) {
 	for _, sd := range stores {
 		t.Run(sd.name, func(t *testing.T) {
 			f := newFixture(t, sd.open, Options{})
-			var team *expTrace
-			for _, e := range f.traces {
-				if e.team && (team == nil || e.start < team.start) {
-					team = e
-				}
-			}
+			team := f.earliest(func(e *expTrace) bool { return e.team })
 			code, body := get(t, f.h, "/api/traces/"+strings.ToUpper(team.id))
 			if code != 200 {
 				t.Fatalf("%d %s", code, body)
@@ -281,10 +309,14 @@ func TestGetTraceTree(t *testing.T) {
 			if len(d.Spans) != 1 {
 				t.Fatalf("%d roots, want 1", len(d.Spans))
 			}
-			// Shape as names and types, children in start order.
+			// Shape as names, node types and fact types, children in start order.
+			byName := map[string]*SpanNode{}
 			var shape func(n *SpanNode, depth int) []string
 			shape = func(n *SpanNode, depth int) []string {
-				out := []string{fmt.Sprintf("%s%s[%s]", strings.Repeat(" ", depth), n.Name, n.Type)}
+				if byName[n.Name] == nil {
+					byName[n.Name] = n // the first of a name
+				}
+				out := []string{fmt.Sprintf("%s%s[%s/%v]", strings.Repeat(" ", depth), n.Name, n.Type, n.Facts[semantics.KeySpanType])}
 				for i, c := range n.Children {
 					if i > 0 && c.StartTime < n.Children[i-1].StartTime {
 						t.Errorf("children of %s out of order", n.Name)
@@ -298,21 +330,89 @@ func TestGetTraceTree(t *testing.T) {
 			}
 			got := shape(d.Spans[0], 0)
 			want := []string{
-				"Team.run research-team[run]",
-				" chat gpt-4o[llm]",
-				" delegate_task_to_member web-researcher[delegation]",
-				"  Agent.run web-researcher[run]",
-				"   chat gpt-4o-mini[llm]",
-				"   execute_tool search_web[tool]",
-				"   chat gpt-4o-mini[llm]",
-				" chat gpt-4o[llm]",
+				"Team.run research-team[TEAM/run]",
+				" chat gpt-4o[LLM/llm]",
+				" delegate_task_to_member web-researcher[TOOL/delegation]",
+				"  Agent.run web-researcher[AGENT/run]",
+				"   gpt-4o-mini.invoke[LLM/llm]",
+				"   execute_tool search_web[TOOL/tool]",
+				"   gpt-4o-mini.invoke[LLM/llm]",
+				" chat gpt-4o[LLM/llm]",
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("tree:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 			var attrs map[string]any
-			if err := json.Unmarshal(d.Spans[0].Attributes, &attrs); err != nil || attrs["kern.team_id"] != apitest.TeamName {
+			if err := json.Unmarshal(d.Spans[0].Attributes, &attrs); err != nil || attrs["agno.team.id"] != apitest.TeamName {
 				t.Errorf("root attributes %s: %v", d.Spans[0].Attributes, err)
+			}
+			// Facts come from whatever convention each span was sent in.
+			root, del := d.Spans[0], byName["delegate_task_to_member web-researcher"]
+			member := byName["gpt-4o-mini.invoke"]
+			if root.Facts[semantics.KeyRunKind] != semantics.RunTeam || root.Facts[semantics.KeyTeamID] != apitest.TeamName ||
+				del.Facts[semantics.KeyDelegationMember] != apitest.TeamMember || del.Facts[semantics.KeyDelegationMode] != "coordinate" ||
+				member.Facts[semantics.KeyModel] != apitest.ModelMember || member.Facts[semantics.KeyInputTokens] == nil {
+				t.Errorf("facts: root %v, delegation %v, member LLM %v", root.Facts, del.Facts, member.Facts)
+			}
+			leader := byName["chat gpt-4o"]
+			if leader.Facts[semantics.KeyModel] != apitest.ModelLeader || leader.Facts[semantics.KeyToolCalls] == nil {
+				t.Errorf("leader LLM facts %v", leader.Facts)
+			}
+			// Every span resolves its resource and scope.
+			var walk func(n *SpanNode)
+			walk = func(n *SpanNode) {
+				var res, scope map[string]any
+				if json.Unmarshal(n.Resource, &res) != nil || json.Unmarshal(n.Scope, &scope) != nil ||
+					res["service.name"] != apitest.ServiceName || scope["name"] != apitest.ScopeName {
+					t.Errorf("%s: resource %s scope %s", n.Name, n.Resource, n.Scope)
+				}
+				for _, c := range n.Children {
+					walk(c)
+				}
+			}
+			for _, r := range d.Spans {
+				walk(r)
+			}
+		})
+	}
+}
+
+// TestAgentRunFacts reads an agent run's hook, retrieval and failed tool
+// facts back from the API.
+func TestAgentRunFacts(t *testing.T) {
+	for _, sd := range stores {
+		t.Run(sd.name, func(t *testing.T) {
+			f := newFixture(t, sd.open, Options{})
+			run := f.earliest(func(e *expTrace) bool { return !e.team && e.status == model.StatusError })
+			code, body := get(t, f.h, "/api/traces/"+run.id)
+			if code != 200 {
+				t.Fatalf("%d %s", code, body)
+			}
+			d := decode[TraceDetail](t, body)
+			got := map[string]*SpanNode{}
+			for _, c := range d.Spans[0].Children {
+				got[c.Name] = c
+			}
+			if d.Spans[0].Type != "AGENT" || d.Spans[0].Facts[semantics.KeyAgentID] != apitest.AgentName {
+				t.Errorf("root %s %v", d.Spans[0].Type, d.Spans[0].Facts)
+			}
+			pre, post := got["pre_hook validate_input"], got["post_hook redact_pii"]
+			if pre == nil || post == nil || pre.Type != "GUARDRAIL" || post.Type != "GUARDRAIL" ||
+				pre.Facts[semantics.KeySpanType] != semantics.TypePreHook || post.Facts[semantics.KeySpanType] != semantics.TypePostHook ||
+				pre.Facts[semantics.KeyHookName] != "validate_input" || post.Facts[semantics.KeyHookName] != "redact_pii" {
+				t.Errorf("hooks %+v %+v", pre, post)
+			}
+			ret := got["knowledge.search"]
+			docs, _ := ret.Facts[semantics.KeyRetrievalDocuments].([]any)
+			if ret.Type != "RETRIEVER" || len(docs) != 2 || ret.Facts[semantics.KeyRetrievalVectorStore] != apitest.VectorStore ||
+				ret.Facts[semantics.KeyRetrievalQuery] != "weather Paris" || ret.Facts[semantics.KeyRetrievalK] != float64(3) {
+				t.Errorf("retrieval %s %v", ret.Type, ret.Facts)
+			}
+			tool := got["execute_tool "+apitest.FailingTool]
+			msg, _ := tool.Facts[semantics.KeyExceptionMessage].(string)
+			if tool.Type != "TOOL" || tool.StatusCode != model.StatusError || tool.Facts[semantics.KeyToolName] != apitest.FailingTool ||
+				tool.Facts[semantics.KeyExceptionType] != apitest.ExceptionType || !strings.HasPrefix(msg, apitest.ExceptionPrefix) {
+				t.Errorf("failed tool %s %v", tool.Type, tool.Facts)
 			}
 		})
 	}
@@ -328,8 +428,9 @@ func TestGetTraceOrphansAndCycles(t *testing.T) {
 			mk := func(id, parent string, off int) model.Span {
 				return model.Span{SpanID: id, TraceID: tid, ParentSpanID: parent, Name: "s" + id[:2], SpanKind: "INTERNAL",
 					StatusCode: model.StatusUnset, StartTime: model.FormatTime(at.Add(time.Duration(off) * time.Millisecond)),
-					EndTime: model.FormatTime(at.Add(time.Second)), DurationMS: 1, Attributes: []byte(`{"kern.span.type":"tool"}`),
-					CreatedAt: model.FormatTime(at)}
+					EndTime: model.FormatTime(at.Add(time.Second)), DurationMS: 1,
+					Attributes: apitest.Annotated(semantics.Info{Name: "s" + id[:2]}, map[string]any{"gen_ai.operation.name": "execute_tool"}),
+					CreatedAt:  model.FormatTime(at)}
 			}
 			apitest.Load(t, st, []model.Span{
 				mk("1111111111111111", "9999999999999999", 0), // parent not arrived
@@ -405,6 +506,9 @@ func TestBadParameters(t *testing.T) {
 		{"/api/traces?user_id=a&user_id=b", "user_id"},
 		{"/api/traces?user_id=" + strings.Repeat("x", 600), "user_id"},
 		{"/api/spans?attr=kern.tool.name", "attr"},
+		{"/api/spans?type=run", "type"},
+		{"/api/spans?type=pre_hook", "type"},
+		{"/api/spans?type=bad%22type", "type"},
 		{"/api/spans?attr=bad%22key:v", "attr"},
 		{"/api/spans?min_duration_ms=-1", "min_duration_ms"},
 		{"/api/spans?trace_id=12", "trace_id"},
@@ -430,9 +534,7 @@ func TestListSpans(t *testing.T) {
 		t.Run(sd.name, func(t *testing.T) {
 			f := newFixture(t, sd.open, Options{ScanWindow: 50})
 			attr := func(s model.Span, k string) string {
-				var a map[string]any
-				_ = json.Unmarshal(s.Attributes, &a)
-				switch v := a[k].(type) {
+				switch v := attrsOf(s)[k].(type) {
 				case string:
 					return v
 				case float64:
@@ -440,20 +542,32 @@ func TestListSpans(t *testing.T) {
 				}
 				return ""
 			}
+			node := func(s model.Span) string { return semantics.NodeType(attrsOf(s)) }
 			anyTrace := f.spans[10].TraceID
 			cases := []struct {
 				query string
 				keep  func(model.Span) bool
 			}{
-				{"type=tool", func(s model.Span) bool { return attr(s, "kern.span.type") == "tool" }},
-				{"type=tool&status=ERROR", func(s model.Span) bool { return attr(s, "kern.span.type") == "tool" && s.StatusCode == "ERROR" }},
-				{"attr=kern.tool.name:search_web&min_duration_ms=30000", func(s model.Span) bool { return attr(s, "kern.tool.name") == "search_web" && s.DurationMS >= 30000 }},
-				{"attr=kern.retrieval.k:3", func(s model.Span) bool { return attr(s, "kern.retrieval.k") == "3" }},
-				{"attr=kern.delegation.mode:coordinate&attr=kern.span.type:delegation", func(s model.Span) bool { return attr(s, "kern.delegation.mode") == "coordinate" }},
-				{"name=CHAT%20GPT-4O-MINI", func(s model.Span) bool { return s.Name == "chat gpt-4o-mini" }},
+				{"type=TOOL", func(s model.Span) bool { return node(s) == "TOOL" }},
+				{"type=tool&status=ERROR", func(s model.Span) bool { return node(s) == "TOOL" && s.StatusCode == "ERROR" }},
+				{"type=GUARDRAIL", func(s model.Span) bool { return node(s) == "GUARDRAIL" }},
+				{"type=TEAM", func(s model.Span) bool { return strings.HasPrefix(s.Name, "Team.run") }},
+				{"type=AGENT", func(s model.Span) bool { return strings.HasPrefix(s.Name, "Agent.run") }},
+				{"attr=gen_ai.tool.name:search_web&min_duration_ms=30000", func(s model.Span) bool {
+					return attr(s, "gen_ai.tool.name") == "search_web" && s.DurationMS >= 30000
+				}},
+				{"attr=gen_ai.request.top_k:3", func(s model.Span) bool { return attr(s, "gen_ai.request.top_k") == "3" }},
+				{"attr=tool.name:delegate_task_to_member&type=TOOL", func(s model.Span) bool {
+					return factsOf(s)[semantics.KeySpanType] == semantics.TypeDelegation
+				}},
+				// Added by the converter to spans sent with GenAI keys only.
+				{"attr=llm.model_name:gpt-4o", func(s model.Span) bool {
+					return factsOf(s)[semantics.KeyModel] == apitest.ModelLeader && node(s) == "LLM"
+				}},
+				{"name=GPT-4O-MINI.INVOKE", func(s model.Span) bool { return s.Name == "gpt-4o-mini.invoke" }},
 				{"trace_id=" + anyTrace, func(s model.Span) bool { return s.TraceID == anyTrace }},
-				{"start=2025-06-01T12:00:30Z&type=run", func(s model.Span) bool {
-					return attr(s, "kern.span.type") == "run" && s.StartTime >= "2025-06-01T12:00:30"
+				{"start=2025-06-01T12:00:30Z&type=agent", func(s model.Span) bool {
+					return node(s) == "AGENT" && s.StartTime >= "2025-06-01T12:00:30"
 				}},
 			}
 			for _, c := range cases {
@@ -484,8 +598,9 @@ func TestListSpans(t *testing.T) {
 						l := decode[SpanList](t, body)
 						for _, s := range l.Spans {
 							got = append(got, s.SpanID)
-							if s.TraceID == "" || len(s.Attributes) < 2 {
-								t.Errorf("span %s lacks trace_id or attributes", s.SpanID)
+							if s.TraceID == "" || len(s.Attributes) < 2 || s.Facts[semantics.KeySpanType] == nil ||
+								!strings.Contains(string(s.Resource), apitest.ServiceName) {
+								t.Errorf("span %s lacks trace_id, attributes, facts or resource: %+v", s.SpanID, s)
 							}
 						}
 						if l.NextCursor == "" {
@@ -532,21 +647,23 @@ func TestSummary(t *testing.T) {
 			}
 			type tok struct{ calls, in, out, total int64 }
 			wantTok := map[string]*tok{}
+			// From the facts, read from the sender's own keys (half the LLM
+			// calls were sent with GenAI keys only); the API sums the
+			// OpenInference keys the converter added.
 			for _, s := range f.spans {
-				var a map[string]any
-				_ = json.Unmarshal(s.Attributes, &a)
-				if a["kern.span.type"] != "llm" || s.StartTime < model.FormatTime(start) || s.StartTime >= model.FormatTime(end) {
+				fa := factsOf(s)
+				if fa[semantics.KeySpanType] != semantics.TypeLLM || s.StartTime < model.FormatTime(start) || s.StartTime >= model.FormatTime(end) {
 					continue
 				}
-				m := a["kern.model"].(string)
+				m := fa[semantics.KeyModel].(string)
 				if wantTok[m] == nil {
 					wantTok[m] = &tok{}
 				}
 				w := wantTok[m]
 				w.calls++
-				w.in += int64(a["kern.usage.input_tokens"].(float64))
-				w.out += int64(a["kern.usage.output_tokens"].(float64))
-				w.total += int64(a["kern.usage.total_tokens"].(float64))
+				w.in += fa[semantics.KeyInputTokens].(int64)
+				w.out += fa[semantics.KeyOutputTokens].(int64)
+				w.total += fa[semantics.KeyTotalTokens].(int64)
 			}
 			code, body := get(t, f.h, "/api/summary?start="+start.Format(time.RFC3339)+"&end="+end.Format(time.RFC3339))
 			if code != 200 {

@@ -142,9 +142,10 @@ func keyString(v any) string {
 }
 
 // serveList answers a list endpoint: spec turns the query string into a
-// list and read reads its page.
+// list, read reads its page and write sends it.
 func serveList[P any](s *server, w http.ResponseWriter, r *http.Request,
-	spec func(map[string][]string) (*listSpec, error), read func(context.Context, *listSpec) (P, error)) {
+	spec func(map[string][]string) (*listSpec, error), read func(context.Context, *listSpec) (P, error),
+	write func(http.ResponseWriter, P)) {
 	ls, err := spec(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, err)
@@ -157,7 +158,7 @@ func serveList[P any](s *server, w http.ResponseWriter, r *http.Request,
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	write(w, out)
 }
 
 // readPage runs ls and decodes at most ls.limit rows with scan. next is

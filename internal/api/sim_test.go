@@ -1,14 +1,14 @@
 package api
 
 import (
-	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"sort"
 	"testing"
 
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
-	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 )
 
@@ -31,9 +31,7 @@ func TestSimulatedRuns(t *testing.T) {
 		}
 		e.spans++
 		if s.ParentSpanID == "" {
-			var a map[string]any
-			_ = json.Unmarshal(s.Attributes, &a)
-			e.user, _ = a[model.KeyUserID].(string)
+			e.user = semantics.RootIDs(attrsOf(s)).UserID
 			e.start = s.StartTime
 		}
 	}
@@ -42,7 +40,7 @@ func TestSimulatedRuns(t *testing.T) {
 			st := sd.open(t)
 			apitest.Load(t, st, spans)
 			h := New(st, Options{})
-			types := map[string]int{}
+			types, factTypes := map[string]int{}, map[string]int{}
 			for id, e := range want {
 				code, body := get(t, h, "/api/traces/"+id)
 				if code != 200 {
@@ -57,6 +55,10 @@ func TestSimulatedRuns(t *testing.T) {
 				walk = func(s *SpanNode) {
 					n++
 					types[s.Type]++
+					factTypes[fmt.Sprint(s.Facts[semantics.KeySpanType])]++
+					if len(s.Resource) < 3 {
+						t.Errorf("%s: span %s has no resource", id, s.SpanID)
+					}
 					for i, c := range s.Children {
 						if *c.ParentSpanID != s.SpanID || c.Orphan || (i > 0 && c.StartTime < s.Children[i-1].StartTime) {
 							t.Errorf("%s: child %s of %s misplaced", id, c.SpanID, s.SpanID)
@@ -69,9 +71,14 @@ func TestSimulatedRuns(t *testing.T) {
 					t.Errorf("%s: tree holds %d spans, want %d", id, n, e.spans)
 				}
 			}
-			for _, typ := range []string{"run", "llm", "tool", "pre_hook", "post_hook", "retrieval", "delegation", "embedding"} {
+			for _, typ := range []string{"AGENT", "TEAM", "LLM", "TOOL", "GUARDRAIL", "RETRIEVER", "EMBEDDING"} {
 				if types[typ] == 0 {
 					t.Errorf("no %s span among %v", typ, types)
+				}
+			}
+			for _, typ := range []string{"run", "llm", "tool", "pre_hook", "post_hook", "retrieval", "delegation", "embedding"} {
+				if factTypes[typ] == 0 {
+					t.Errorf("no span with facts of type %s among %v", typ, factTypes)
 				}
 			}
 

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-
-	"github.com/kern-agents/trace-gateway/internal/model"
 )
 
 // SpanNode is one agno_spans row as the API returns it. In a trace tree
@@ -18,7 +16,7 @@ type SpanNode struct {
 	TraceID       string          `json:"trace_id,omitempty"`
 	ParentSpanID  *string         `json:"parent_span_id"`
 	Name          string          `json:"name"`
-	Type          string          `json:"type"` // attributes["kern.span.type"], "" when unclassified
+	Type          string          `json:"type"` // AgentOS's node type: AGENT, TEAM, WORKFLOW, LLM, TOOL, ... UNKNOWN
 	SpanKind      string          `json:"span_kind"`
 	StatusCode    string          `json:"status_code"`
 	StatusMessage *string         `json:"status_message"`
@@ -26,26 +24,34 @@ type SpanNode struct {
 	EndTime       string          `json:"end_time"`
 	DurationMS    int64           `json:"duration_ms"`
 	Attributes    json.RawMessage `json:"attributes"`
-	CreatedAt     string          `json:"created_at"`
+	// Facts are the span's normalised facts (semantics.Normalize): model,
+	// tokens, tool, hook, retrieval, delegation... under the semantics.Key*
+	// names, whatever convention the sender used.
+	Facts map[string]any `json:"facts"`
+	// Resource and Scope are the span's OTel resource attributes and
+	// instrumentation scope, null when unknown.
+	Resource  json.RawMessage `json:"resource"`
+	Scope     json.RawMessage `json:"scope"`
+	CreatedAt string          `json:"created_at"`
 	// Orphan marks a span whose parent is not (yet) stored; it is shown as
 	// a root until the parent arrives.
 	Orphan   bool        `json:"orphan,omitempty"`
 	Children []*SpanNode `json:"children,omitempty"`
 }
 
-// spanCols selects a span row; the type is read in SQL so the attributes
-// need not be decoded in Go.
+// spanCols selects a span row; type, facts and resource are computed from
+// it in Go (see enrich).
 func spanCols(b *qb) string {
 	return "span_id, trace_id, parent_span_id, name, span_kind, status_code, status_message, start_time, end_time, duration_ms, " +
-		b.attrJSON("attributes") + " AS attributes, created_at, " + b.attrText("attributes", model.KeySpanType) + " AS span_type"
+		b.attrJSON("attributes") + " AS attributes, created_at"
 }
 
 func scanSpan(rows rowScanner) (*SpanNode, error) {
 	var n SpanNode
-	var parent, msg, typ sql.NullString
+	var parent, msg sql.NullString
 	var attrs []byte
 	err := rows.Scan(&n.SpanID, &n.TraceID, &parent, &n.Name, &n.SpanKind, &n.StatusCode, &msg,
-		&n.StartTime, &n.EndTime, &n.DurationMS, &attrs, &n.CreatedAt, &typ)
+		&n.StartTime, &n.EndTime, &n.DurationMS, &attrs, &n.CreatedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +61,7 @@ func scanSpan(rows rowScanner) (*SpanNode, error) {
 	if msg.Valid {
 		n.StatusMessage = &msg.String
 	}
-	n.Type = typ.String
-	n.Attributes = rawJSON(attrs)
+	n.Attributes = attrs // checked by enrich
 	return &n, nil
 }
 
@@ -100,8 +105,12 @@ func (s *server) spanListSpec(q map[string][]string) (*listSpec, error) {
 	ls.indexed = append(ls.indexed, timeRangeConds("start_time", start, end)...)
 
 	// The rest has no index: applied within the bounded scan window.
-	if typ := p.str("type"); typ != "" {
-		ls.window = append(ls.window, func(b *qb) string { return b.attrText("attributes", model.KeySpanType) + " = " + b.arg(typ) })
+	if v := p.str("type"); v != "" {
+		typ, err := parseNodeType(v)
+		if err != nil {
+			return nil, err
+		}
+		ls.window = append(ls.window, func(b *qb) string { return b.nodeType("attributes") + " = " + b.arg(typ) })
 	}
 	if name := p.str("name"); name != "" {
 		ls.window = append(ls.window, func(b *qb) string { return b.containsCI("name", name) })
@@ -131,12 +140,21 @@ func (s *server) spanListSpec(q map[string][]string) (*listSpec, error) {
 }
 
 func (s *server) listSpans(w http.ResponseWriter, r *http.Request) {
-	serveList(s, w, r, s.spanListSpec, s.runSpanList)
+	serveList(s, w, r, s.spanListSpec, s.runSpanList, func(w http.ResponseWriter, l *SpanList) {
+		tail := "}"
+		if l.NextCursor != "" {
+			tail = `,"next_cursor":` + string(appendString(nil, l.NextCursor)) + "}"
+		}
+		writeSpans(w, []byte(`{"spans":`), l.Spans, tail)
+	})
 }
 
 func (s *server) runSpanList(ctx context.Context, ls *listSpec) (*SpanList, error) {
 	spans, next, err := readPage(ctx, s, ls, scanSpan, func(n *SpanNode) (string, string) { return n.StartTime, n.SpanID })
 	if err != nil {
+		return nil, err
+	}
+	if err := s.enrich(ctx, spans); err != nil {
 		return nil, err
 	}
 	return &SpanList{Spans: spans, NextCursor: next}, nil

@@ -111,19 +111,21 @@ func (s *server) computeSummary(ctx context.Context, start, end time.Time) (*Sum
 		out.ErrorRate = float64(out.ErrorCount) / float64(out.TraceCount)
 	}
 
+	// The LLM spans' OpenInference keys, which the gateway adds from the
+	// sender's convention when a span lacks them.
 	b = newQB(s.dialect)
-	in := b.attrNum("attributes", semantics.KeyInputTokens)
-	outTok := b.attrNum("attributes", semantics.KeyOutputTokens)
-	total := b.attrNum("attributes", semantics.KeyTotalTokens)
-	in2 := b.attrNum("attributes", semantics.KeyInputTokens)
-	out2 := b.attrNum("attributes", semantics.KeyOutputTokens)
+	in := b.attrNum("attributes", semantics.AttrTokensPrompt)
+	outTok := b.attrNum("attributes", semantics.AttrTokensCompletion)
+	total := b.attrNum("attributes", semantics.AttrTokensTotal)
+	in2 := b.attrNum("attributes", semantics.AttrTokensPrompt)
+	out2 := b.attrNum("attributes", semantics.AttrTokensCompletion)
 	// Placeholders must appear in the order they were bound (SQLite's ?),
 	// so the select list is written in exactly that order.
 	b.w("SELECT CAST(COALESCE(SUM(", in, "), 0) AS BIGINT), CAST(COALESCE(SUM(", outTok, "), 0) AS BIGINT), ",
 		"CAST(COALESCE(SUM(COALESCE(", total, ", COALESCE(", in2, ", 0) + COALESCE(", out2, ", 0))), 0) AS BIGINT), ")
-	b.w("COALESCE(", b.attrText("attributes", semantics.KeyModel), ", '') AS model, COUNT(*) FROM ", s.spans)
+	b.w("COALESCE(", b.attrText("attributes", semantics.AttrModelName), ", '') AS model, COUNT(*) FROM ", s.spans)
 	where(b)
-	b.w(" AND ", b.attrText("attributes", model.KeySpanType), " = ", b.arg(semantics.TypeLLM),
+	b.w(" AND ", b.attrText("attributes", semantics.AttrSpanKind), " = ", b.arg(semantics.KindLLM),
 		" GROUP BY model ORDER BY model")
 	rows, err := db.QueryContext(ctx, b.String(), b.args...)
 	if err != nil {

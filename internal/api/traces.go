@@ -129,7 +129,7 @@ func timeRangeConds(col string, start, end time.Time) []cond {
 }
 
 func (s *server) listTraces(w http.ResponseWriter, r *http.Request) {
-	serveList(s, w, r, s.traceListSpec, s.runTraceList)
+	serveList(s, w, r, s.traceListSpec, s.runTraceList, func(w http.ResponseWriter, l *TraceList) { writeJSON(w, http.StatusOK, l) })
 }
 
 func (s *server) runTraceList(ctx context.Context, ls *listSpec) (*TraceList, error) {
@@ -176,7 +176,14 @@ func (s *server) getTrace(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "trace not found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	head, err := json.Marshal(d.Trace)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("encode trace %s: %w", id, err))
+		return
+	}
+	head = append([]byte(`{"trace":`), head...)
+	head = fmt.Appendf(head, `,"span_count":%d,"truncated":%t,"spans":`, d.SpanCount, d.Truncated)
+	writeSpans(w, head, d.Spans, "}")
 }
 
 // loadTrace reads the trace row and its spans (the earliest MaxSpans by
@@ -216,6 +223,10 @@ func (s *server) loadTrace(ctx context.Context, id string) (*TraceDetail, error)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read spans of trace %s from %s: %w", id, s.spans, err)
+	}
+	rows.Close()
+	if err := s.enrich(ctx, spans); err != nil {
+		return nil, err
 	}
 	return &TraceDetail{Trace: t, SpanCount: len(spans), Truncated: truncated, Spans: buildTree(spans)}, nil
 }

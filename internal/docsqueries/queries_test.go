@@ -22,6 +22,7 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/store/postgres"
@@ -163,18 +164,19 @@ func query(ctx context.Context, t *testing.T, db querier, q string, args ...any)
 }
 
 // truth is what the queries should find, computed in Go from the converted
-// spans, independently of any SQL.
+// spans, independently of any SQL: from the facts semantics.Normalize reads
+// out of the sender's own keys, not from the keys the queries read.
 type truth struct {
 	spans         []model.Span
 	attrs         []map[string]any
-	byType        map[string]int
+	facts         []map[string]any
+	byKind        map[string]int
 	llmCalls      int
-	llmWithModel  int
 	models        map[string]int
 	tokensByDay   map[string][3]float64 // input, output, total
 	tools         map[string]*toolTruth
 	delegations   map[string]int // member|mode
-	requested     map[string]int // tool calls requested by models
+	toolCalls     map[string]int // tool spans (delegations too) by tool name
 	exceptions    int
 	sessionTraces map[string][]string
 	llmPerTrace   map[string]int
@@ -188,10 +190,23 @@ type toolTruth struct {
 	lastAt, lastType, lastMsg string
 }
 
+// factsOf normalises a stored span as the API does.
+func factsOf(s model.Span, a map[string]any) map[string]any {
+	info := semantics.Info{Name: s.Name, Kind: s.SpanKind, ParentSpanID: s.ParentSpanID, StatusCode: s.StatusCode, StatusMessage: s.StatusMessage}
+	evs, _ := a[model.KeyEvents].([]any)
+	for _, e := range evs {
+		if m, _ := e.(map[string]any); m["name"] == "exception" {
+			ea, _ := m["attributes"].(map[string]any)
+			info.Events = append(info.Events, semantics.Event{Name: "exception", Attributes: ea})
+		}
+	}
+	return semantics.Normalize(info, a)
+}
+
 func buildTruth(t *testing.T, spans []model.Span) *truth {
 	tr := &truth{
-		spans: spans, byType: map[string]int{}, models: map[string]int{}, tokensByDay: map[string][3]float64{},
-		tools: map[string]*toolTruth{}, delegations: map[string]int{}, requested: map[string]int{},
+		spans: spans, byKind: map[string]int{}, models: map[string]int{}, tokensByDay: map[string][3]float64{},
+		tools: map[string]*toolTruth{}, delegations: map[string]int{}, toolCalls: map[string]int{},
 		sessionTraces: map[string][]string{}, llmPerTrace: map[string]int{},
 		avgByName: map[string]float64{}, callsByName: map[string]int{}, callsByAgent: map[string]int{},
 	}
@@ -201,45 +216,45 @@ func buildTruth(t *testing.T, spans []model.Span) *truth {
 		if err := json.Unmarshal(s.Attributes, &a); err != nil {
 			t.Fatalf("span %s: attributes are not JSON: %v", s.SpanID, err)
 		}
+		f := factsOf(s, a)
 		tr.attrs = append(tr.attrs, a)
-		str := func(k string) string { v, _ := a[k].(string); return v }
-		num := func(k string) float64 { v, _ := a[k].(float64); return v }
-		typ := str("kern.span.type")
-		tr.byType[typ]++
+		tr.facts = append(tr.facts, f)
+		str := func(k string) string { v, _ := f[k].(string); return v }
+		num := func(k string) float64 { v, _ := f[k].(int64); return float64(v) }
+		// The converter gives every span a kind; only the row an earlier
+		// release stored has none.
+		kind, _ := a[semantics.AttrSpanKind].(string)
+		tr.byKind[kind]++
 		sums[s.Name] += float64(s.DurationMS)
 		tr.callsByName[s.Name]++
-		if evs, ok := a["kern.events"].([]any); ok {
+		if evs, ok := a[model.KeyEvents].([]any); ok {
 			for _, e := range evs {
 				if m, _ := e.(map[string]any); m["name"] == "exception" {
 					tr.exceptions++
 				}
 			}
 		}
-		if s.ParentSpanID == "" && str("kern.session_id") != "" {
-			tr.sessionTraces[str("kern.session_id")] = append(tr.sessionTraces[str("kern.session_id")], s.TraceID)
+		if s.ParentSpanID == "" {
+			if sess := semantics.RootIDs(a).SessionID; sess != "" {
+				tr.sessionTraces[sess] = append(tr.sessionTraces[sess], s.TraceID)
+			}
 		}
-		switch typ {
-		case "llm":
+		switch str(semantics.KeySpanType) {
+		case semantics.TypeLLM:
 			tr.llmCalls++
 			tr.llmPerTrace[s.TraceID]++
-			if m := str("kern.model"); m != "" {
-				tr.llmWithModel++
+			if m := str(semantics.KeyModel); m != "" {
 				tr.models[m]++
 			}
 			day := s.StartTime[:10]
 			v := tr.tokensByDay[day]
-			v[0] += num("kern.usage.input_tokens")
-			v[1] += num("kern.usage.output_tokens")
-			v[2] += num("kern.usage.total_tokens")
+			v[0] += num(semantics.KeyInputTokens)
+			v[1] += num(semantics.KeyOutputTokens)
+			v[2] += num(semantics.KeyTotalTokens)
 			tr.tokensByDay[day] = v
-			calls, _ := a["kern.llm.tool_calls"].([]any)
-			for _, c := range calls {
-				m, _ := c.(map[string]any)
-				name, _ := m["name"].(string)
-				tr.requested[name]++
-			}
-		case "tool":
-			name := str("kern.tool.name")
+		case semantics.TypeTool:
+			name := str(semantics.KeyToolName)
+			tr.toolCalls[name]++
 			tt := tr.tools[name]
 			if tt == nil {
 				tt = &toolTruth{}
@@ -249,11 +264,18 @@ func buildTruth(t *testing.T, spans []model.Span) *truth {
 			if s.StatusCode == model.StatusError {
 				tt.failures++
 				if s.StartTime > tt.lastAt {
-					tt.lastAt, tt.lastMsg, tt.lastType = s.StartTime, str("kern.exception.message"), str("kern.exception.type")
+					tt.lastAt, tt.lastMsg, tt.lastType = s.StartTime, str(semantics.KeyExceptionMessage), str(semantics.KeyExceptionType)
 				}
 			}
-		case "delegation":
-			tr.delegations[str("kern.delegation.member")+"|"+str("kern.delegation.mode")]++
+		case semantics.TypeDelegation:
+			tr.delegations[str(semantics.KeyDelegationMember)+"|"+str(semantics.KeyDelegationMode)]++
+			// A delegation is a call of one of agno's team tools.
+			for _, k := range []string{"gen_ai.tool.name", "tool.name"} {
+				if name, ok := a[k].(string); ok {
+					tr.toolCalls[name]++
+					break
+				}
+			}
 		}
 	}
 	for n, s := range sums {
@@ -266,15 +288,15 @@ func buildTruth(t *testing.T, spans []model.Span) *truth {
 		byID[s.SpanID] = i
 	}
 	for i, s := range spans {
-		a := tr.attrs[i]
-		if a["kern.span.type"] != "llm" {
+		f := tr.facts[i]
+		if f[semantics.KeySpanType] != semantics.TypeLLM {
 			continue
 		}
-		agent, _ := a["kern.agent_id"].(string)
-		if p, ok := byID[s.ParentSpanID]; ok && agent == "" && tr.attrs[p]["kern.span.type"] == "run" {
-			agent, _ = tr.attrs[p]["kern.agent_id"].(string)
+		agent, _ := f[semantics.KeyAgentID].(string)
+		if p, ok := byID[s.ParentSpanID]; ok && agent == "" && tr.facts[p][semantics.KeySpanType] == semantics.TypeRun {
+			agent, _ = tr.facts[p][semantics.KeyAgentID].(string)
 			if agent == "" {
-				agent, _ = tr.attrs[p]["kern.team_id"].(string)
+				agent, _ = tr.facts[p][semantics.KeyTeamID].(string)
 			}
 		}
 		tr.callsByAgent[s.StartTime[:10]+"|"+agent]++
@@ -339,27 +361,27 @@ var checks = map[string]func(t *testing.T, tr *truth, r result){
 			}
 		}
 	},
-	"Slowest span types": func(t *testing.T, tr *truth, r result) {
-		wantCols(t, r, "span_type", "spans", "avg_ms", "p95_ms")
+	"Slowest span kinds": func(t *testing.T, tr *truth, r result) {
+		wantCols(t, r, "span_kind", "spans", "avg_ms", "p95_ms")
 		descending(t, r, "p95_ms")
 		got := map[string]float64{}
 		p95 := map[string]float64{}
 		for _, row := range r.rows {
-			typ, _ := row["span_type"].(string)
-			got[typ] = row["spans"].(float64)
-			p95[typ] = row["p95_ms"].(float64)
+			kind, _ := row["span_kind"].(string)
+			got[kind] = row["spans"].(float64)
+			p95[kind] = row["p95_ms"].(float64)
 		}
-		for typ, n := range tr.byType {
-			if got[typ] != float64(n) {
-				t.Errorf("type %q: %v spans, want %d", typ, got[typ], n)
+		for kind, n := range tr.byKind {
+			if got[kind] != float64(n) {
+				t.Errorf("kind %q: %v spans, want %d", kind, got[kind], n)
 			}
 		}
-		if len(got) != len(tr.byType) {
-			t.Errorf("types %v, want %v", got, tr.byType)
+		if len(got) != len(tr.byKind) || got["UNKNOWN"] != 1 || got[""] != 1 {
+			t.Errorf("kinds %v, want %v (the oversized span the only UNKNOWN, the legacy row the only one without)", got, tr.byKind)
 		}
 		// A run contains its LLM calls, so its latency is higher.
-		if p95["run"] <= p95["llm"] || p95["llm"] <= 0 {
-			t.Errorf("p95 run %v, llm %v: want run > llm > 0", p95["run"], p95["llm"])
+		if p95["AGENT"] <= p95["LLM"] || p95["LLM"] <= 0 {
+			t.Errorf("p95 AGENT %v, LLM %v: want AGENT > LLM > 0", p95["AGENT"], p95["LLM"])
 		}
 	},
 	"Token use per agent per day": func(t *testing.T, tr *truth, r result) {
@@ -483,8 +505,14 @@ var checks = map[string]func(t *testing.T, tr *truth, r result){
 	},
 	"Spans per service": func(t *testing.T, tr *truth, r result) {
 		wantCols(t, r, "service", "spans")
-		if r.sum("spans") != float64(len(tr.spans)) || r.rows[0]["service"] != "agentos" {
-			t.Errorf("rows %v for %d spans", r.rows, len(tr.spans))
+		// Every converted span references the resources table; the row
+		// an earlier release stored holds its resource inline.
+		want := []map[string]any{
+			{"service": "agentos", "spans": float64(len(tr.spans) - 1)},
+			{"service": legacyService, "spans": float64(1)},
+		}
+		if !reflect.DeepEqual(r.rows, want) {
+			t.Errorf("rows %v, want %v", r.rows, want)
 		}
 	},
 	"Latest exceptions": func(t *testing.T, tr *truth, r result) {
@@ -501,14 +529,16 @@ var checks = map[string]func(t *testing.T, tr *truth, r result){
 			}
 		}
 	},
-	"Tool calls the models asked for": func(t *testing.T, tr *truth, r result) {
-		wantCols(t, r, "tool", "requested")
+	"Tool calls by tool": func(t *testing.T, tr *truth, r result) {
+		wantCols(t, r, "tool", "calls")
+		descending(t, r, "calls")
 		got := map[string]int{}
 		for _, row := range r.rows {
-			got[row["tool"].(string)] = int(row["requested"].(float64))
+			name, _ := row["tool"].(string)
+			got[name] = int(row["calls"].(float64))
 		}
-		if !reflect.DeepEqual(got, tr.requested) || len(got) == 0 {
-			t.Errorf("requested %v, want %v", got, tr.requested)
+		if !reflect.DeepEqual(got, tr.toolCalls) || len(got) == 0 {
+			t.Errorf("calls %v, want %v", got, tr.toolCalls)
 		}
 	},
 	"Spans that lost data to the limits": func(t *testing.T, tr *truth, r result) {
@@ -545,8 +575,18 @@ func dataset(t *testing.T) ([]model.Span, sim.Stats) {
 	if len(rejected) > 0 || int64(len(spans)) != stats.Spans+1 {
 		t.Fatalf("converted %d spans of %d, rejected %v", len(spans), stats.Spans+1, rejected)
 	}
+	// A row as an earlier release stored it: resource inline, no
+	// OpenInference keys.
+	at := model.FormatTime(now.Add(-time.Minute))
+	spans = append(spans, model.Span{
+		SpanID: "ee000000000000a1", TraceID: "ee0000000000000000000000000000a1", Name: "legacy", SpanKind: model.KindInternal,
+		StatusCode: model.StatusOK, StartTime: at, EndTime: at, CreatedAt: at,
+		Attributes: []byte(`{"custom":"x","kern.resource":{"service.name":"` + legacyService + `"},"kern.scope":{"name":"old"}}`),
+	})
 	return spans, stats
 }
+
+const legacyService = "legacy-service"
 
 func allBlocks(t *testing.T) []block {
 	return append(readBlocks(t, "../../docs/queries.md"), readBlocks(t, "../../docs/semantics.md")...)

@@ -18,6 +18,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
 	"github.com/kern-agents/trace-gateway/internal/model"
+	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 	"github.com/kern-agents/trace-gateway/internal/web"
 )
@@ -156,7 +157,9 @@ type scenario struct {
 	user       string // the user to filter by
 	userRuns   int    // runs of that user
 	trace      string // a team run of the user in which a tool call failed
+	teamRoot   string // its root span, a TEAM
 	delegation string // its delegation span
+	member     string // the member it delegates to
 	memberRun  string // the member's sub-run under the delegation
 	toolSpan   string // the failed tool span
 	toolName   string
@@ -164,17 +167,20 @@ type scenario struct {
 	errorText  string
 	llmSpan    string // an LLM span of the same trace
 	llmModel   string
+	llmTokens  string // its input tokens
 }
 
 type spanInfo struct {
 	model.Span
 	attrs map[string]any
+	facts map[string]any // as the API computes them
 }
 
 func str(a map[string]any, k string) string { s, _ := a[k].(string); return s }
 
 // pickScenario finds, in the simulated runs, a team run in which a tool
-// call failed.
+// call failed. What the page must show is computed from the stored rows
+// with the semantics package, as the API computes it.
 func pickScenario(t *testing.T, spans []model.Span) scenario {
 	byTrace := map[string][]*spanInfo{}
 	var order []string
@@ -183,6 +189,15 @@ func pickScenario(t *testing.T, spans []model.Span) scenario {
 		if err := json.Unmarshal(s.Attributes, &si.attrs); err != nil {
 			t.Fatal(err)
 		}
+		info := semantics.Info{Name: s.Name, Kind: s.SpanKind, StatusCode: s.StatusCode, StatusMessage: s.StatusMessage}
+		evs, _ := si.attrs[model.KeyEvents].([]any)
+		for _, e := range evs {
+			if m, _ := e.(map[string]any); m["name"] == "exception" {
+				ea, _ := m["attributes"].(map[string]any)
+				info.Events = append(info.Events, semantics.Event{Name: "exception", Attributes: ea})
+			}
+		}
+		si.facts = semantics.Normalize(info, si.attrs)
 		if byTrace[s.TraceID] == nil {
 			order = append(order, s.TraceID)
 		}
@@ -190,36 +205,37 @@ func pickScenario(t *testing.T, spans []model.Span) scenario {
 	}
 	userOf := func(ss []*spanInfo) string {
 		for _, s := range ss {
-			if s.ParentSpanID == "" && str(s.attrs, model.KeyUserID) != "" {
-				return str(s.attrs, model.KeyUserID)
+			if s.ParentSpanID == "" {
+				return semantics.RootIDs(s.attrs).UserID
 			}
 		}
 		return ""
 	}
 	for _, id := range order {
 		ss := byTrace[id]
-		byID := map[string]*spanInfo{}
-		for _, s := range ss {
-			byID[s.SpanID] = s
-		}
 		var sc scenario
 		for _, s := range ss {
-			switch str(s.attrs, model.KeySpanType) {
-			case "delegation":
+			switch str(s.facts, semantics.KeySpanType) {
+			case semantics.TypeRun:
+				if s.ParentSpanID == "" && semantics.NodeType(s.attrs) == "TEAM" {
+					sc.teamRoot = s.SpanID
+				}
+			case semantics.TypeDelegation:
 				if sc.delegation == "" {
-					sc.delegation = s.SpanID
+					sc.delegation, sc.member = s.SpanID, str(s.facts, semantics.KeyDelegationMember)
 				}
-			case "tool":
-				if s.StatusCode == model.StatusError && sc.toolSpan == "" && str(s.attrs, "kern.exception.message") != "" {
+			case semantics.TypeTool:
+				if s.StatusCode == model.StatusError && sc.toolSpan == "" && str(s.facts, semantics.KeyExceptionMessage) != "" {
 					sc.toolSpan = s.SpanID
-					sc.toolName = str(s.attrs, "kern.tool.name")
-					sc.errorType = str(s.attrs, "kern.exception.type")
-					sc.errorText = str(s.attrs, "kern.exception.message")
+					sc.toolName = str(s.facts, semantics.KeyToolName)
+					sc.errorType = str(s.facts, semantics.KeyExceptionType)
+					sc.errorText = str(s.facts, semantics.KeyExceptionMessage)
 				}
-			case "llm":
-				_, calls := s.attrs["kern.llm.tool_calls"]
-				if str(s.attrs, "kern.model") != "" && (sc.llmSpan == "" || calls) {
-					sc.llmSpan, sc.llmModel = s.SpanID, str(s.attrs, "kern.model")
+			case semantics.TypeLLM:
+				_, calls := s.facts[semantics.KeyToolCalls]
+				if str(s.facts, semantics.KeyModel) != "" && s.facts[semantics.KeyInputTokens] != nil && (sc.llmSpan == "" || calls) {
+					sc.llmSpan, sc.llmModel = s.SpanID, str(s.facts, semantics.KeyModel)
+					sc.llmTokens = fmt.Sprint(s.facts[semantics.KeyInputTokens])
 				}
 			}
 		}
@@ -228,7 +244,7 @@ func pickScenario(t *testing.T, spans []model.Span) scenario {
 				sc.memberRun = s.SpanID
 			}
 		}
-		if sc.memberRun == "" || sc.toolSpan == "" || sc.llmSpan == "" || userOf(ss) == "" {
+		if sc.teamRoot == "" || sc.memberRun == "" || sc.member == "" || sc.toolSpan == "" || sc.llmSpan == "" || userOf(ss) == "" {
 			continue
 		}
 		sc.trace, sc.user = id, userOf(ss)
@@ -306,6 +322,20 @@ func TestBrowserTraceExplorer(t *testing.T) {
 			chromedp.WaitVisible(css(`.span-row[data-span-id="`+sc.delegation+`"]`)),
 			// The member's sub-run starts folded.
 			chromedp.WaitNotVisible(css(`.span-row[data-span-id="`+sc.memberRun+`"]`)),
+			// Spans show AgentOS's node types.
+			waitJS(`document.querySelector('.span-row[data-span-id="`+sc.teamRoot+`"] .badge').textContent === 'TEAM'`),
+			waitJS(`document.querySelector('.span-row[data-span-id="`+sc.delegation+`"]').dataset.type === 'TOOL'`),
+		), ""},
+		{"a team run shows its kind and resource", chromedp.Steps(
+			chromedp.Click(css(`.span-row[data-span-id="`+sc.teamRoot+`"]`)),
+			waitJS(`(document.querySelector('[data-testid=detail-type]') || {}).textContent === 'TEAM'`),
+			waitJS(`(document.querySelector('[data-testid=detail-run-kind]') || {}).textContent === 'team'`),
+			waitJS(`(document.querySelector('[data-testid=resource]') || {textContent: ''}).textContent.includes('"service.name": "agentos"')`),
+		), ""},
+		{"the delegation names its member", chromedp.Steps(
+			chromedp.Click(css(`.span-row[data-span-id="`+sc.delegation+`"] .name`)),
+			waitJS(`(document.querySelector('[data-testid=detail-member]') || {}).textContent === `+jsString(sc.member)),
+			waitJS(`document.querySelector('[data-testid=detail-fact-type]').textContent === 'delegation'`),
 		), ""},
 		{"expand the team delegation", chromedp.Steps(
 			chromedp.Click(css(`.span-row[data-span-id="`+sc.delegation+`"] [data-testid=toggle]`)),
@@ -316,7 +346,7 @@ func TestBrowserTraceExplorer(t *testing.T) {
 		{"an LLM span shows model and tokens", chromedp.Steps(
 			chromedp.Click(css(`.span-row[data-span-id="`+sc.llmSpan+`"]`)),
 			waitJS(`(document.querySelector('[data-testid=detail-model]') || {}).textContent === `+jsString(sc.llmModel)),
-			waitJS(`/^\d+$/.test((document.querySelector('[data-testid=detail-input-tokens]') || {}).textContent)`),
+			waitJS(`(document.querySelector('[data-testid=detail-input-tokens]') || {}).textContent === `+jsString(sc.llmTokens)),
 			waitJS(`!!document.querySelector('[data-testid=detail-input]')`),
 		), ""},
 		{"select the failing tool", chromedp.Steps(
@@ -324,7 +354,7 @@ func TestBrowserTraceExplorer(t *testing.T) {
 			waitJS(`(document.querySelector('[data-testid=exception-message]') || {}).textContent === `+jsString(sc.errorText)),
 			waitJS(`document.querySelector('[data-testid=exception-type]').textContent === `+jsString(sc.errorType)),
 			waitJS(`document.querySelector('[data-testid=detail-tool-name]').textContent === `+jsString(sc.toolName)),
-			waitJS(`document.querySelector('[data-testid=raw-attributes]').textContent.includes('kern.exception.message')`),
+			waitJS(`document.querySelector('[data-testid=raw-attributes]').textContent.includes(`+jsString(sc.toolName)+`)`),
 			// Errors stand out: the failed span's name is red.
 			waitJS(`getComputedStyle(document.querySelector('.span-row[data-span-id="`+sc.toolSpan+`"] .name')).color === 'rgb(217, 45, 32)'`),
 			waitJS(`location.hash === '#/trace/`+sc.trace+`/`+sc.toolSpan+`'`),

@@ -1,15 +1,20 @@
 // Package apitest builds trace data for the API and web page tests: agent
-// and team runs shaped like the ones AgentOS emits, already normalised to
-// agno_spans rows with the gateway's kern.* attributes.
+// and team runs shaped like the ones AgentOS emits, sent as OTLP with the
+// keys real senders use (OpenInference, agno.*, OTel GenAI) and converted
+// by the receiver's converter into agno_spans rows.
 package apitest
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/internal/convert"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 )
@@ -19,7 +24,7 @@ type Options struct {
 	Traces     int       // number of runs (traces)
 	Start      time.Time // start of the first run; runs follow each other
 	Interval   time.Duration
-	Users      int     // distinct user_ids, default 3
+	Users      int     // distinct user ids, default 3
 	ErrorRatio float64 // share of runs in which a tool call fails
 	Seed       uint64
 }
@@ -34,6 +39,10 @@ const (
 	ExceptionPrefix = "search_web timed out after 30s"
 	ModelLeader     = "gpt-4o"
 	ModelMember     = "gpt-4o-mini"
+	ServiceName     = "agentos"
+	ScopeName       = "openinference.instrumentation.agno"
+	VectorStore     = "pgvector"
+	DelegationTool  = "delegate_task_to_member"
 )
 
 // UserID is the id of user i.
@@ -41,10 +50,20 @@ func UserID(i int) string { return fmt.Sprintf("user-%02d", i) }
 
 // Runs generates opts.Traces runs. Every third run is a team run whose
 // leader delegates to TeamMember (a sub-run with LLM and tool calls); the
-// others are agent runs with hooks, retrieval, an LLM call and a tool call.
-// In a share ErrorRatio of runs the search_web tool fails with a
+// others are agent runs with guardrail hooks, retrieval, LLM calls and a
+// tool call. In a share ErrorRatio of runs the search_web tool fails with a
 // TimeoutError, which marks the span and so the trace as ERROR.
+//
+// The conventions are mixed as in a real deployment: runs, hooks, retrieval
+// and the delegation carry OpenInference and agno.* keys; the leader's LLM
+// calls and the tools carry only OTel GenAI keys; the member's LLM calls
+// carry OpenInference keys. The converter adds what AgentOS reads.
 func Runs(opts Options) []model.Span {
+	return convertOTLP(RunsOTLP(opts))
+}
+
+// RunsOTLP is Runs before conversion, as the sender exports it.
+func RunsOTLP(opts Options) ptrace.Traces {
 	if opts.Users <= 0 {
 		opts.Users = 3
 	}
@@ -55,9 +74,11 @@ func Runs(opts Options) []model.Span {
 		opts.Start = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x6b65726e))
-	var out []model.Span
+	td, spans := newTraces()
 	for i := 0; i < opts.Traces; i++ {
-		g := &gen{rng: rng, traceID: hexID(rng, 16), at: opts.Start.Add(time.Duration(i) * opts.Interval)}
+		g := &gen{rng: rng, out: spans, at: opts.Start.Add(time.Duration(i) * opts.Interval)}
+		binary.BigEndian.PutUint64(g.traceID[:8], rng.Uint64())
+		binary.BigEndian.PutUint64(g.traceID[8:], rng.Uint64()|1)
 		g.user = UserID(i % opts.Users)
 		g.session = fmt.Sprintf("session-%03d", i/2)
 		g.run = fmt.Sprintf("run-%05d", i)
@@ -67,93 +88,139 @@ func Runs(opts Options) []model.Span {
 		} else {
 			g.agentRun(fail)
 		}
-		out = append(out, g.spans...)
 	}
-	return out
+	return td
+}
+
+// newTraces returns OTLP data with one resource and scope, as one AgentOS
+// process exports it, and the span list to fill.
+func newTraces() (ptrace.Traces, ptrace.SpanSlice) {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", ServiceName)
+	rs.Resource().Attributes().PutStr("telemetry.sdk.language", "python")
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName(ScopeName)
+	ss.Scope().SetVersion("0.1.20")
+	return td, ss.Spans()
+}
+
+// convertOTLP converts as the receiver does; the fixtures are valid, so a
+// rejection is a bug in them.
+func convertOTLP(td ptrace.Traces) []model.Span {
+	spans, rejected := convert.FromOTLP(td, time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), convert.Limits{})
+	if len(rejected) > 0 {
+		panic(fmt.Sprintf("apitest: converter rejected %d spans, first: %v", len(rejected), rejected[0]))
+	}
+	return spans
 }
 
 type gen struct {
 	rng                *rand.Rand
-	traceID            string
+	out                ptrace.SpanSlice
+	traceID            pcommon.TraceID
 	at                 time.Time
 	user, session, run string
-	spans              []model.Span
 }
 
-func hexID(rng *rand.Rand, n int) string {
-	const digits = "0123456789abcdef"
-	b := make([]byte, 2*n)
-	for i := range b {
-		b[i] = digits[rng.IntN(16)]
-	}
-	return string(b)
+func (g *gen) newID() pcommon.SpanID {
+	var id pcommon.SpanID
+	binary.BigEndian.PutUint64(id[:], g.rng.Uint64()|1)
+	return id
 }
 
-// span appends a span starting at start lasting d and returns its id.
-func (g *gen) span(parent, name, kind string, start time.Time, d time.Duration, attrs map[string]any, errMsg string) string {
-	id := hexID(g.rng, 8)
-	status := model.StatusOK
-	if errMsg != "" {
-		status = model.StatusError
-	}
-	attrs[model.KeyResource] = map[string]any{"service.name": "agentos", "telemetry.sdk.language": "python"}
-	b, err := json.Marshal(attrs)
-	if err != nil {
+// span appends a span with a chosen id starting at start lasting d; a
+// non-empty errMsg fails it.
+func (g *gen) span(id, parent pcommon.SpanID, name string, kind ptrace.SpanKind, start time.Time, d time.Duration, attrs map[string]any, errMsg string) ptrace.Span {
+	sp := g.out.AppendEmpty()
+	sp.SetTraceID(g.traceID)
+	sp.SetSpanID(id)
+	sp.SetParentSpanID(parent)
+	sp.SetName(name)
+	sp.SetKind(kind)
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(d)))
+	if err := sp.Attributes().FromRaw(attrs); err != nil {
 		panic(err)
 	}
-	end := start.Add(d)
-	g.spans = append(g.spans, model.Span{
-		SpanID: id, TraceID: g.traceID, ParentSpanID: parent, Name: name, SpanKind: kind,
-		StatusCode: status, StatusMessage: errMsg,
-		StartTime: model.FormatTime(start), EndTime: model.FormatTime(end), DurationMS: d.Milliseconds(),
-		Attributes: b, CreatedAt: model.FormatTime(end.Add(time.Second)),
-	})
-	return id
+	if errMsg != "" {
+		sp.Status().SetCode(ptrace.StatusCodeError)
+		sp.Status().SetMessage(errMsg)
+	} else {
+		sp.Status().SetCode(ptrace.StatusCodeOk)
+	}
+	return sp
 }
 
 func (g *gen) ms(lo, hi int) time.Duration {
 	return time.Duration(lo+g.rng.IntN(hi-lo+1)) * time.Millisecond
 }
 
-func (g *gen) ids(m map[string]any) map[string]any {
-	m[model.KeyUserID] = g.user
-	m[model.KeySessionID] = g.session
-	m[model.KeyRunID] = g.run
-	m["user.id"] = g.user
-	m["session.id"] = g.session
-	return m
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
-func (g *gen) llm(parent string, at time.Time, modelName, prompt, completion string, toolCalls []any) time.Duration {
+// call is a tool call an LLM asks for.
+type call struct{ id, name, args string }
+
+// llmGenAI is an LLM call described with OTel GenAI keys only.
+func (g *gen) llmGenAI(parent pcommon.SpanID, at time.Time, modelName, prompt, completion string, calls []call) time.Duration {
 	d := g.ms(300, 1800)
 	in, out := 200+g.rng.IntN(800), 20+g.rng.IntN(300)
-	attrs := map[string]any{
-		model.KeySpanType:           semantics.TypeLLM,
-		semantics.KeyModel:          modelName,
-		semantics.KeyInput:          prompt,
-		semantics.KeyOutput:         completion,
-		semantics.KeyInputTokens:    in,
-		semantics.KeyOutputTokens:   out,
-		semantics.KeyTotalTokens:    in + out,
-		semantics.KeyTemperature:    0.2,
-		"gen_ai.operation.name":     "chat",
-		"gen_ai.request.model":      modelName,
-		"gen_ai.usage.input_tokens": in,
+	parts := []any{map[string]any{"type": "text", "content": completion}}
+	for _, c := range calls {
+		parts = append(parts, map[string]any{"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.args})
 	}
-	if len(toolCalls) > 0 {
-		attrs[semantics.KeyToolCalls] = toolCalls
-	}
-	g.span(parent, "chat "+modelName, "CLIENT", at, d, attrs, "")
+	g.span(g.newID(), parent, "chat "+modelName, ptrace.SpanKindClient, at, d, map[string]any{
+		"gen_ai.operation.name":      "chat",
+		"gen_ai.provider.name":       "openai",
+		"gen_ai.request.model":       modelName,
+		"gen_ai.request.temperature": 0.2,
+		"gen_ai.usage.input_tokens":  in,
+		"gen_ai.usage.output_tokens": out,
+		"gen_ai.input.messages":      mustJSON([]any{map[string]any{"role": "user", "parts": []any{map[string]any{"type": "text", "content": prompt}}}}),
+		"gen_ai.output.messages":     mustJSON([]any{map[string]any{"role": "assistant", "parts": parts}}),
+	}, "")
 	return d
 }
 
-func (g *gen) tool(parent string, at time.Time, name, args, result string, fail bool) time.Duration {
+// llmOpenInference is an LLM call described with OpenInference keys, tool
+// calls flattened as the OpenInference instrumentors write them.
+func (g *gen) llmOpenInference(parent pcommon.SpanID, at time.Time, modelName, prompt, completion string, calls []call) time.Duration {
+	d := g.ms(300, 1800)
+	in, out := 200+g.rng.IntN(800), 20+g.rng.IntN(300)
+	attrs := map[string]any{
+		"openinference.span.kind":               "LLM",
+		"llm.model_name":                        modelName,
+		"llm.provider":                          "openai",
+		"llm.invocation_parameters":             `{"temperature": 0.2}`,
+		"llm.token_count.prompt":                in,
+		"llm.token_count.completion":            out,
+		"llm.token_count.total":                 in + out,
+		"input.value":                           prompt,
+		"output.value":                          completion,
+		"llm.output_messages.0.message.role":    "assistant",
+		"llm.output_messages.0.message.content": completion,
+	}
+	for i, c := range calls {
+		p := fmt.Sprintf("llm.output_messages.0.message.tool_calls.%d.tool_call.", i)
+		attrs[p+"id"] = c.id
+		attrs[p+"function.name"] = c.name
+		attrs[p+"function.arguments"] = c.args
+	}
+	g.span(g.newID(), parent, modelName+".invoke", ptrace.SpanKindInternal, at, d, attrs, "")
+	return d
+}
+
+// tool is a tool execution described with OTel GenAI keys; a failing one
+// records the exception event and an error status as OTel SDKs do.
+func (g *gen) tool(parent pcommon.SpanID, at time.Time, name, args, result string, fail bool) time.Duration {
 	d := g.ms(50, 900)
 	attrs := map[string]any{
-		model.KeySpanType:            semantics.TypeTool,
-		semantics.KeyToolName:        name,
-		semantics.KeyToolArguments:   args,
-		semantics.KeyInput:           args,
 		"gen_ai.operation.name":      "execute_tool",
 		"gen_ai.tool.name":           name,
 		"gen_ai.tool.call.arguments": args,
@@ -162,128 +229,178 @@ func (g *gen) tool(parent string, at time.Time, name, args, result string, fail 
 	if fail {
 		errMsg = fmt.Sprintf("%s (run %s)", ExceptionPrefix, g.run)
 		d = 30 * time.Second
-		attrs[semantics.KeyExceptionType] = ExceptionType
-		attrs[semantics.KeyExceptionMessage] = errMsg
-		attrs[model.KeyEvents] = []any{map[string]any{
-			"name": "exception", "time": model.FormatTime(at.Add(d)),
-			"attributes": map[string]any{"exception.type": ExceptionType, "exception.message": errMsg},
-		}}
 	} else {
-		attrs[semantics.KeyToolResult] = result
-		attrs[semantics.KeyOutput] = result
+		attrs["gen_ai.tool.call.result"] = result
 	}
-	g.span(parent, "execute_tool "+name, "INTERNAL", at, d, attrs, errMsg)
+	sp := g.span(g.newID(), parent, "execute_tool "+name, ptrace.SpanKindInternal, at, d, attrs, errMsg)
+	if fail {
+		ev := sp.Events().AppendEmpty()
+		ev.SetName("exception")
+		ev.SetTimestamp(pcommon.NewTimestampFromTime(at.Add(d)))
+		ev.Attributes().PutStr("exception.type", ExceptionType)
+		ev.Attributes().PutStr("exception.message", errMsg)
+	}
 	return d
 }
 
-func (g *gen) hook(parent string, at time.Time, typ, name, in, out string) time.Duration {
+// hook is an agno pre/post hook (typ "pre" or "post"), run as a guardrail.
+func (g *gen) hook(parent pcommon.SpanID, at time.Time, typ, name, in, out string) time.Duration {
 	d := g.ms(1, 30)
-	g.span(parent, typ+" "+name, "INTERNAL", at, d, map[string]any{
-		model.KeySpanType: typ, semantics.KeyHookName: name, semantics.KeyInput: in, semantics.KeyOutput: out,
+	g.span(g.newID(), parent, typ+"_hook "+name, ptrace.SpanKindInternal, at, d, map[string]any{
+		"openinference.span.kind": "GUARDRAIL",
+		"agno.hook.type":          typ,
+		"agno.hook.name":          name,
+		"input.value":             in,
+		"output.value":            out,
 	}, "")
 	return d
+}
+
+func (g *gen) retrieval(parent pcommon.SpanID, at time.Time, query string) time.Duration {
+	d := g.ms(20, 200)
+	attrs := map[string]any{
+		"openinference.span.kind": "RETRIEVER",
+		"input.value":             query,
+		"db.system":               VectorStore,
+		"gen_ai.request.top_k":    3,
+	}
+	for i, doc := range []struct {
+		id, content string
+		score       float64
+	}{{"doc-1", "Paris weather guide", 0.91}, {"doc-2", "France climate", 0.72}} {
+		p := fmt.Sprintf("retrieval.documents.%d.document.", i)
+		attrs[p+"id"] = doc.id
+		attrs[p+"content"] = doc.content
+		attrs[p+"score"] = doc.score
+	}
+	g.span(g.newID(), parent, "knowledge.search", ptrace.SpanKindInternal, at, d, attrs, "")
+	return d
+}
+
+// root appends the run's root span: an AgentOS agent or team run with the
+// ids AgentOS puts on it.
+func (g *gen) root(id pcommon.SpanID, name string, end time.Time, attrs map[string]any) {
+	attrs["openinference.span.kind"] = "AGENT"
+	attrs["agno.run.id"] = g.run
+	attrs["session.id"] = g.session
+	attrs["user.id"] = g.user
+	g.span(id, pcommon.SpanID{}, name, ptrace.SpanKindInternal, g.at, end.Sub(g.at), attrs, "")
 }
 
 func (g *gen) agentRun(fail bool) {
-	rootID := hexID(g.rng, 8)
+	rootID := g.newID()
 	t := g.at.Add(g.ms(1, 5))
-	t = t.Add(g.hook(rootID, t, semantics.TypePreHook, "validate_input", `{"message":"What is the weather in Paris?"}`, `{"message":"What is the weather in Paris?"}`))
-	q := "weather Paris"
-	d := g.ms(20, 200)
-	g.span(rootID, "knowledge.search", "INTERNAL", t, d, map[string]any{
-		model.KeySpanType:                 semantics.TypeRetrieval,
-		semantics.KeyRetrievalQuery:       q,
-		semantics.KeyInput:                q,
-		semantics.KeyRetrievalVectorStore: "pgvector",
-		semantics.KeyRetrievalK:           3,
-		semantics.KeyRetrievalDocuments:   []any{map[string]any{"id": "doc-1", "content": "Paris weather guide", "score": 0.91}, map[string]any{"id": "doc-2", "content": "France climate", "score": 0.72}},
-		semantics.KeyRetrievalScores:      []any{0.91, 0.72},
-	}, "")
-	t = t.Add(d)
-	calls := []any{map[string]any{"name": FailingTool, "arguments": `{"query":"weather Paris"}`, "id": "call_1"}}
-	t = t.Add(g.llm(rootID, t, ModelLeader, `[{"role":"user","content":"What is the weather in Paris?"}]`, `[{"role":"assistant","content":""}]`, calls))
-	t = t.Add(g.tool(rootID, t, FailingTool, `{"query":"weather Paris"}`, `{"results":["Sunny, 24°C"]}`, fail))
-	t = t.Add(g.llm(rootID, t, ModelLeader, `[{"role":"tool","content":"Sunny, 24°C"}]`, `[{"role":"assistant","content":"It is sunny and 24°C in Paris."}]`, nil))
-	t = t.Add(g.hook(rootID, t, semantics.TypePostHook, "redact_pii", "It is sunny and 24°C in Paris.", "It is sunny and 24°C in Paris."))
-	g.finishRoot(rootID, "Agent.run "+AgentName, t.Add(g.ms(1, 5)), map[string]any{
-		model.KeySpanType: semantics.TypeRun, semantics.KeyRunKind: "agent", model.KeyAgentID: AgentName,
-		semantics.KeyModel: ModelLeader, semantics.KeyInput: "What is the weather in Paris?",
+	question := "What is the weather in Paris?"
+	t = t.Add(g.hook(rootID, t, "pre", "validate_input", question, question))
+	t = t.Add(g.retrieval(rootID, t, "weather Paris"))
+	args := `{"query":"weather Paris"}`
+	t = t.Add(g.llmGenAI(rootID, t, ModelLeader, question, "", []call{{"call_1", FailingTool, args}}))
+	t = t.Add(g.tool(rootID, t, FailingTool, args, `{"results":["Sunny, 24°C"]}`, fail))
+	answer := "It is sunny and 24°C in Paris."
+	t = t.Add(g.llmGenAI(rootID, t, ModelLeader, "Sunny, 24°C", answer, nil))
+	t = t.Add(g.hook(rootID, t, "post", "redact_pii", answer, answer))
+	g.root(rootID, "Agent.run "+AgentName, t.Add(g.ms(1, 5)), map[string]any{
+		"agno.agent.id": AgentName, "input.value": question, "output.value": answer,
 	})
 }
 
 func (g *gen) teamRun(fail bool) {
-	rootID := hexID(g.rng, 8)
+	rootID := g.newID()
 	t := g.at.Add(g.ms(1, 5))
-	calls := []any{map[string]any{"name": "delegate_task_to_member", "arguments": `{"member_id":"` + TeamMember + `"}`, "id": "call_d"}}
-	t = t.Add(g.llm(rootID, t, ModelLeader, `[{"role":"user","content":"Summarise today's AI news"}]`, `[{"role":"assistant","content":""}]`, calls))
+	delegateArgs := `{"member_id":"` + TeamMember + `","task":"Find today's AI news"}`
+	t = t.Add(g.llmGenAI(rootID, t, ModelLeader, "Summarise today's AI news", "", []call{{"call_d", DelegationTool, delegateArgs}}))
 
-	// Delegation with the member's sub-run under it.
-	delID := hexID(g.rng, 8)
+	// The delegation, with the member's sub-run under it.
+	delID, memberRun := g.newID(), g.newID()
 	dStart := t
 	mStart := t.Add(g.ms(1, 5))
-	memberRun := hexID(g.rng, 8)
 	mt := mStart.Add(g.ms(1, 5))
-	mt = mt.Add(g.llm(memberRun, mt, ModelMember, `[{"role":"user","content":"Find today's AI news"}]`, `[{"role":"assistant","content":""}]`,
-		[]any{map[string]any{"name": FailingTool, "arguments": `{"query":"AI news today"}`, "id": "call_2"}}))
-	mt = mt.Add(g.tool(memberRun, mt, FailingTool, `{"query":"AI news today"}`, `{"results":["Model X released"]}`, fail))
-	mt = mt.Add(g.llm(memberRun, mt, ModelMember, `[{"role":"tool","content":"Model X released"}]`, `[{"role":"assistant","content":"Model X was released."}]`, nil))
+	args := `{"query":"AI news today"}`
+	mt = mt.Add(g.llmOpenInference(memberRun, mt, ModelMember, "Find today's AI news", "", []call{{"call_2", FailingTool, args}}))
+	mt = mt.Add(g.tool(memberRun, mt, FailingTool, args, `{"results":["Model X released"]}`, fail))
+	mt = mt.Add(g.llmOpenInference(memberRun, mt, ModelMember, "Model X released", "Model X was released.", nil))
 	mEnd := mt.Add(g.ms(1, 5))
-	g.spanWithID(memberRun, delID, "Agent.run "+TeamMember, mStart, mEnd, map[string]any{
-		model.KeySpanType: semantics.TypeRun, semantics.KeyRunKind: "agent", model.KeyAgentID: TeamMember, semantics.KeyModel: ModelMember,
+	g.span(memberRun, delID, "Agent.run "+TeamMember, ptrace.SpanKindInternal, mStart, mEnd.Sub(mStart), map[string]any{
+		"openinference.span.kind": "AGENT", "agno.agent.id": TeamMember, "agno.run.id": g.run + "-member",
+		"input.value": "Find today's AI news", "output.value": "Model X was released.",
 	}, "")
 	dEnd := mEnd.Add(g.ms(1, 5))
-	g.spanWithID(delID, rootID, "delegate_task_to_member "+TeamMember, dStart, dEnd, map[string]any{
-		model.KeySpanType: semantics.TypeDelegation, semantics.KeyDelegationMember: TeamMember, semantics.KeyDelegationMode: "coordinate",
-		semantics.KeyInput: "Find today's AI news",
+	g.span(delID, rootID, DelegationTool+" "+TeamMember, ptrace.SpanKindInternal, dStart, dEnd.Sub(dStart), map[string]any{
+		"openinference.span.kind": "TOOL", "tool.name": DelegationTool, "input.value": delegateArgs,
+		"output.value": "Model X was released.",
 	}, "")
 	t = dEnd
-	t = t.Add(g.llm(rootID, t, ModelLeader, `[{"role":"user","content":"member answered"}]`, `[{"role":"assistant","content":"Here is today's AI news."}]`, nil))
-	g.finishRoot(rootID, "Team.run "+TeamName, t.Add(g.ms(1, 5)), map[string]any{
-		model.KeySpanType: semantics.TypeRun, semantics.KeyRunKind: "team", model.KeyTeamID: TeamName,
-		semantics.KeyModel: ModelLeader, semantics.KeyInput: "Summarise today's AI news",
+	t = t.Add(g.llmGenAI(rootID, t, ModelLeader, "member answered", "Here is today's AI news.", nil))
+	g.root(rootID, "Team.run "+TeamName, t.Add(g.ms(1, 5)), map[string]any{
+		"agno.team.id": TeamName, "input.value": "Summarise today's AI news", "output.value": "Here is today's AI news.",
 	})
 }
 
-// spanWithID appends a span whose id was chosen before its children.
-func (g *gen) spanWithID(id, parent, name string, start, end time.Time, attrs map[string]any, errMsg string) {
-	n := len(g.spans)
-	g.span(parent, name, "INTERNAL", start, end.Sub(start), attrs, errMsg)
-	g.spans[n].SpanID = id
-}
-
-func (g *gen) finishRoot(id, name string, end time.Time, attrs map[string]any) {
-	g.spanWithID(id, "", name, g.at, end, g.ids(attrs), "")
-}
+// BigTraceID is the trace id of BigTrace.
+const BigTraceID = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
 
 // BigTrace is one run with n spans: a team leader delegating to n/10
-// members, each with an LLM call, tools and hooks (depth 4).
+// members, each with LLM calls, tools, hooks and retrievals (depth 4).
 func BigTrace(n int, at time.Time) []model.Span {
-	tid := strings.Repeat("5e", 16)
-	var spans []model.Span
-	id := func(i int) string { return fmt.Sprintf("%016x", i+1) }
-	add := func(i int, parent int, typ string, off time.Duration) {
-		p := ""
-		if parent >= 0 {
-			p = id(parent)
-		}
-		attrs := fmt.Sprintf(`{"kern.span.type":%q,"kern.input":"input of span %d","kern.model":"gpt-4o","kern.usage.input_tokens":%d}`, typ, i, i)
-		spans = append(spans, model.Span{SpanID: id(i), TraceID: tid, ParentSpanID: p, Name: typ + " " + id(i), SpanKind: "INTERNAL",
-			StatusCode: model.StatusOK, StartTime: model.FormatTime(at.Add(off)), EndTime: model.FormatTime(at.Add(off + 50*time.Millisecond)),
-			DurationMS: 50, Attributes: []byte(attrs), CreatedAt: model.FormatTime(at)})
+	td, spans := newTraces()
+	var tid pcommon.TraceID
+	for i := range tid {
+		tid[i] = 0x5e
 	}
-	add(0, -1, "run", 0)
+	id := func(i int) pcommon.SpanID {
+		var s pcommon.SpanID
+		binary.BigEndian.PutUint64(s[:], uint64(i+1))
+		return s
+	}
+	add := func(i, parent int, attrs map[string]any, off time.Duration) {
+		sp := spans.AppendEmpty()
+		sp.SetTraceID(tid)
+		sp.SetSpanID(id(i))
+		if parent >= 0 {
+			sp.SetParentSpanID(id(parent))
+		}
+		sp.SetName(fmt.Sprintf("span %d", i))
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(off)))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(off + 50*time.Millisecond)))
+		sp.Status().SetCode(ptrace.StatusCodeOk)
+		attrs["input.value"] = fmt.Sprintf("input of span %d", i)
+		if err := sp.Attributes().FromRaw(attrs); err != nil {
+			panic(err)
+		}
+	}
+	add(0, -1, map[string]any{"openinference.span.kind": "AGENT", "agno.team.id": TeamName, "agno.run.id": "run-big"}, 0)
 	parent := 0
 	for i := 1; i < n; i++ {
+		off := time.Duration(i) * time.Millisecond
 		switch {
 		case i%10 == 1:
-			add(i, 0, "delegation", time.Duration(i)*time.Millisecond)
+			add(i, 0, map[string]any{"openinference.span.kind": "TOOL", "tool.name": DelegationTool}, off)
 			parent = i
 		case i%10 == 2:
-			add(i, parent, "run", time.Duration(i)*time.Millisecond)
+			add(i, parent, map[string]any{"openinference.span.kind": "AGENT", "agno.agent.id": TeamMember}, off)
 			parent = i
 		default:
-			add(i, parent, []string{"llm", "tool", "pre_hook", "retrieval"}[i%4], time.Duration(i)*time.Millisecond)
+			add(i, parent, [](func() map[string]any){
+				func() map[string]any {
+					return map[string]any{"gen_ai.operation.name": "chat", "gen_ai.request.model": ModelLeader, "gen_ai.usage.input_tokens": i}
+				},
+				func() map[string]any {
+					return map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": FailingTool}
+				},
+				func() map[string]any {
+					return map[string]any{"agno.hook.type": "pre", "agno.hook.name": "validate_input"}
+				},
+				func() map[string]any { return map[string]any{"openinference.span.kind": "RETRIEVER"} },
+			}[i%4](), off)
 		}
 	}
-	return spans
+	return convertOTLP(td)
+}
+
+// Annotated is the attributes a span with these sender attributes is stored
+// with: the converter's semantics.Annotate applied, as JSON. For tests that
+// build model.Span rows directly.
+func Annotated(info semantics.Info, attrs map[string]any) []byte {
+	semantics.Annotate(info, attrs)
+	return []byte(mustJSON(attrs))
 }

@@ -9,9 +9,10 @@
   var POLL_MS = parseInt(document.body.dataset.pollMs, 10) || 5000;
   var PAGE = 50;
   var RANGES = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
+  // AgentOS's node types (the API's span "type") and their badges.
   var TYPE_LABEL = {
-    run: 'RUN', llm: 'LLM', embedding: 'EMB', tool: 'TOOL', pre_hook: 'PRE', post_hook: 'POST',
-    retrieval: 'RAG', delegation: 'TEAM', other: 'SPAN'
+    AGENT: 'AGENT', TEAM: 'TEAM', WORKFLOW: 'FLOW', LLM: 'LLM', EMBEDDING: 'EMB', TOOL: 'TOOL',
+    RETRIEVER: 'RAG', RERANKER: 'RANK', GUARDRAIL: 'GUARD', EVALUATOR: 'EVAL', PROMPT: 'PROMPT', UNKNOWN: 'SPAN'
   };
 
   function $(id) { return document.getElementById(id); }
@@ -400,13 +401,19 @@
     }
   }
 
-  function spanType(s) { return TYPE_LABEL[s.type] ? s.type : 'other'; }
+  // spanType is the node type the waterfall draws ("UNKNOWN" for one a
+  // sender invented).
+  function spanType(s) { return TYPE_LABEL[s.type] ? s.type : 'UNKNOWN'; }
+
+  // factType is the gateway's finer type from the span's facts: run, llm,
+  // tool, pre_hook, post_hook, retrieval, delegation, embedding, other.
+  function factType(s) { return (s.facts && s.facts.type) || 'other'; }
 
   function spanNode(s, depth, t0, total, errs) {
     var type = spanType(s);
     var hasKids = !!(s.children && s.children.length);
     // A team delegation's sub-run starts folded: the leader's flow reads first.
-    var collapsed = hasKids && type === 'delegation';
+    var collapsed = hasKids && factType(s) === 'delegation';
     var isErr = s.status_code === 'ERROR';
 
     var toggle = el('button', { type: 'button', className: 'toggle' + (hasKids ? '' : ' leaf'), tabIndex: -1,
@@ -416,7 +423,7 @@
     inner.hidden = !(collapsed && errs > 0);
     var label = el('div', { className: 'span-label', style: { paddingLeft: (4 + depth * 16) + 'px' } },
       toggle,
-      el('span', { className: 'badge t-' + type, title: s.type || 'unclassified' }, TYPE_LABEL[type]),
+      el('span', { className: 'badge t-' + type.toLowerCase(), title: (s.type || 'UNKNOWN') + ' · ' + factType(s) }, TYPE_LABEL[type]),
       el('span', { className: 'name', title: s.name }, s.name),
       s.orphan ? el('span', { className: 'orphan', title: 'Its parent span has not arrived (yet)' }, 'orphan') : null,
       inner);
@@ -424,7 +431,7 @@
     var left = (parseMicros(s.start_time) - t0) / total * 100;
     var width = Math.max(s.duration_ms * 1000 / total * 100, 0.15);
     if (left + width > 100) width = Math.max(100 - left, 0.15);
-    var bar = el('div', { className: 'bar t-' + type, style: { left: left + '%', width: width + '%' } });
+    var bar = el('div', { className: 'bar t-' + type.toLowerCase(), style: { left: left + '%', width: width + '%' } });
     var tag = el('span', { className: 'bar-label' }, fmtDur(s.duration_ms));
     // The duration goes after the bar, else before it, else inside its end.
     if (left + width < 80) tag.style.left = 'calc(' + (left + width) + '% + 4px)';
@@ -435,7 +442,7 @@
     }
     var row = el('div', {
       className: 'span-row' + (isErr ? ' error' : ''), tabIndex: 0,
-      dataset: { spanId: s.span_id, type: s.type || '', status: s.status_code, testid: 'span-row' }
+      dataset: { spanId: s.span_id, type: s.type || '', factType: factType(s), status: s.status_code, testid: 'span-row' }
     }, label, el('div', { className: 'bar-track' }, bar, tag));
     row.setAttribute('role', 'treeitem');
     row.setAttribute('aria-level', String(depth + 1));
@@ -533,19 +540,24 @@
     return dl.children.length ? dl : null;
   }
 
-  function ioSections(a, inTitle, outTitle, inKey, outKey) {
-    var i = attr(a, inKey || 'kern.input'), o = attr(a, outKey || 'kern.output');
+  // ioSections shows a span's input and output facts (or the given ones).
+  function ioSections(f, inTitle, outTitle, input, output) {
+    var i = input !== undefined ? input : f.input, o = output !== undefined ? output : f.output;
     return [
       i !== undefined ? section(inTitle, value(i, 'detail-input')) : null,
       o !== undefined ? section(outTitle, value(o, 'detail-output')) : null
     ];
   }
 
-  function typeSections(s, a) {
-    switch (s.type) {
+  // typeSections shows what the span's facts say for its kind of work. The
+  // facts are the same whatever convention (GenAI, OpenInference, agno.*)
+  // the sender used.
+  function typeSections(s, f) {
+    var type = factType(s);
+    switch (type) {
       case 'llm':
       case 'embedding': {
-        var calls = parseMaybeJSON(attr(a, 'kern.llm.tool_calls'));
+        var calls = f['llm.tool_calls'];
         var callList = Array.isArray(calls) && calls.length ? section('Tool calls', el('div', null, calls.map(function (c) {
           var args = parseMaybeJSON(c && c.arguments);
           return el('div', { className: 'msg', dataset: { testid: 'tool-call' } },
@@ -553,25 +565,23 @@
             args !== undefined && args !== '' ? pre(args) : null);
         }))) : null;
         return [section('Model', kv([
-          ['model', attr(a, 'kern.model'), 'detail-model'],
-          ['temperature', attr(a, 'kern.llm.temperature')],
-          ['input tokens', attr(a, 'kern.usage.input_tokens'), 'detail-input-tokens'],
-          ['output tokens', attr(a, 'kern.usage.output_tokens'), 'detail-output-tokens'],
-          ['total tokens', attr(a, 'kern.usage.total_tokens')]
-        ]))].concat(ioSections(a, 'Prompt', 'Completion'), [callList]);
+          ['model', f.model, 'detail-model'],
+          ['temperature', f['llm.temperature']],
+          ['input tokens', f['usage.input_tokens'], 'detail-input-tokens'],
+          ['output tokens', f['usage.output_tokens'], 'detail-output-tokens'],
+          ['total tokens', f['usage.total_tokens'], 'detail-total-tokens']
+        ]))].concat(ioSections(f, type === 'llm' ? 'Prompt' : 'Input', 'Completion'), [callList]);
       }
       case 'tool':
-        return [section('Tool', kv([['name', attr(a, 'kern.tool.name'), 'detail-tool-name']]))].concat(
-          ioSections(a, 'Arguments', 'Result',
-            attr(a, 'kern.tool.arguments') !== undefined ? 'kern.tool.arguments' : 'kern.input',
-            attr(a, 'kern.tool.result') !== undefined ? 'kern.tool.result' : 'kern.output'));
+        return [section('Tool', kv([['name', f['tool.name'], 'detail-tool-name']]))].concat(
+          ioSections(f, 'Arguments', 'Result', f['tool.arguments'], f['tool.result']));
       case 'pre_hook':
       case 'post_hook':
-        return [section('Hook', kv([['name', attr(a, 'kern.hook.name'), 'detail-hook-name'], ['stage', s.type === 'pre_hook' ? 'before the run' : 'after the run']]))]
-          .concat(ioSections(a, 'Input', 'Output'));
+        return [section('Hook', kv([['name', f['hook.name'], 'detail-hook-name'], ['stage', type === 'pre_hook' ? 'before the run' : 'after the run']]))]
+          .concat(ioSections(f, 'Input', 'Output'));
       case 'retrieval': {
-        var docs = parseMaybeJSON(attr(a, 'kern.retrieval.documents'));
-        var scores = parseMaybeJSON(attr(a, 'kern.retrieval.scores'));
+        var docs = f['retrieval.documents'];
+        var scores = f['retrieval.scores'];
         var docTable = null;
         if (Array.isArray(docs) && docs.length) {
           docTable = el('table', { className: 'docs', dataset: { testid: 'retrieval-documents' } },
@@ -584,35 +594,38 @@
             })));
         }
         return [section('Retrieval', kv([
-          ['query', attr(a, 'kern.retrieval.query'), 'detail-query'],
-          ['vector store', attr(a, 'kern.retrieval.vector_store')],
-          ['k', attr(a, 'kern.retrieval.k')],
+          ['query', f['retrieval.query'], 'detail-query'],
+          ['vector store', f['retrieval.vector_store'], 'detail-vector-store'],
+          ['k', f['retrieval.k']],
           ['scores', !docTable && Array.isArray(scores) ? scores.join(', ') : undefined]
         ])), docTable ? section('Documents', docTable) : null];
       }
       case 'delegation':
         return [section('Delegation', kv([
-          ['member', attr(a, 'kern.delegation.member'), 'detail-member'],
-          ['mode', attr(a, 'kern.delegation.mode'), 'detail-mode']
-        ]))].concat(ioSections(a, 'Task', 'Result'));
+          ['member', f['delegation.member'], 'detail-member'],
+          ['mode', f['delegation.mode'], 'detail-mode']
+        ]))].concat(ioSections(f, 'Task', 'Result'));
       case 'run':
         return [section('Run', kv([
-          ['kind', attr(a, 'kern.run.kind')], ['model', attr(a, 'kern.model')],
-          ['agent', attr(a, 'kern.agent_id')], ['team', attr(a, 'kern.team_id')], ['workflow', attr(a, 'kern.workflow_id')],
-          ['user', attr(a, 'kern.user_id')], ['session', attr(a, 'kern.session_id')], ['run', attr(a, 'kern.run_id')]
-        ]))].concat(ioSections(a, 'Input', 'Output'));
+          ['kind', f['run.kind'], 'detail-run-kind'], ['model', f.model, 'detail-model'],
+          ['agent', f.agent_id], ['team', f.team_id], ['workflow', f.workflow_id],
+          ['user', f.user_id], ['session', f.session_id], ['run', f.run_id]
+        ]))].concat(ioSections(f, 'Input', 'Output'));
       default:
-        return ioSections(a, 'Input', 'Output');
+        return ioSections(f, 'Input', 'Output');
     }
   }
 
   function renderDetail(s) {
     var a = s.attributes && typeof s.attributes === 'object' ? s.attributes : {};
+    var f = s.facts && typeof s.facts === 'object' ? s.facts : {};
     var box = $('detail');
     var out = [
       el('h2', { dataset: { testid: 'detail-name' } }, s.name),
       kv([
-        ['type', s.type || 'unclassified', 'detail-type'],
+        ['type', s.type || 'UNKNOWN', 'detail-type'],
+        // The gateway's finer reading, where it says more than the type.
+        ['role', factType(s) === 'other' || factType(s) === String(s.type).toLowerCase() ? '' : factType(s).replace('_', ' '), 'detail-fact-type'],
         ['status', el('span', { className: 'pill ' + s.status_code }, s.status_code), 'detail-status'],
         ['duration', fmtDur(s.duration_ms)],
         ['start', fmtTime(s.start_time)],
@@ -621,7 +634,7 @@
         ['parent', s.parent_span_id || (s.orphan ? 'missing' : '')]
       ])
     ];
-    var etype = attr(a, 'kern.exception.type'), emsg = attr(a, 'kern.exception.message');
+    var etype = f['exception.type'], emsg = f['exception.message'];
     if (etype !== undefined || emsg !== undefined || (s.status_code === 'ERROR' && s.status_message)) {
       out.push(section('Exception', el('div', { className: 'exception', dataset: { testid: 'exception' } },
         el('div', { className: 'etype', dataset: { testid: 'exception-type' } }, etype === undefined ? 'Error' : String(etype)),
@@ -629,7 +642,7 @@
     } else if (s.status_message) {
       out.push(section('Status message', pre(s.status_message)));
     }
-    out = out.concat(typeSections(s, a));
+    out = out.concat(typeSections(s, f));
     var events = parseMaybeJSON(attr(a, 'kern.events'));
     if (Array.isArray(events) && events.length) {
       out.push(section('Events', el('div', { dataset: { testid: 'events' } }, events.map(function (ev) {
@@ -638,8 +651,13 @@
           ev.attributes && Object.keys(ev.attributes).length ? pre(ev.attributes) : null);
       }))));
     }
-    var res = attr(a, 'kern.resource');
-    if (res && typeof res === 'object') out.push(section('Resource', pre(res)));
+    if (s.resource && typeof s.resource === 'object') out.push(section('Resource', pre(s.resource, 'resource')));
+    if (s.scope && typeof s.scope === 'object') {
+      out.push(section('Instrumentation scope', kv([
+        ['name', s.scope.name, 'scope-name'], ['version', s.scope.version],
+        ['attributes', s.scope.attributes && Object.keys(s.scope.attributes).length ? s.scope.attributes : undefined]
+      ])));
+    }
     out.push(section('All attributes', pre(a, 'raw-attributes')));
     box.replaceChildren.apply(box, out.filter(Boolean));
     box.scrollTop = 0;
