@@ -42,7 +42,7 @@ func (b *qb) String() string { return b.sb.String() }
 var attrKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@-]{1,128}$`)
 
 // jsonPath is the SQLite JSON path of a top-level key. Keys hold dots
-// ("kern.span.type"), so the label is quoted; attrKeyRE keeps quotes out.
+// ("openinference.span.kind"), so the label is quoted; attrKeyRE keeps quotes out.
 func jsonPath(key string) string { return `$."` + key + `"` }
 
 // attrText is the SQL expression for attributes[key] as text (NULL when
