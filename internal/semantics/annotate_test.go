@@ -208,7 +208,7 @@ func TestRootIDsFollowAgnoKeyOrder(t *testing.T) {
 	}{
 		{"agno keys", map[string]any{"agno.run.id": "r", "agno.session.id": "s", "agno.user.id": "u",
 			"agno.agent.id": "a", "agno.team.id": "t", "agno.workflow.id": "w"},
-			model.TraceIDs{"r", "s", "u", "a", "t", "w"}},
+			model.TraceIDs{RunID: "r", SessionID: "s", UserID: "u", AgentID: "a", TeamID: "t", WorkflowID: "w"}},
 		{"plain keys win over agno.*", map[string]any{"run_id": "r1", "agno.run.id": "r2", "session_id": "s1",
 			"agno.session.id": "s2", "session.id": "s3", "user_id": "u1", "user.id": "u3"},
 			model.TraceIDs{RunID: "r1", SessionID: "s1", UserID: "u1"}},
