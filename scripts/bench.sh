@@ -20,8 +20,8 @@ $GO test -run '^$' -bench 'StoredAttributeBytes' -benchtime 1x ./internal/conver
 echo "== Go benchmarks (pluginhost: one destination's path through a plugin process)"
 $GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/ ./internal/pluginhost/
 
-echo "== trace API: list over 1,000,000 traces (index plans asserted) and a 2,000-span tree"
-$GO test -run '^$' -bench 'ListTraces1M|TraceTree2000' -benchtime 1x ./internal/api/
+echo "== trace API: list over 1,000,000 traces (index plans asserted), a 2,000-span tree, and the 24 h summary over 10,000,000 spans"
+$GO test -run '^$' -bench 'ListTraces1M|TraceTree2000|Summary10MSpans' -benchtime 1x ./internal/api/
 
 # The soak test takes ten minutes: only with SOAK=1. SOAK_DURATION,
 # SOAK_RATE (agent runs/s) and SOAK_FLAGS (e.g. "-storage postgres -dsn ...")
