@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
-	"github.com/kern-agents/trace-gateway/internal/store"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // Summary is the body of GET /api/summary.
