@@ -251,6 +251,10 @@ func run(ctx context.Context, b *bench, want map[string]bool, spans, perReq, rou
 		// Secondary: the gateway against itself.
 		fmt.Printf("(secondary) gateway ingest rate with %d destinations / without: %.2f\n", sinks,
 			median(field(gwFan, func(x fanResult) float64 { return x.ingestRate }))/median(field(ing, func(x ingestResult) float64 { return x.rate })))
+		own := func(s cpuSplit) float64 { return us(s.role[roleGateway] + s.role[rolePlugins]) }
+		fmt.Printf("(secondary) gateway+plugins CPU: %.1f µs per span to ingest, %.1f more per span per destination\n",
+			median(field(ing, func(x ingestResult) float64 { return own(x.cpu) })),
+			(median(field(gwFan, func(x fanResult) float64 { return own(x.cpu) }))-median(field(ing, func(x ingestResult) float64 { return own(x.cpu) })))/float64(sinks))
 	}
 	printCPUTable(ing, cp, gwFan, colFan)
 	return nil
