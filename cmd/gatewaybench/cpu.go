@@ -145,6 +145,18 @@ func postgresProcs(procs []gwbuild.Proc) []int {
 	return out
 }
 
+// own is the CPU time of the side's own processes: every role but the
+// rest of the PostgreSQL server, which other clients share.
+func (s cpuSplit) own() time.Duration {
+	var d time.Duration
+	for r, x := range s.role {
+		if r != rolePGRest {
+			d += x
+		}
+	}
+	return d
+}
+
 // perSpan divides every figure by n spans.
 func (s cpuSplit) perSpan(n int) cpuSplit {
 	d := time.Duration(max(n, 1))

@@ -256,6 +256,20 @@ func run(ctx context.Context, b *bench, want map[string]bool, spans, perReq, rou
 			median(field(ing, func(x ingestResult) float64 { return own(x.cpu) })),
 			(median(field(gwFan, func(x fanResult) float64 { return own(x.cpu) }))-median(field(ing, func(x ingestResult) float64 { return own(x.cpu) })))/float64(sinks))
 	}
+	if len(ing) > 0 || len(gwFan) > 0 {
+		// Wall-time ratios move with whatever else the machine runs; the
+		// CPU each side's own processes spent per span does much less.
+		fmt.Printf("(secondary) CPU per span of each side's own processes (all but \"PostgreSQL rest\" and \"other\" below):")
+		if len(ing) > 0 {
+			fmt.Printf(" raw COPY / gateway ingest %.2f;", median(field(cp, func(x copyResult) float64 { return us(x.cpu.own()) }))/
+				median(field(ing, func(x ingestResult) float64 { return us(x.cpu.own()) })))
+		}
+		if len(gwFan) > 0 {
+			fmt.Printf(" collector / gateway fan-out %.2f", median(field(colFan, func(x fanResult) float64 { return us(x.cpu.own()) }))/
+				median(field(gwFan, func(x fanResult) float64 { return us(x.cpu.own()) })))
+		}
+		fmt.Println()
+	}
 	printCPUTable(ing, cp, gwFan, colFan)
 	return nil
 }

@@ -202,6 +202,10 @@ func TestMedians(t *testing.T) {
 	var a, b, c cpuSplit
 	a.role[roleGateway], b.role[roleGateway], c.role[roleGateway] = 1, 9, 5
 	a.busy, b.busy, c.busy = 30, 10, 20
+	c.role[rolePGRest], c.role[roleSinks] = 100, 7
+	if c.own() != 12 {
+		t.Errorf("own() = %v, want 12: gateway and sinks, not the rest of the PostgreSQL server", c.own())
+	}
 	m := medianSplit([]cpuSplit{a, b, c})
 	if m.role[roleGateway] != 5 || m.busy != 20 {
 		t.Errorf("medianSplit: gateway %v, busy %v; want 5 and 20, each role on its own", m.role[roleGateway], m.busy)
