@@ -11,7 +11,6 @@
 #   BENCH_FLAGS="-rounds 5" make bench            # more rounds
 #   BENCH_FLAGS="-parts ingest" make bench        # only ingest vs COPY
 #   BENCH_FLAGS="-collector /path/to/otelcol" make bench
-# MICRO=0 skips the Go micro-benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -24,13 +23,11 @@ $GO build -o bin/gatewaybench ./cmd/gatewaybench
 echo "== the gateway vs a raw COPY (ingest) and vs the OpenTelemetry Collector (fan-out)"
 ./bin/gatewaybench -dsn "$dsn" -gateway bin/gateway ${BENCH_FLAGS:-}
 
-if [ "${MICRO:-1}" != 0 ]; then
-  echo "== Go benchmarks (pluginhost: one destination's path through a plugin process)"
-  $GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/ ./internal/pluginhost/
+echo "== Go benchmarks (pluginhost: one destination's path through a plugin process)"
+$GO test -run '^$' -bench . -benchtime 2s ./internal/convert/ ./internal/store/postgres/ ./internal/pluginhost/
 
-  echo "== trace API: list over 1,000,000 traces (index plans asserted) and a 2,000-span tree"
-  $GO test -run '^$' -bench 'ListTraces1M|TraceTree2000' -benchtime 1x ./internal/api/
-fi
+echo "== trace API: list over 1,000,000 traces (index plans asserted) and a 2,000-span tree"
+$GO test -run '^$' -bench 'ListTraces1M|TraceTree2000' -benchtime 1x ./internal/api/
 
 # The soak test takes ten minutes: only with SOAK=1. SOAK_DURATION,
 # SOAK_RATE (agent runs/s) and SOAK_FLAGS (e.g. "-storage postgres -dsn ...")
