@@ -38,7 +38,7 @@ var workload = []sim.Options{
 }
 
 // drainTimeout bounds the wait for every vendor to have every stored span.
-const drainTimeout = 30 * time.Second
+const drainTimeout = 2 * time.Minute
 
 // TestAllVendors runs one gateway with every built-in vendor destination at
 // once and checks what each vendor's fake received against the database.
