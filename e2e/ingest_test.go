@@ -64,7 +64,7 @@ func TestGatewayKilledMidStream(t *testing.T) {
 				gw.Kill()
 				ackedAtKill = load.Acked()
 				time.Sleep(time.Second) // senders meet a closed port meanwhile
-				gw.Start()
+				gw.Restart()
 			}
 			load.waitAcked(len(ackedAtKill)+2000, time.Minute)
 			load.Stop(time.Minute)
@@ -223,7 +223,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			if inFlight == 0 {
 				t.Fatal("no request was in flight at SIGTERM; the test proves nothing")
 			}
-			if !gw.logs.Contains("gateway stopped cleanly") {
+			if !gw.LogsContain("gateway stopped cleanly") {
 				t.Error(`the gateway did not log "gateway stopped cleanly"`)
 			}
 			rep := load.Report()
