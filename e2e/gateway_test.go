@@ -15,10 +15,13 @@ type dbTarget struct {
 	Schema string // PostgreSQL only
 }
 
-// destination is one `destinations:` entry using the built-in otlp adapter.
+// destination is one `destinations:` entry: the built-in otlp adapter
+// sending to Endpoint, or Plugin with Config.
 type destination struct {
 	Name     string
 	Endpoint string         // the fake vendor's traces URL
+	Plugin   string         // a plugin binary instead of the otlp adapter
+	Config   map[string]any // the plugin's config block (with Plugin)
 	Extra    map[string]any // further keys of the destination entry (engine settings)
 }
 
@@ -67,6 +70,9 @@ func newGateway(t *testing.T, cfg gatewayConfig) *gatewayProc {
 			"name":   d.Name,
 			"plugin": "otlp",
 			"config": map[string]any{"endpoint": d.Endpoint, "compression": "none", "timeout": "5s"},
+		}
+		if d.Plugin != "" {
+			e["plugin"], e["config"] = d.Plugin, d.Config
 		}
 		for k, v := range d.Extra {
 			e[k] = v
