@@ -73,8 +73,8 @@ func TestStampTenantDuplicates(t *testing.T) {
 	}
 }
 
-// TestStampTenantStored follows the tenant through the converter into the
-// attributes column, where queries find it.
+// TestStampTenantStored follows the tenant through the converter onto the
+// span's origin (the gateway_resources row, where queries find it).
 func TestStampTenantStored(t *testing.T) {
 	td := OneSpan()
 	td.ResourceSpans().At(0).Resource().Attributes().PutStr(TenantAttribute, "spoofed")
@@ -83,12 +83,22 @@ func TestStampTenantStored(t *testing.T) {
 	if len(spans) != 1 || len(rejected) != 0 {
 		t.Fatalf("converted %d spans, %d rejected", len(spans), len(rejected))
 	}
+	o := spans[0].Origin
+	if o == nil || o.Tenant != "team-a" {
+		t.Fatalf("origin %+v, want tenant team-a", o)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(o.Resource, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res[TenantAttribute] != "team-a" {
+		t.Fatalf("stored resource %s = %v", TenantAttribute, res[TenantAttribute])
+	}
 	var attrs map[string]any
 	if err := json.Unmarshal(spans[0].Attributes, &attrs); err != nil {
 		t.Fatal(err)
 	}
-	res, _ := attrs[model.KeyResource].(map[string]any)
-	if res[TenantAttribute] != "team-a" {
-		t.Fatalf("stored %s = %v (attributes %s)", TenantAttribute, res[TenantAttribute], spans[0].Attributes)
+	if attrs[model.KeyResource] != o.ID {
+		t.Fatalf("span references %v, want its origin %s", attrs[model.KeyResource], o.ID)
 	}
 }
