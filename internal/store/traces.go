@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
@@ -189,4 +190,33 @@ func textBytes(v interface{ Value() (driver.Value, error) }) []byte {
 		return t
 	}
 	return nil
+}
+
+// KnownOrigins remembers the origins a store has committed, so each
+// resource is inserted once per process rather than once per batch.
+type KnownOrigins struct{ ids sync.Map }
+
+// New lists the distinct origins of spans not known to be stored yet.
+func (k *KnownOrigins) New(spans []model.Span) []*model.Origin {
+	var out []*model.Origin
+	var last *model.Origin
+	for i := range spans {
+		o := spans[i].Origin
+		if o == nil || o == last {
+			continue
+		}
+		last = o
+		if _, ok := k.ids.Load(o.ID); ok || slices.ContainsFunc(out, func(x *model.Origin) bool { return x.ID == o.ID }) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Stored records origins a write committed.
+func (k *KnownOrigins) Stored(origins []*model.Origin) {
+	for _, o := range origins {
+		k.ids.Store(o.ID, struct{}{})
+	}
 }

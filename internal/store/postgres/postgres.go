@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -46,9 +45,9 @@ type Store struct {
 	spans    string
 	res      string // the resources table (store.ResourcesTable)
 	spansID  pgx.Identifier
-	// origins holds the ids of the origins known to be stored, so a write
+	// origins are the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
-	origins sync.Map
+	origins store.KnownOrigins
 	q       queries
 	dq      deliveryQueries
 	closed  atomic.Bool

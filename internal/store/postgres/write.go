@@ -52,15 +52,13 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 	now := model.FormatTime(time.Now())
 	batch, traceIDs := dedupe(spans, now)
 	rows := store.DeriveTraces(batch)
-	origins := s.newOrigins(batch)
+	origins := s.origins.New(batch)
 	var err error
 	for attempt := 1; ; attempt++ {
 		var logged []string
 		logged, err = s.write(ctx, batch, traceIDs, rows, origins, now)
 		if err == nil {
-			for _, o := range origins {
-				s.origins.Store(o.ID, struct{}{})
-			}
+			s.origins.Stored(origins)
 			return logged, nil
 		}
 		if attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
@@ -69,25 +67,6 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 		s.retries.Add(1)
 	}
 	return nil, classify(fmt.Errorf("postgres store: write %d spans of %d traces: %w", len(batch), len(traceIDs), err))
-}
-
-// newOrigins lists the distinct origins of batch this process has not
-// stored yet.
-func (s *Store) newOrigins(batch []model.Span) []*model.Origin {
-	var out []*model.Origin
-	var last *model.Origin
-	for i := range batch {
-		o := batch[i].Origin
-		if o == nil || o == last {
-			continue
-		}
-		last = o
-		if _, ok := s.origins.Load(o.ID); ok || slices.ContainsFunc(out, func(x *model.Origin) bool { return x.ID == o.ID }) {
-			continue
-		}
-		out = append(out, o)
-	}
-	return out
 }
 
 // write runs one attempt and returns the span ids it added to the delivery

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	sqlite3 "modernc.org/sqlite"
@@ -49,8 +48,8 @@ type Store struct {
 	origin  *sql.Stmt         // one resources row
 	// rollupTraces and rollupModels add one delta to a rollup row.
 	rollupTraces, rollupModels *sql.Stmt
-	// origins holds the ids of the origins known to be stored.
-	origins sync.Map
+	// origins are the origins known to be stored.
+	origins store.KnownOrigins
 	logRow  *sql.Stmt // appends a Write's row to the delivery log
 	closed  atomic.Bool
 }

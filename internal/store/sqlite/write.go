@@ -78,7 +78,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
 		return nil, err
 	}
-	origins := s.newOrigins(spans)
+	origins := s.origins.New(spans)
 	for _, o := range origins {
 		if _, err := tx.StmtContext(ctx, s.origin).ExecContext(ctx, o.ID, nullBytes(o.Resource), nullBytes(o.Scope), nullable(o.Tenant), now); err != nil {
 			return nil, fmt.Errorf("insert resource: %w", err)
@@ -191,9 +191,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	for _, o := range origins {
-		s.origins.Store(o.ID, struct{}{})
-	}
+	s.origins.Stored(origins)
 	return inserted, nil
 }
 
@@ -247,25 +245,6 @@ var (
 			total_tokens = r.total_tokens + excluded.total_tokens`
 )
 
-// newOrigins lists the distinct origins of spans this process has not
-// stored yet.
-func (s *Store) newOrigins(spans []model.Span) []*model.Origin {
-	var out []*model.Origin
-	var last *model.Origin
-	for i := range spans {
-		o := spans[i].Origin
-		if o == nil || o == last {
-			continue
-		}
-		last = o
-		if _, ok := s.origins.Load(o.ID); ok || slices.ContainsFunc(out, func(x *model.Origin) bool { return x.ID == o.ID }) {
-			continue
-		}
-		out = append(out, o)
-	}
-	return out
-}
-
 // storedRows reads the stored rows of the traces in the JSON array ids, as
 // store.TraceRow with their stored root (the first, when several).
 func (s *Store) storedRows(ctx context.Context, tx *sql.Tx, ids string) (map[string]store.TraceRow, error) {
@@ -292,7 +271,7 @@ func (s *Store) storedRows(ctx context.Context, tx *sql.Tx, ids string) (map[str
 		return nil, fmt.Errorf("read trace rows: %w", err)
 	}
 	roots, err := tx.QueryContext(ctx, `SELECT trace_id, start_time, span_id FROM `+s.spans+`
-		WHERE parent_span_id IS NULL AND trace_id IN (SELECT value FROM json_each(?))`, ids)
+		WHERE coalesce(parent_span_id, '') = '' AND trace_id IN (SELECT value FROM json_each(?))`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read roots: %w", err)
 	}
