@@ -74,7 +74,8 @@ func TestStampTenantDuplicates(t *testing.T) {
 }
 
 // TestStampTenantStored follows the tenant through the converter into the
-// attributes column, where queries find it.
+// span's origin (the resources table row, with its tenant column), which
+// the span's kern.resource names.
 func TestStampTenantStored(t *testing.T) {
 	td := OneSpan()
 	td.ResourceSpans().At(0).Resource().Attributes().PutStr(TenantAttribute, "spoofed")
@@ -83,12 +84,18 @@ func TestStampTenantStored(t *testing.T) {
 	if len(spans) != 1 || len(rejected) != 0 {
 		t.Fatalf("converted %d spans, %d rejected", len(spans), len(rejected))
 	}
-	var attrs map[string]any
+	o := spans[0].Origin
+	if o == nil || o.Tenant != "team-a" {
+		t.Fatalf("origin %+v, want tenant team-a", o)
+	}
+	var attrs, res map[string]any
 	if err := json.Unmarshal(spans[0].Attributes, &attrs); err != nil {
 		t.Fatal(err)
 	}
-	res, _ := attrs[model.KeyResource].(map[string]any)
-	if res[TenantAttribute] != "team-a" {
-		t.Fatalf("stored %s = %v (attributes %s)", TenantAttribute, res[TenantAttribute], spans[0].Attributes)
+	if attrs[model.KeyResource] != o.ID {
+		t.Errorf("span's %s = %v, want the origin's id %s", model.KeyResource, attrs[model.KeyResource], o.ID)
+	}
+	if err := json.Unmarshal(o.Resource, &res); err != nil || res[TenantAttribute] != "team-a" {
+		t.Errorf("stored resource %s (%v), want %s team-a", o.Resource, err, TenantAttribute)
 	}
 }
