@@ -1,6 +1,8 @@
 # The kern trace gateway. `make run` builds everything and starts the gateway
 # on embedded SQLite; `make test` runs the whole suite (starting a PostgreSQL
-# and installing Chromium when needed).
+# and installing Chromium when needed); `make bench` compares the gateway
+# with a raw COPY and with an OpenTelemetry Collector (scripts/bench.sh says
+# how to tune it: BENCH_FLAGS, SOAK=1).
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -435,7 +435,7 @@ func TestFanOutGatewayKilled(t *testing.T) {
 			f.gw.Kill()
 			a.SetMode(vendorHealthy)
 			time.Sleep(time.Second)
-			f.gw.Start()
+			f.gw.Restart()
 			f.load.waitAcked(f.load.AckedCount()+1000, time.Minute)
 			figs := f.finish(t, 90*time.Second)
 			t.Logf("FIGURES %s: gateway killed during an export to a; %s", t.Name(), figs)

@@ -533,16 +533,18 @@ func (l *loadGen) Attempts() []attempt {
 	return append([]attempt(nil), l.attempts...)
 }
 
-// OldestInFlight is how long the longest-running attempt has been going
-// (0 when none is).
-func (l *loadGen) OldestInFlight() time.Duration {
+// OldestInFlightStart is when the longest-running attempt began (zero when
+// none is in flight).
+func (l *loadGen) OldestInFlightStart() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var d time.Duration
+	var oldest time.Time
 	for _, s := range l.open {
-		d = max(d, time.Since(s))
+		if oldest.IsZero() || s.Before(oldest) {
+			oldest = s
+		}
 	}
-	return d
+	return oldest
 }
 
 // waitAcked waits until at least n spans are acknowledged in total.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kern-agents/trace-gateway/internal/gwproc"
 )
 
 // pgCluster is a private PostgreSQL server (initdb into the test's temp
@@ -93,7 +95,7 @@ func newPGCluster(t *testing.T) *pgCluster {
 	}
 	c.data = filepath.Join(dir, "data")
 	c.log = filepath.Join(dir, "server.log")
-	port, err := strconv.Atoi(strings.TrimPrefix(freePort(t), "127.0.0.1:"))
+	port, err := strconv.Atoi(strings.TrimPrefix(gwproc.FreeAddr(t), "127.0.0.1:"))
 	if err != nil {
 		t.Fatal(err)
 	}

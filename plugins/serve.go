@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -68,12 +71,21 @@ const hostWatchInterval = 500 * time.Millisecond
 //
 // Calls into exp are serialised: Export is never called concurrently. When
 // exp is also an EncodedExporter, Serve calls ExportEncoded instead of Export.
+//
+// The gateway owns the plugin's lifecycle: while it runs, the plugin ignores
+// SIGINT and SIGTERM, which a stop aimed at the whole process group
+// (systemd's KillMode=control-group, `timeout`, Ctrl-C in a terminal) also
+// sends to plugins; the gateway then drains through them and stops them
+// itself. A plugin whose gateway is gone exits.
 func Serve(exp Exporter) {
 	if os.Getenv(MagicCookieKey) != MagicCookieValue {
 		fmt.Fprintf(os.Stderr, "%s is a kern trace gateway exporter plugin: the gateway runs it.\n"+
 			"Name it in a destination's `plugin:` setting instead of running it by hand.\n", os.Args[0])
 		os.Exit(1)
 	}
+	// First, so that a stop signal arriving during start-up is ignored too.
+	stopSignals := make(chan os.Signal, 1)
+	signal.Notify(stopSignals, syscall.SIGINT, syscall.SIGTERM)
 	// go-plugin replaces os.Stderr with a pipe once the handshake is done;
 	// structured logs go to the real stderr, which the host parses.
 	stderr := os.Stderr
@@ -81,11 +93,17 @@ func Serve(exp Exporter) {
 	slog.SetDefault(slog.New(newLogHandler(stderr, level)))
 
 	srv := newServer(exp)
-	go watchHost(hostPID(), hostWatchInterval, func() {
-		slog.Warn("gateway process is gone; plugin exiting")
-		srv.shutdownWithin(3 * time.Second)
-		os.Exit(1)
-	})
+	host := hostPID()
+	var hostGone sync.Once
+	orphaned := func() {
+		hostGone.Do(func() {
+			slog.Warn("gateway process is gone; plugin exiting")
+			srv.shutdownWithin(3 * time.Second)
+			os.Exit(1)
+		})
+	}
+	go watchHost(host, hostWatchInterval, orphaned)
+	go leaveStopToHost(stopSignals, host, orphaned)
 
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
@@ -287,6 +305,20 @@ func hostPID() int {
 		}
 	}
 	return os.Getppid()
+}
+
+// leaveStopToHost receives SIGINT and SIGTERM (Serve subscribed sigs to
+// them) and ignores them while the gateway, process host, still runs: the
+// gateway calls Shutdown and then ends the plugin. Once the gateway is gone
+// a signal calls gone at once instead of waiting for the watchdog.
+func leaveStopToHost(sigs <-chan os.Signal, host int, gone func()) {
+	for sig := range sigs {
+		if host <= 1 || os.Getppid() != host {
+			gone()
+			return
+		}
+		slog.Debug("ignoring the signal: the gateway stops this plugin when it stops", "signal", sig.String())
+	}
 }
 
 // watchHost calls gone once the process's parent is no longer pid: when the

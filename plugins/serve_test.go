@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,7 +330,7 @@ func TestWatchHost(t *testing.T) {
 	go watchHost(os.Getppid()+1_000_000, 5*time.Millisecond, func() { close(gone) })
 	select {
 	case <-gone:
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("watchHost did not notice the parent changed")
 	}
 
@@ -340,6 +341,38 @@ func TestWatchHost(t *testing.T) {
 	case <-stay:
 		t.Fatal("watchHost fired while the parent is alive")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestLeaveStopToHost(t *testing.T) {
+	// While the host runs, stop signals are ignored. The channel is
+	// unbuffered: once the second send is taken, the first was handled.
+	sigs := make(chan os.Signal)
+	gone := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		leaveStopToHost(sigs, os.Getppid(), func() { close(gone) })
+		close(done)
+	}()
+	sigs <- syscall.SIGTERM
+	sigs <- syscall.SIGINT
+	close(sigs)
+	<-done
+	select {
+	case <-gone:
+		t.Fatal("a stop signal ended the plugin while its host runs")
+	default:
+	}
+
+	// Once the host is gone, a signal ends the plugin at once.
+	sigs = make(chan os.Signal, 1)
+	gone = make(chan struct{})
+	go leaveStopToHost(sigs, os.Getppid()+1_000_000, func() { close(gone) })
+	sigs <- syscall.SIGTERM
+	select {
+	case <-gone:
+	case <-time.After(time.Minute):
+		t.Fatal("a stop signal did not end a plugin whose host is gone")
 	}
 }
 

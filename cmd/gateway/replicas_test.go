@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,14 +9,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,86 +23,27 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/internal/gwbuild"
+	"github.com/kern-agents/trace-gateway/internal/gwproc"
 	"github.com/kern-agents/trace-gateway/internal/otlpsink"
 	"github.com/kern-agents/trace-gateway/internal/testdb"
 )
 
 // replica is one gateway process of the test.
 type replica struct {
-	cmd      *exec.Cmd
-	out      string // the jsonl file its destination writes
-	otlpHTTP string
-	http     string
-	mu       sync.Mutex
-	logs     []string
-	exited   chan struct{}
+	*gwproc.Gateway
+	out string // the jsonl file its destination writes
 }
 
-// buildBinaries builds the gateway and the example jsonl plugin into dir.
-func buildBinaries(t *testing.T, dir string) (gatewayBin, jsonlBin string) {
+// build compiles the command at pkg (relative to the module root) for the
+// test.
+func build(t *testing.T, pkg string) string {
 	t.Helper()
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../../plugins/examples/jsonl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "gateway"), filepath.Join(dir, "jsonl")
-}
-
-func startReplica(t *testing.T, bin, cfgPath, out string) *replica {
-	t.Helper()
-	r := &replica{cmd: exec.Command(bin, "run", "--config", cfgPath), out: out, exited: make(chan struct{})}
-	stderr, err := r.cmd.StderrPipe()
+	bin, cleanup, err := gwbuild.Build(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			r.mu.Lock()
-			r.logs = append(r.logs, line)
-			if o, h, ok := gwbuild.ReadyAddrs(line); ok && r.otlpHTTP == "" {
-				r.otlpHTTP, r.http = o, h
-				close(ready)
-			}
-			r.mu.Unlock()
-		}
-		_ = r.cmd.Wait()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-r.exited:
-		default:
-			_ = r.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-r.exited:
-			case <-time.After(15 * time.Second):
-				_ = r.cmd.Process.Kill()
-				<-r.exited
-			}
-		}
-		if t.Failed() {
-			r.mu.Lock()
-			for _, l := range r.logs {
-				t.Logf("[%s] %s", filepath.Base(cfgPath), l)
-			}
-			r.mu.Unlock()
-		}
-	})
-	select {
-	case <-ready:
-	case <-r.exited:
-		t.Fatalf("replica %s exited before it was ready", cfgPath)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("replica %s not ready after 60s", cfgPath)
-	}
-	return r
+	t.Cleanup(cleanup)
+	return bin
 }
 
 // send posts n new spans (traces of 5) to the replica over OTLP/HTTP and
@@ -141,14 +79,15 @@ func (r *replica) send(t *testing.T, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post("http://"+r.otlpHTTP+"/v1/traces", "application/x-protobuf", bytes.NewReader(body))
+	addr := r.Addrs().OTLPHTTP
+	resp, err := http.Post("http://"+addr+"/v1/traces", "application/x-protobuf", bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("send to %s: %v", r.otlpHTTP, err)
+		t.Fatalf("send to %s: %v", addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("send to %s: %s: %s", r.otlpHTTP, resp.Status, msg)
+		t.Fatalf("send to %s: %s: %s", addr, resp.Status, msg)
 	}
 	return ids
 }
@@ -266,14 +205,13 @@ func TestReplicasShareFanoutAndSurviveSIGKILL(t *testing.T) {
 	}
 	dsn, schema := testdb.Postgres(t)
 	dir := t.TempDir()
-	gatewayBin, jsonlBin := buildBinaries(t, dir)
+	gatewayBin, jsonlBin := build(t, "./cmd/gateway"), build(t, "./plugins/examples/jsonl")
 	vendorGate := newGate()
 	sink := newGatedSink(t, vendorGate)
 
 	var replicas []*replica
 	for i := range 3 {
 		out := filepath.Join(dir, fmt.Sprintf("out-%d.jsonl", i))
-		cfgPath := filepath.Join(dir, fmt.Sprintf("replica-%d.yaml", i))
 		cfg := fmt.Sprintf(`server:
   otlp_grpc: ""
   otlp_http: 127.0.0.1:0
@@ -304,10 +242,8 @@ destinations:
     timeout: 5m
     lease: 2s
 `, dsn, schema, jsonlBin, out, sink.URL())
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		replicas = append(replicas, startReplica(t, gatewayBin, cfgPath, out))
+		g := gwproc.Start(t, gwproc.Options{Bin: gatewayBin, Config: []byte(cfg), Name: fmt.Sprintf("replica-%d", i)})
+		replicas = append(replicas, &replica{Gateway: g, out: out})
 	}
 
 	union := func() (map[string]int, []int) {
@@ -411,7 +347,7 @@ destinations:
 		return ids
 	}
 
-	pid0 := replicas[0].cmd.Process.Pid
+	pid0 := replicas[0].Pid()
 	vendorGate.shut()
 	var stream []string
 	var held []int64
@@ -426,10 +362,7 @@ destinations:
 			held = heldClaims(pid0)
 		}
 	}
-	if err := replicas[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-replicas[0].exited
+	replicas[0].Kill()
 	vendorGate.release()
 	t.Logf("killed replica 0 holding vendor claims %v", held)
 	// Keep sending to the survivors.
@@ -466,15 +399,13 @@ destinations:
 	resumedRe := regexp.MustCompile(`resuming a claim another holder left.* claim=(\d+) `)
 	resumed := false
 	for _, r := range replicas[1:] {
-		r.mu.Lock()
-		for _, l := range r.logs {
+		for _, l := range r.Logs() {
 			if m := resumedRe.FindStringSubmatch(l + " "); m != nil && strings.Contains(l, "destination=vendor") &&
 				slices.Contains(held, atoi64(m[1])) {
 				resumed = true
 				t.Log(l)
 			}
 		}
-		r.mu.Unlock()
 	}
 	if !resumed {
 		t.Errorf("no surviving replica logged resuming the killed replica's vendor claims %v", held)
@@ -483,29 +414,18 @@ destinations:
 	// A replica stopped with SIGTERM drains, hands its claims back and
 	// exits 0.
 	r1 := replicas[1]
-	if err := r1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := r1.Term(time.Minute); err != nil {
+		t.Errorf("replica 1 after SIGTERM: %v, want exit status 0", err)
 	}
-	select {
-	case <-r1.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("replica 1 did not stop within 30s of SIGTERM")
-	}
-	if code := r1.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("replica 1 exited %d after SIGTERM", code)
-	}
-	if n := holds(r1.cmd.Process.Pid); n != 0 {
+	if n := holds(r1.Pid()); n != 0 {
 		t.Errorf("replica 1 left %d claims behind after a clean stop", n)
 	}
-	r1.mu.Lock()
-	stopped := strings.Contains(strings.Join(r1.logs, "\n"), "gateway stopped cleanly")
-	r1.mu.Unlock()
-	if !stopped {
+	if !r1.LogsContain("gateway stopped cleanly") {
 		t.Error("replica 1 did not log a clean stop")
 	}
 
 	// The survivor's metrics show both destinations.
-	resp, err := http.Get("http://" + replicas[2].http + "/metrics")
+	resp, err := http.Get("http://" + replicas[2].Addrs().HTTP + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,16 @@ func TestValidateConfiguresPlugins(t *testing.T) {
 		t.Skip("builds the gateway and the jsonl plugin")
 	}
 	dir := t.TempDir()
-	gatewayBin, jsonlBin := buildBinaries(t, filepath.Join(dir, "bin"))
+	gatewayBin := build(t, "./cmd/gateway")
 	// Where config.example.yaml expects it, relative to the working directory.
-	if err := os.Rename(jsonlBin, filepath.Join(dir, "bin", "jsonl-plugin")); err != nil {
+	plugin, err := os.ReadFile(build(t, "./plugins/examples/jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "jsonl-plugin"), plugin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	example, err := filepath.Abs("../../config.example.yaml")

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kern-agents/trace-gateway/internal/gwproc"
 	"github.com/kern-agents/trace-gateway/internal/sim"
 )
 
@@ -38,7 +39,7 @@ var workload = []sim.Options{
 }
 
 // drainTimeout bounds the wait for every vendor to have every stored span.
-const drainTimeout = 30 * time.Second
+const drainTimeout = 2 * time.Minute
 
 // TestAllVendors runs one gateway with every built-in vendor destination at
 // once and checks what each vendor's fake received against the database.
@@ -58,13 +59,13 @@ func TestAllVendors(t *testing.T) {
 func runAllVendors(t *testing.T, db database) {
 	var sec secrets
 	vendors := newVendors(t, &sec)
-	g := startGateway(t, gatewayConfig(t, db, vendors), sec.env)
+	g := gwproc.Start(t, gwproc.Options{Bin: gatewayBin, Config: gatewayConfig(t, db, vendors), Env: sec.env})
 
 	var stats sim.Stats
 	var stored map[string]storedSpan
 	var drained time.Duration
 	for _, opts := range workload {
-		round := sendWorkload(t, g.otlpHTTP, opts)
+		round := sendWorkload(t, g.Addrs().OTLPHTTP, opts)
 		stats.Runs += round.Runs
 		stats.Spans += round.Spans
 		stats.FailedTools += round.FailedTools
@@ -85,10 +86,14 @@ func runAllVendors(t *testing.T, db database) {
 	for _, v := range vendors {
 		want[v.plugin]++
 	}
-	if got := g.pluginProcs(); fmt.Sprint(got) != fmt.Sprint(want) {
+	got := map[string]int{}
+	for name, pids := range g.PluginPids() {
+		got[name] = len(pids)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("plugin processes by adapter: %v, want %v", got, want)
 	}
-	dead, err := g.metric("kern_gateway_destination_spans_dead_lettered_total")
+	dead, err := g.Metric("kern_gateway_destination_spans_dead_lettered_total")
 	if err != nil {
 		t.Error(err)
 	}
@@ -107,11 +112,11 @@ func runAllVendors(t *testing.T, db database) {
 		})
 	}
 
-	if err := g.stop(30 * time.Second); err != nil {
+	if err := g.Term(30 * time.Second); err != nil {
 		t.Errorf("gateway exit after SIGTERM: %v", err)
 	}
-	if !g.groupGone(10 * time.Second) {
-		t.Error("plugin processes still run 10s after the gateway stopped")
+	if !g.GroupGone(30 * time.Second) {
+		t.Error("plugin processes still run 30s after the gateway stopped")
 	}
 	t.Logf("%d runs, %d spans (%d failed tools) stored; all %d vendor fakes had every one of the last round %v after its ingest",
 		stats.Runs, stats.Spans, stats.FailedTools, len(vendors), drained.Round(time.Millisecond))

@@ -252,3 +252,41 @@ func newDiscardRecorder() *discardRecorder             { return &discardRecorder
 func (d *discardRecorder) Header() http.Header         { return d.h }
 func (d *discardRecorder) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardRecorder) WriteHeader(c int)           { d.code = c }
+
+// BenchmarkSummary10MSpans times /api/summary over the last 24 hours of 10
+// million stored spans (a million 10-span runs, one a second over 11.6
+// days, a third of the spans LLM calls), with the rollups the writes keep:
+// here filled from the rows the way an upgrade backfills them.
+func BenchmarkSummary10MSpans(b *testing.B) {
+	st := apitest.Postgres(b)
+	const runs = 1_000_000
+	loadTraceRows(b, st, runs)
+	traces, spans := st.Tables()
+	ts := `to_char(timestamp '2025-01-01 00:00:00' + g * interval '1 second' + k * interval '1 millisecond', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')`
+	q := `INSERT INTO ` + spans + ` (span_id, trace_id, parent_span_id, name, span_kind, status_code, start_time, end_time, duration_ms, attributes, created_at)
+	SELECT substr(md5(g::text || '-' || k), 1, 16), md5(g::text), CASE WHEN k > 0 THEN substr(md5(g::text || '-0'), 1, 16) END,
+		CASE WHEN k % 3 = 1 THEN 'chat gpt-4o' ELSE 'step' END, 'INTERNAL', 'OK', ` + ts + `, ` + ts + `, 1,
+		CASE WHEN k % 3 = 1 THEN jsonb_build_object('openinference.span.kind', 'LLM', 'llm.model_name', 'gpt-4o-' || (g % 4),
+			'llm.token_count.prompt', 100 + g % 50, 'llm.token_count.completion', 20 + g % 7)
+		ELSE jsonb_build_object('openinference.span.kind', 'CHAIN') END, ` + ts + `
+	FROM generate_series(1, $1::int) AS g, generate_series(0, 9) AS k`
+	ctx := context.Background()
+	t0 := time.Now()
+	if _, err := st.DB().ExecContext(ctx, q, runs); err != nil {
+		b.Fatalf("load spans: %v", err)
+	}
+	if _, err := st.DB().ExecContext(ctx, "ANALYZE "+spans+"; ANALYZE "+traces); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d spans in %v", runs*10, time.Since(t0).Round(time.Second))
+	// Reopen the store on the same schema without rollups: it backfills them.
+	st = apitest.ReopenPostgresWithoutRollups(b, st)
+	h := New(st, Options{})
+	end := time.Date(2025, 1, 12, 13, 46, 40, 0, time.UTC) // the last run, mid-minute
+	target := "/api/summary?start=" + end.Add(-24*time.Hour).Format(time.RFC3339) + "&end=" + end.Format(time.RFC3339)
+	code, body := get(b, h, target)
+	if code != 200 || !strings.Contains(string(body), `"trace_count":86400`) {
+		b.Fatalf("summary %d %s", code, body)
+	}
+	benchGet(b, h, target)
+}

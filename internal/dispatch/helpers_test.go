@@ -206,6 +206,37 @@ func run(t *testing.T, s testStore, dests []Destination, opts Options) *Dispatch
 	return d
 }
 
+// waitCursors waits until every named destination has its delivery cursor.
+// A new destination's cursor starts at the end of the log, so spans written
+// before it exists are not for it: tests write only after this.
+func waitCursors(t *testing.T, s testStore, dests ...string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("cursors of %v", dests), 30*time.Second, func() bool {
+		rows, err := s.DB().Query(`SELECT destination FROM ` + gatewayTable(s, "gateway_cursors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		have := map[string]bool{}
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				t.Fatal(err)
+			}
+			have[d] = true
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dests {
+			if !have[d] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)

@@ -175,7 +175,7 @@ func TestHealthAndReadiness(t *testing.T) {
 // are committed before Shutdown returns.
 func TestShutdownDrains(t *testing.T) {
 	cfg := testConfig(t, "sqlite")
-	cfg.Ingest.MaxBatchDelay = config.Duration(200 * time.Millisecond) // keep spans queued for a while
+	cfg.Ingest.MaxBatchDelay = config.Duration(time.Hour) // spans stay queued until Shutdown
 	cfg.Ingest.MaxBatchSpans = 100000
 	cfg.Ingest.MaxQueueSpans = 100000
 	ctx := context.Background()
@@ -190,7 +190,12 @@ func TestShutdownDrains(t *testing.T) {
 	spans := toRows(t, td)
 	done := make(chan error, 1)
 	go func() { done <- g.batcher.Submit(ctx, spans) }()
-	time.Sleep(20 * time.Millisecond) // the submit is queued, the batch not yet due
+	// Shut down once the submit is queued (its batch is not due for an hour).
+	for deadline := time.Now().Add(30 * time.Second); g.batcher.Queued() < len(spans); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d spans queued after 30s", g.batcher.Queued(), len(spans))
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// Keep the store open after Shutdown to count.

@@ -169,7 +169,7 @@ func TestHardenedGateway(t *testing.T) {
 	}
 
 	reload <- struct{}{}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for post(tokenB, 1, 6) != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("reloaded token not accepted")

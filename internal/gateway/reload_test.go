@@ -283,7 +283,7 @@ func TestReloadDestinationsUnderLoad(t *testing.T) {
 			}
 			g := startWithPlugins(t, cfg, Options{})
 			load := startLoad(t, g.Addrs().OTLPHTTP, "", 2)
-			waitUntil(t, "first deliveries", 20*time.Second, func() bool {
+			waitUntil(t, "first deliveries", 2*time.Minute, func() bool {
 				return len(keepSink.deliveries()) > 1000 && len(goneSink.deliveries()) > 1000 && len(changedSink.deliveries()) > 1000
 			})
 
@@ -305,7 +305,7 @@ func TestReloadDestinationsUnderLoad(t *testing.T) {
 				!slices.Equal(res.DestinationsChanged, []string{"changed"}) || len(res.RestartRequired) != 0 {
 				t.Fatalf("reload result %+v", res)
 			}
-			waitUntil(t, "deliveries after the reload", 20*time.Second, func() bool {
+			waitUntil(t, "deliveries after the reload", 2*time.Minute, func() bool {
 				return addedSink.missing(acked(load.snapshot(), reloaded)) == 0 && len(addedSink.deliveries()) > 1000
 			})
 
@@ -329,7 +329,11 @@ func TestReloadDestinationsUnderLoad(t *testing.T) {
 			if got := sortedNames(g.fanout.Destinations()); !slices.Equal(got, []string{"added", "changed", "keep"}) {
 				t.Fatalf("destinations after a refused reload: %v", got)
 			}
-			time.Sleep(time.Second) // keep sending under the kept config
+			// Keep sending under the kept config: a second at least, and
+			// until some spans sent after the refusal are acknowledged.
+			waitUntil(t, "spans acknowledged after the refused reload", 2*time.Minute, func() bool {
+				return time.Since(refused) >= time.Second && len(acked(load.snapshot(), refused)) > 0
+			})
 			reqs := load.stop()
 
 			all := acked(reqs, time.Time{})
@@ -351,7 +355,7 @@ func TestReloadDestinationsUnderLoad(t *testing.T) {
 				t.Fatalf("stored %d spans, acknowledged %d", len(stored), len(all))
 			}
 			after := acked(reqs, reloaded)
-			waitUntil(t, "every destination catching up", 30*time.Second, func() bool {
+			waitUntil(t, "every destination catching up", 2*time.Minute, func() bool {
 				return keepSink.missing(all) == 0 && changedSink.missing(all) == 0 && addedSink.missing(after) == 0
 			})
 			// The unchanged destination never saw a duplicate: its worker ran
@@ -674,7 +678,7 @@ func TestRunReloadsFromFile(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	waitUntil(t, "gateway ready", 30*time.Second, func() bool { return find("gateway ready") != nil })
+	waitUntil(t, "gateway ready", 2*time.Minute, func() bool { return find("gateway ready") != nil })
 	otlpHTTP := find("gateway ready")["otlp_http"]
 	send := func() []string {
 		t.Helper()
@@ -687,16 +691,16 @@ func TestRunReloadsFromFile(t *testing.T) {
 		return ids
 	}
 	before := send()
-	waitUntil(t, "first destination", 20*time.Second, func() bool { return first.missing(before) == 0 })
+	waitUntil(t, "first destination", 2*time.Minute, func() bool { return first.missing(before) == 0 })
 
 	write(first, second)
 	reload <- struct{}{}
-	waitUntil(t, "reload", 30*time.Second, func() bool { return find("configuration reloaded") != nil })
+	waitUntil(t, "reload", 2*time.Minute, func() bool { return find("configuration reloaded") != nil })
 	if r := find("configuration reloaded"); r["added"] != "[d1]" {
 		t.Fatalf("reload log %v", r)
 	}
 	after := send()
-	waitUntil(t, "both destinations", 20*time.Second, func() bool { return first.missing(after) == 0 && second.missing(after) == 0 })
+	waitUntil(t, "both destinations", 2*time.Minute, func() bool { return first.missing(after) == 0 && second.missing(after) == 0 })
 	if second.missing(before) != len(before) {
 		t.Fatal("the added destination received spans stored before it was added")
 	}

@@ -1,7 +1,6 @@
 // Package gwbuild builds a command of this module into a temporary
-// directory for end-to-end tests that run the real binary, and reads what
-// such tests need back from the running gateway (its ready line, its plugin
-// child processes).
+// directory for end-to-end tests that run the real binary, and lists a
+// running gateway's plugin child processes (see gwproc for running one).
 package gwbuild
 
 import (

@@ -2,7 +2,6 @@ package gwbuild
 
 import (
 	"os"
-	"regexp"
 	"strconv"
 
 	"github.com/kern-agents/trace-gateway/internal/procfs"
@@ -44,18 +43,4 @@ func PluginChildren(parent int) map[string][]int {
 		}
 	}
 	return out
-}
-
-// readyRe finds the listen addresses in the gateway's "gateway ready" log
-// line; with port 0 listeners only the log says where they are.
-var readyRe = regexp.MustCompile(`gateway ready.* otlp_http=(\S+) http=(\S+)`)
-
-// ReadyAddrs returns the OTLP/HTTP and HTTP addresses when line is the
-// gateway's ready line.
-func ReadyAddrs(line string) (otlpHTTP, http string, ok bool) {
-	m := readyRe.FindStringSubmatch(line)
-	if m == nil {
-		return "", "", false
-	}
-	return m[1], m[2], true
 }

@@ -35,19 +35,3 @@ func TestProcsAndPluginChildren(t *testing.T) {
 		t.Fatalf("PluginChildren of a process without children = %v", got)
 	}
 }
-
-func TestReadyAddrs(t *testing.T) {
-	cases := []struct {
-		line, otlp, http string
-		ok               bool
-	}{
-		{`time=x level=INFO msg="gateway ready" otlp_grpc=127.0.0.1:1 otlp_http=127.0.0.1:2 http=127.0.0.1:3 storage=sqlite`, "127.0.0.1:2", "127.0.0.1:3", true},
-		{`time=x level=INFO msg="starting kern trace gateway"`, "", "", false},
-	}
-	for _, c := range cases {
-		o, h, ok := ReadyAddrs(c.line)
-		if o != c.otlp || h != c.http || ok != c.ok {
-			t.Errorf("ReadyAddrs(%q) = %q, %q, %v", c.line, o, h, ok)
-		}
-	}
-}

@@ -243,6 +243,26 @@ func (s *Sink) Received(id pcommon.SpanID) (time.Time, bool) {
 	return s.start.Add(a.first), true
 }
 
+// Arrival is when one span id first arrived at a sink.
+type Arrival struct {
+	ID    pcommon.SpanID
+	First time.Time
+}
+
+// Arrivals lists every distinct span received with its first arrival, in
+// no particular order: a load test's whole delivery record in one call
+// (another process may want it), where Received asks about one id.
+func (s *Sink) Arrivals() []Arrival {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index()
+	out := make([]Arrival, 0, len(s.got))
+	for id, a := range s.got {
+		out = append(out, Arrival{ID: id, First: s.start.Add(a.first)})
+	}
+	return out
+}
+
 // SpanIDs lists the span ids in td in order.
 func SpanIDs(td ptrace.Traces) []pcommon.SpanID {
 	out := make([]pcommon.SpanID, 0, td.SpanCount())

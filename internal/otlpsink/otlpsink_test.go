@@ -115,6 +115,16 @@ func TestSinkRecordsSpans(t *testing.T) {
 			if _, ok := s.Received(pcommon.SpanID{9}); ok {
 				t.Error("Received reports a span that never came")
 			}
+			arr := s.Arrivals()
+			if len(arr) != len(tc.want) {
+				t.Errorf("Arrivals() has %d spans, want %d", len(arr), len(tc.want))
+			}
+			for _, a := range arr {
+				at, _ := s.Received(a.ID)
+				if _, ok := tc.want[a.ID]; !ok || !a.First.Equal(at) {
+					t.Errorf("Arrivals() has %s at %v; want one of the sent spans at its first arrival %v", a.ID, a.First, at)
+				}
+			}
 		})
 	}
 }

@@ -605,8 +605,15 @@ func (d *Destination) Close(ctx context.Context) error {
 		return nil
 	}
 	var err error
+	inst.ending.Store(true)
 	resp, rpcErr := inst.rpc.Shutdown(ctx, &pluginpb.ShutdownRequest{})
 	switch {
+	case status.Code(rpcErr) == codes.Unavailable:
+		// The process ended (or is ending) before it could be asked, e.g.
+		// a stop signal sent to the gateway's whole process group reached
+		// a plugin that does not leave its lifecycle to the host. Export
+		// answers only once a batch is delivered: nothing is lost.
+		d.log.Info("plugin process had already ended at shutdown", "reason", status.Convert(rpcErr).Message())
 	case rpcErr != nil:
 		err = fmt.Errorf("destination %q: shutdown: %s", d.spec.Name, status.Convert(rpcErr).Message())
 	case resp.GetError() != "":

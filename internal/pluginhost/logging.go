@@ -27,6 +27,9 @@ const maxLogLine = 16 << 10
 type hclogAdapter struct {
 	l    *slog.Logger
 	name string
+	// exited, when set, picks the level and message of go-plugin's "plugin
+	// process exited" report from how the process ended.
+	exited func(exitErr string) (slog.Level, string)
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
@@ -35,7 +38,26 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || level == hclog.NoLevel {
 		return
 	}
-	a.l.Log(context.Background(), slogLevel(level), msg, args...)
+	lvl := slogLevel(level)
+	if msg == processExited && a.exited != nil {
+		lvl, msg = a.exited(argString(args, "error"))
+	}
+	a.l.Log(context.Background(), lvl, msg, args...)
+}
+
+// processExited is go-plugin's log message when a plugin process ends,
+// with "error" naming how unless it exited 0.
+const processExited = "plugin process exited"
+
+// argString is the string value of key in hclog's key, value args.
+func argString(args []any, key string) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == key {
+			s, _ := args[i+1].(string)
+			return s
+		}
+	}
+	return ""
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
@@ -56,18 +78,18 @@ func (a *hclogAdapter) SetLevel(hclog.Level)      {}
 func (a *hclogAdapter) GetLevel() hclog.Level     { return hclog.Off }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: a.l.With(args...), name: a.name}
+	return &hclogAdapter{l: a.l.With(args...), name: a.name, exited: a.exited}
 }
 
 func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		name = a.name + "." + name
 	}
-	return &hclogAdapter{l: a.l, name: name}
+	return &hclogAdapter{l: a.l, name: name, exited: a.exited}
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: a.l, name: name}
+	return &hclogAdapter{l: a.l, name: name, exited: a.exited}
 }
 
 func (a *hclogAdapter) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger {

@@ -260,6 +260,20 @@ func (s *logSink) await(substr string, within time.Duration) (logRecord, bool) {
 	}
 }
 
+// awaitAttr is await for a record that also has attribute key = value.
+func (s *logSink) awaitAttr(substr, key string, value any, within time.Duration) (logRecord, bool) {
+	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
+		for _, r := range s.snapshot() {
+			if strings.Contains(r.msg, substr) && r.attrs[key] == value {
+				return r, true
+			}
+		}
+		if time.Now().After(deadline) {
+			return logRecord{}, false
+		}
+	}
+}
+
 func newSink(t testing.TB) (*logSink, *slog.Logger) {
 	sink := &logSink{}
 	t.Cleanup(func() {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -36,11 +37,15 @@ type instance struct {
 	proc   *os.Process
 	pid    int
 	stderr *stderrLogger
+	// ending is set once the host ends the process itself (Close, a kill):
+	// its exit is then expected, not news.
+	ending atomic.Bool
 }
 
 // kill stops the process at once (it may be hung or hostile) and lets
 // go-plugin reap it and close its connection.
 func (i *instance) kill() {
+	i.ending.Store(true)
 	if i.proc != nil {
 		_ = i.proc.Kill() // os.Process is pidfd-backed: safe after exit
 	}
@@ -82,6 +87,7 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 		plugins.EnvLogLevel+"="+d.logLevel(ctx),
 	)
 	stderr := &stderrLogger{log: d.log}
+	inst := &instance{stderr: stderr}
 
 	startTimeout := d.spec.StartTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -96,7 +102,7 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     startTimeout,
-		Logger:           &hclogAdapter{l: d.log.With("component", "go-plugin")},
+		Logger:           &hclogAdapter{l: d.log.With("component", "go-plugin"), exited: inst.exitLevel},
 		Stderr:           &lineWriter{fn: stderr.line},
 		SyncStdout:       streamLogger(d.log, "stdout"),
 		SyncStderr:       streamLogger(d.log, "stderr"),
@@ -119,13 +125,10 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 		return nil, startError(BadPlugin, fmt.Errorf("plugin %s: %w", d.spec.Plugin, err))
 	}
 	conn := raw.(*grpc.ClientConn)
-	inst := &instance{
-		client: client,
-		rpc:    pluginpb.NewExporterClient(conn),
-		conn:   conn,
-		proc:   cmd.Process,
-		stderr: stderr,
-	}
+	inst.client = client
+	inst.rpc = pluginpb.NewExporterClient(conn)
+	inst.conn = conn
+	inst.proc = cmd.Process
 	if cmd.Process != nil {
 		inst.pid = cmd.Process.Pid
 	}
@@ -135,6 +138,23 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 	}
 	d.log.Debug("plugin started", "plugin", d.spec.Plugin, "pid", inst.pid)
 	return inst, nil
+}
+
+// exitLevel is how go-plugin's "plugin process exited" (error: how it
+// ended, "" for status 0) is logged. An end the host caused is routine. One
+// by SIGTERM or SIGINT came from outside the gateway, typically a stop sent
+// to its whole process group (which plugins built with this SDK ignore): the
+// gateway is stopping too, or restarts the plugin on its next export. Any
+// other end is a crash.
+func (i *instance) exitLevel(exitErr string) (slog.Level, string) {
+	switch {
+	case exitErr == "" || i.ending.Load():
+		return slog.LevelDebug, "plugin process exited"
+	case exitErr == "signal: terminated" || exitErr == "signal: interrupt":
+		return slog.LevelInfo, "plugin process stopped by a signal from outside the gateway"
+	default:
+		return slog.LevelError, "plugin process exited"
+	}
 }
 
 // configure hands the plugin its config block.

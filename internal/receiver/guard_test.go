@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -79,9 +80,8 @@ func TestGuardHTTP(t *testing.T) {
 				return
 			}
 			for _, s := range sink.spans() {
-				res, _ := attrs(t, s)["kern.resource"].(map[string]any)
-				if res[auth.TenantAttribute] != "team-a" {
-					t.Errorf("span %s: %s = %v", s.Name, auth.TenantAttribute, res[auth.TenantAttribute])
+				if s.Origin == nil || s.Origin.Tenant != "team-a" || !strings.Contains(string(s.Origin.Resource), `"`+auth.TenantAttribute+`":"team-a"`) {
+					t.Errorf("span %s: origin %+v, want tenant team-a", s.Name, s.Origin)
 				}
 			}
 		})
@@ -121,8 +121,7 @@ func TestGuardGRPC(t *testing.T) {
 	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
 		t.Fatalf("rate limited without RetryInfo: %v", status.Convert(err).Details())
 	}
-	res, _ := attrs(t, sink.spans()[0])["kern.resource"].(map[string]any)
-	if res[auth.TenantAttribute] != "team-a" {
-		t.Fatalf("stored tenant %v", res[auth.TenantAttribute])
+	if o := sink.spans()[0].Origin; o == nil || o.Tenant != "team-a" {
+		t.Fatalf("stored origin %+v, want tenant team-a", o)
 	}
 }

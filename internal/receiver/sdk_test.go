@@ -87,11 +87,9 @@ func checkDelivered(t *testing.T, sink *fakeSink, parent, child trace.SpanContex
 	if pa["session.id"] != "s-1" || pa["big"].(interface{ String() string }).String() != "9007199254740993" {
 		t.Errorf("parent attributes %s", p.Attributes)
 	}
-	if svc := pa[model.KeyResource].(map[string]any)["service.name"]; svc != "agent-os" {
-		t.Errorf("resource %v", pa[model.KeyResource])
-	}
-	if sc := pa[model.KeyScope].(map[string]any); sc["name"] != "agno" || sc["version"] != "1.4.0" {
-		t.Errorf("scope %v", sc)
+	if p.Origin == nil || !strings.Contains(string(p.Origin.Resource), `"service.name":"agent-os"`) ||
+		!strings.Contains(string(p.Origin.Scope), `"name":"agno","version":"1.4.0"`) || pa[model.KeyResource] != p.Origin.ID {
+		t.Errorf("origin %+v referenced as %v", p.Origin, pa[model.KeyResource])
 	}
 	for _, want := range []string{`"args":["a","b"]`, `"score":0.5`, `"cached":false`, `"exception.type":"ValueError"`} {
 		if !strings.Contains(string(c.Attributes), want) {

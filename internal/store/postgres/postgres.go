@@ -45,6 +45,7 @@ type Store struct {
 	traces   string // schema-qualified, quoted
 	spans    string
 	res      string // the resources table (store.ResourcesTable)
+	spansID  pgx.Identifier
 	// origins holds the ids of the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
 	origins sync.Map
@@ -101,6 +102,7 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		traces:   pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
 		spans:    pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
 		res:      pgx.Identifier{opts.Schema, store.ResourcesTable}.Sanitize(),
+		spansID:  pgx.Identifier{opts.Schema, opts.SpansTable},
 	}
 	s.dq = newDeliveryQueries(opts.Schema)
 	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res,

@@ -12,6 +12,8 @@ type queries struct {
 	insertTraces  string // traceArgs + $13 created_at
 	mergeTraces   string // traceArgs
 	insertSpans   string // returns how many spans it inserted and their ids
+	storedSpanIDs string // $1 span ids: how many are stored already
+	appendLog     string // $1 span count, $2 span ids
 	spansOf       string // $1 trace ids: the stored spans Write derives rows from
 	updateTraces  string // traceArgs, rows to overwrite
 	deleteEmpty   string // $1 trace ids
@@ -132,6 +134,8 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 				RETURNING span_count, span_ids
 			)
 			SELECT coalesce((SELECT span_count FROM logged), 0), (SELECT span_ids FROM logged)`,
+		storedSpanIDs: `SELECT count(*) FROM ` + spans + ` WHERE span_id = ANY($1::varchar[])`,
+		appendLog:     `INSERT INTO ` + deliveryLog + ` (span_count, span_ids) VALUES ($1, $2)`,
 		spansOf: `SELECT span_id, trace_id, coalesce(parent_span_id, ''), name, status_code, start_time, end_time,
 				CASE WHEN parent_span_id IS NULL THEN attributes END
 			FROM ` + spans + ` WHERE trace_id = ANY($1::varchar[])`,

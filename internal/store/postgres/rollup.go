@@ -129,7 +129,7 @@ func (s *Store) backfill(ctx context.Context, tx pgx.Tx) error {
 	if err != nil {
 		return fmt.Errorf("backfill rollups: %w", err)
 	}
-	return s.addRollups(ctx, tx, &d)
+	return s.addRollups(ctx, tx, &d, nil)
 }
 
 func scanUsage(rows pgx.Rows, out *store.Summary) error {

@@ -114,16 +114,6 @@ func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string
 func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string) ([]string, error) {
 	var logged []string
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
-			sp := &batch[i]
-			return []any{
-				sp.SpanID, sp.TraceID, nullable(sp.ParentSpanID), sp.Name, sp.SpanKind, sp.StatusCode,
-				nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS, jsonOrNil(sp.Attributes), sp.CreatedAt,
-			}, nil
-		})); err != nil {
-			return fmt.Errorf("stage spans: %w", err)
-		}
-
 		b := &pgx.Batch{}
 		if len(origins) > 0 {
 			b.Queue(s.q.insertOrigins, originArgs(origins, now)...)
@@ -131,7 +121,11 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		args := traceArgs(rows)
 		b.Queue(s.q.insertTraces, append(args, now)...)
 		b.Queue(s.q.mergeTraces, args...)
-		b.Queue(s.q.insertSpans)
+		ids := make([]string, len(batch))
+		for i := range batch {
+			ids[i] = batch[i].SpanID
+		}
+		b.Queue(s.q.storedSpanIDs, ids)
 		res := tx.SendBatch(ctx, b)
 		if len(origins) > 0 {
 			if _, err := res.Exec(); err != nil {
@@ -149,39 +143,70 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			res.Close()
 			return fmt.Errorf("merge traces: %w", err)
 		}
-		var added int
-		if err := res.QueryRow().Scan(&added, &logged); err != nil {
+		var already int
+		if err := res.QueryRow().Scan(&already); err != nil {
 			res.Close()
-			return fmt.Errorf("insert spans: %w", err)
+			return fmt.Errorf("look up stored spans: %w", err)
 		}
 		if err := res.Close(); err != nil {
 			return err
 		}
-		if added == len(batch) {
+
+		if already == 0 {
+			// The usual case: every span is new, so the batch is copied
+			// straight into the table and logged whole. A concurrent
+			// writer storing one of these ids meanwhile makes the copy
+			// fail with a unique violation, and the write is run again.
+			if _, err := tx.CopyFrom(ctx, s.spansID, spanColumns, spanRows(batch)); err != nil {
+				return fmt.Errorf("copy spans: %w", err)
+			}
+			logged = ids
 			for i := range batch {
 				deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
 			}
-		} else {
-			// Some spans were stored already: derive the batch's traces
-			// again from what is stored, and drop the rows of traces left
-			// without a span (their spans' ids were taken by spans of other
-			// traces). Only the spans inserted count in the rollups.
-			ins := make(map[string]struct{}, len(logged))
-			for _, id := range logged {
-				ins[id] = struct{}{}
-			}
-			for i := range batch {
-				if _, ok := ins[batch[i].SpanID]; ok {
-					deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
-				}
-			}
-			if err := s.rederive(ctx, tx, traceIDs, &deltas, tenants); err != nil {
-				return err
+			return s.addRollups(ctx, tx, &deltas, func(b *pgx.Batch) {
+				b.Queue(s.q.appendLog, len(ids), ids)
+			})
+		}
+
+		// Some spans were stored already (an SDK re-sending): stage the
+		// batch, insert what is new, and derive the batch's traces again
+		// from what is stored, dropping the rows of traces left without a
+		// span (their spans' ids were taken by spans of other traces).
+		// Only the spans inserted count in the rollups.
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, spanRows(batch)); err != nil {
+			return fmt.Errorf("stage spans: %w", err)
+		}
+		var added int
+		if err := tx.QueryRow(ctx, s.q.insertSpans).Scan(&added, &logged); err != nil {
+			return fmt.Errorf("insert spans: %w", err)
+		}
+		ins := make(map[string]struct{}, len(logged))
+		for _, id := range logged {
+			ins[id] = struct{}{}
+		}
+		for i := range batch {
+			if _, ok := ins[batch[i].SpanID]; ok {
+				deltas.SpanStored(batch[i].StartTime, store.TenantOf(&batch[i]), batch[i].Usage)
 			}
 		}
-		return s.addRollups(ctx, tx, &deltas)
+		if err := s.rederive(ctx, tx, traceIDs, &deltas, tenants); err != nil {
+			return err
+		}
+		return s.addRollups(ctx, tx, &deltas, nil)
 	})
 	return logged, err
+}
+
+// spanRows are the batch's rows for COPY, in spanColumns order.
+func spanRows(batch []model.Span) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
+		sp := &batch[i]
+		return []any{
+			sp.SpanID, sp.TraceID, nullable(sp.ParentSpanID), sp.Name, sp.SpanKind, sp.StatusCode,
+			nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS, jsonOrNil(sp.Attributes), sp.CreatedAt,
+		}, nil
+	})
 }
 
 // scanStats reads the rows a trace statement returned into the rollup
@@ -215,9 +240,13 @@ func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string,
 }
 
 // addRollups adds a write's deltas to the per-minute rollups, last in the
-// transaction so their hot rows stay locked only until the commit.
-func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, d *store.Deltas) error {
+// transaction so their hot rows stay locked only until the commit; first
+// queues what first adds to the same round trip.
+func (s *Store) addRollups(ctx context.Context, tx pgx.Tx, d *store.Deltas, first func(*pgx.Batch)) error {
 	b := &pgx.Batch{}
+	if first != nil {
+		first(b)
+	}
 	if keys, n := d.TraceRows(); len(keys) > 0 {
 		minutes, tenants, statuses, buckets := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]int32, len(keys))
 		for i, k := range keys {
@@ -361,7 +390,10 @@ func dedupe(spans []model.Span, now string) ([]model.Span, []string) {
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40P01" || pgErr.Code == "40001" // deadlock, serialization failure
+		// Deadlock, serialization failure, and a span id another writer
+		// stored between the look-up and the copy (run again, the look-up
+		// finds it).
+		return pgErr.Code == "40P01" || pgErr.Code == "40001" || pgErr.Code == "23505"
 	}
 	return pgconn.SafeToRetry(err)
 }
