@@ -7,23 +7,25 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // Options tune the API. The zero value is usable.
 type Options struct {
-	// Tokens, when not empty, are the bearer tokens a request must present
-	// ("Authorization: Bearer <token>"). Empty means no authentication.
-	Tokens []string
+	// Auth, when not nil and enabled, checks the bearer token every
+	// request must present ("Authorization: Bearer <token>") and names its
+	// tenant: a tenant's token reads only its own tenant's traces and
+	// spans, an admin token everything. Nil or disabled means no
+	// authentication, and everything is visible. Its token set may change
+	// while the API serves (config reload).
+	Auth *auth.Authenticator
 	// QueryTimeout bounds each request's database work. Default 15s.
 	QueryTimeout time.Duration
 	// MaxSpans caps how many spans one trace response carries (the earliest
@@ -66,14 +68,13 @@ const (
 )
 
 type server struct {
-	st          store.Store
-	opts        Options
-	traces      string // qualified table names
-	spans       string
-	resources   string
-	origins     originCache
-	dialect     string
-	tokenHashes [][32]byte
+	st        store.Store
+	opts      Options
+	traces    string // qualified table names
+	spans     string
+	resources string
+	origins   originCache
+	dialect   string
 }
 
 // New returns the handler for /api/traces, /api/traces/{trace_id},
@@ -102,38 +103,46 @@ func newServer(st store.Store, opts Options) *server {
 	s := &server{st: st, opts: opts, dialect: st.Dialect()}
 	s.traces, s.spans = st.Tables()
 	s.resources = resourcesTable(s.spans)
-	for _, t := range opts.Tokens {
-		if t != "" {
-			s.tokenHashes = append(s.tokenHashes, sha256.Sum256([]byte(t)))
-		}
-	}
 	return s
 }
 
-// authenticate checks the bearer token in constant time against every
-// configured token (hashed, so lengths never differ), and answers 401 the
-// same way whether the token is missing, unknown or malformed.
+// authenticate checks the bearer token (auth.Authenticator compares it in
+// constant time against every configured token) and answers 401 the same
+// way whether the token is missing, unknown or malformed. An accepted
+// request carries whose data it may read (viewerFrom).
 func (s *server) authenticate(next http.Handler) http.Handler {
-	if len(s.tokenHashes) == 0 {
+	a := s.opts.Auth
+	if a == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := ""
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			got = strings.TrimSpace(h[7:])
+		if !a.Enabled() {
+			next.ServeHTTP(w, r)
+			return
 		}
-		sum := sha256.Sum256([]byte(got))
-		ok := 0
-		for i := range s.tokenHashes {
-			ok |= subtle.ConstantTimeCompare(sum[:], s.tokenHashes[i][:])
-		}
-		if ok != 1 || got == "" {
+		// Only the Authorization header: the API never took x-api-key.
+		id, ok := a.Identify(auth.Credential(r.Header.Get("Authorization"), ""))
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kern-trace-gateway"`)
 			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing or invalid bearer token"})
 			return
 		}
+		if !id.Admin {
+			r = r.WithContext(context.WithValue(r.Context(), tenantKey{}, id.Tenant))
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+type tenantKey struct{}
+
+// viewerTenant is the one tenant whose data the request may read; nil when
+// it may read every tenant's (an admin token, or no authentication).
+func viewerTenant(r *http.Request) *string {
+	if t, ok := r.Context().Value(tenantKey{}).(string); ok {
+		return &t
+	}
+	return nil
 }
 
 // apiError is every error body: what is wrong and, for a bad request, which

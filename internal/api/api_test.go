@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/store"
@@ -164,29 +165,7 @@ func treeSize(roots []*SpanNode) int {
 
 func pageAll(t *testing.T, h http.Handler, query url.Values) []string {
 	t.Helper()
-	var ids []string
-	seen := map[string]bool{}
-	for pages := 0; ; pages++ {
-		if pages > 200 {
-			t.Fatal("pagination does not end")
-		}
-		code, body := get(t, h, "/api/traces?"+query.Encode())
-		if code != 200 {
-			t.Fatalf("GET %s: %d %s", query.Encode(), code, body)
-		}
-		l := decode[TraceList](t, body)
-		for _, tr := range l.Traces {
-			if seen[tr.TraceID] {
-				t.Fatalf("trace %s returned twice", tr.TraceID)
-			}
-			seen[tr.TraceID] = true
-			ids = append(ids, tr.TraceID)
-		}
-		if l.NextCursor == "" {
-			return ids
-		}
-		query.Set("cursor", l.NextCursor)
-	}
+	return listAll(t, h, "/api/traces", query, "trace_id")
 }
 
 func TestListTraces(t *testing.T) {
@@ -701,7 +680,7 @@ func TestSummary(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	f := newFixture(t, apitest.SQLite, Options{Tokens: []string{"first-secret", "second-secret"}})
+	f := newFixture(t, apitest.SQLite, Options{Auth: auth.New([]auth.Token{{Token: "first-secret", Tenant: "a"}, {Token: "second-secret", Tenant: "b", Admin: true}})})
 	cases := []struct {
 		name string
 		hdr  []string

@@ -151,6 +151,9 @@ func serveList[P any](s *server, w http.ResponseWriter, r *http.Request,
 		s.fail(w, r, err)
 		return
 	}
+	if t := viewerTenant(r); t != nil {
+		s.scopeList(ls, *t)
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	out, err := read(ctx, ls)

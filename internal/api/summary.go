@@ -60,7 +60,7 @@ func (s *server) summary(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	out, err := s.computeSummary(ctx, start, end, nil)
+	out, err := s.computeSummary(ctx, start, end, viewerTenant(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -93,16 +93,25 @@ func (s *server) computeSummary(ctx context.Context, start, end time.Time, tenan
 		}
 		return out, nil
 	}
-	return s.summaryFromRows(ctx, start, end)
+	return s.summaryFromRows(ctx, start, end, tenant)
 }
 
 // summaryFromRows computes the summary from the trace and span rows, for
-// stores without rollups.
-func (s *server) summaryFromRows(ctx context.Context, start, end time.Time) (*Summary, error) {
+// stores without rollups; with a tenant, of its traces and spans only.
+func (s *server) summaryFromRows(ctx context.Context, start, end time.Time, tenant *string) (*Summary, error) {
 	out := &Summary{Start: model.FormatTime(start), End: model.FormatTime(end), TokensByModel: []ModelTokens{}}
 	rng := timeRangeConds("start_time", start, end)
 	where := func(b *qb) {
 		b.w(" WHERE ", rng[0](b), " AND ", rng[1](b))
+		if tenant != nil {
+			b.w(" AND ", s.traceOfTenant(b, s.traces+".trace_id", *tenant))
+		}
+	}
+	spansWhere := func(b *qb) {
+		b.w(" WHERE ", rng[0](b), " AND ", rng[1](b))
+		if tenant != nil {
+			b.w(" AND ", s.spanOfTenant(b, s.spans+".attributes", *tenant))
+		}
 	}
 	db := s.st.DB()
 
@@ -155,7 +164,7 @@ func (s *server) summaryFromRows(ctx context.Context, start, end time.Time) (*Su
 	b.w("SELECT CAST(COALESCE(SUM(", in, "), 0) AS BIGINT), CAST(COALESCE(SUM(", outTok, "), 0) AS BIGINT), ",
 		"CAST(COALESCE(SUM(COALESCE(", total, ", COALESCE(", in2, ", 0) + COALESCE(", out2, ", 0))), 0) AS BIGINT), ")
 	b.w("COALESCE(", b.attrText("attributes", semantics.AttrModelName), ", '') AS model, COUNT(*) FROM ", s.spans)
-	where(b)
+	spansWhere(b)
 	b.w(" AND ", b.attrText("attributes", semantics.AttrSpanKind), " = ", b.arg(semantics.KindLLM),
 		" GROUP BY model ORDER BY model")
 	rows, err := db.QueryContext(ctx, b.String(), b.args...)

@@ -167,7 +167,7 @@ func (s *server) getTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
-	d, err := s.loadTrace(ctx, id)
+	d, err := s.loadTrace(ctx, id, viewerTenant(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -187,11 +187,16 @@ func (s *server) getTrace(w http.ResponseWriter, r *http.Request) {
 }
 
 // loadTrace reads the trace row and its spans (the earliest MaxSpans by
-// start time) and nests them; nil when the trace is unknown.
-func (s *server) loadTrace(ctx context.Context, id string) (*TraceDetail, error) {
+// start time) and nests them; nil when the trace is unknown. With a tenant,
+// only that tenant's spans are read, and a trace without any is unknown:
+// the caller cannot tell it from one that does not exist.
+func (s *server) loadTrace(ctx context.Context, id string, tenant *string) (*TraceDetail, error) {
 	db := s.st.DB()
 	b := newQB(s.dialect)
-	b.w("SELECT ", traceCols, " FROM ", s.traces, " WHERE trace_id = ", b.arg(id))
+	b.w("SELECT ", traceCols, " FROM ", s.traces, " t WHERE trace_id = ", b.arg(id))
+	if tenant != nil {
+		b.w(" AND ", s.traceOfTenant(b, "t.trace_id", *tenant))
+	}
 	t, err := scanTrace(db.QueryRowContext(ctx, b.String(), b.args...))
 	if err == sql.ErrNoRows {
 		return nil, nil
@@ -200,8 +205,11 @@ func (s *server) loadTrace(ctx context.Context, id string) (*TraceDetail, error)
 		return nil, fmt.Errorf("read trace %s from %s: %w", id, s.traces, err)
 	}
 	b = newQB(s.dialect)
-	b.w("SELECT ", spanCols(b), " FROM ", s.spans, " WHERE trace_id = ", b.arg(id),
-		" ORDER BY start_time, span_id LIMIT ", fmt.Sprint(s.opts.MaxSpans+1))
+	b.w("SELECT ", spanCols(b), " FROM ", s.spans, " WHERE trace_id = ", b.arg(id))
+	if tenant != nil {
+		b.w(" AND ", s.spanOfTenant(b, "attributes", *tenant))
+	}
+	b.w(" ORDER BY start_time, span_id LIMIT ", fmt.Sprint(s.opts.MaxSpans+1))
 	rows, err := db.QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("read spans of trace %s from %s: %w", id, s.spans, err)

@@ -33,10 +33,18 @@ import (
 )
 
 // Token is one accepted credential and the tenant it stands for. Several
-// tokens may map to one tenant (that is how a token is rotated).
+// tokens may map to one tenant (that is how a token is rotated). Admin
+// marks an operator's token: the trace API shows it every tenant's data.
 type Token struct {
 	Token  string `yaml:"token"`
 	Tenant string `yaml:"tenant"`
+	Admin  bool   `yaml:"admin"`
+}
+
+// Identity is who an accepted credential stands for.
+type Identity struct {
+	Tenant string
+	Admin  bool
 }
 
 // Reasons passed to an Observer.
@@ -69,7 +77,7 @@ type tokenSet struct {
 
 type entry struct {
 	digest [sha256.Size]byte
-	tenant string
+	id     Identity
 	usable bool // false for an empty token, which never matches
 }
 
@@ -89,7 +97,7 @@ func New(tokens []Token, opts ...Option) *Authenticator {
 func (a *Authenticator) Update(tokens []Token) {
 	s := &tokenSet{enabled: len(tokens) > 0, entries: make([]entry, len(tokens))}
 	for i, t := range tokens {
-		s.entries[i] = entry{digest: sha256.Sum256([]byte(t.Token)), tenant: t.Tenant, usable: t.Token != ""}
+		s.entries[i] = entry{digest: sha256.Sum256([]byte(t.Token)), id: Identity{Tenant: t.Tenant, Admin: t.Admin}, usable: t.Token != ""}
 	}
 	a.set.Store(s)
 }
@@ -101,6 +109,13 @@ func (a *Authenticator) Enabled() bool { return a.set.Load().enabled }
 // no configured token. Every configured token is compared, in constant time,
 // whatever the input.
 func (a *Authenticator) Authenticate(credential string) (tenant string, ok bool) {
+	id, ok := a.Identify(credential)
+	return id.Tenant, ok
+}
+
+// Identify is Authenticate returning the whole identity (tenant and admin
+// flag).
+func (a *Authenticator) Identify(credential string) (Identity, bool) {
 	s := a.set.Load()
 	d := sha256.Sum256([]byte(credential))
 	match := -1
@@ -115,9 +130,9 @@ func (a *Authenticator) Authenticate(credential string) (tenant string, ok bool)
 		match = subtle.ConstantTimeSelect(first, i, match)
 	}
 	if match < 0 {
-		return "", false
+		return Identity{}, false
 	}
-	return s.entries[match].tenant, true
+	return s.entries[match].id, true
 }
 
 // compareDigests is subtle.ConstantTimeCompare; a variable so a test can

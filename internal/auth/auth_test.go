@@ -225,6 +225,33 @@ func TestDuplicateTokenFirstWins(t *testing.T) {
 	}
 }
 
+// TestIdentify: the identity of a token carries its tenant and admin flag,
+// and Update may turn a token into an admin token or back.
+func TestIdentify(t *testing.T) {
+	a := New([]Token{{Token: tokA, Tenant: "team-a"}, {Token: tokB, Tenant: "ops", Admin: true}})
+	for _, c := range []struct {
+		cred string
+		want Identity
+		ok   bool
+	}{
+		{tokA, Identity{Tenant: "team-a"}, true},
+		{tokB, Identity{Tenant: "ops", Admin: true}, true},
+		{"", Identity{}, false},
+		{tokA + "x", Identity{}, false},
+	} {
+		if got, ok := a.Identify(c.cred); got != c.want || ok != c.ok {
+			t.Errorf("Identify(%.8q) = %+v, %v; want %+v, %v", c.cred, got, ok, c.want, c.ok)
+		}
+	}
+	a.Update([]Token{{Token: tokA, Tenant: "team-a", Admin: true}, {Token: tokB, Tenant: "ops"}})
+	if id, _ := a.Identify(tokA); !id.Admin {
+		t.Error("Update did not make tokA an admin token")
+	}
+	if id, _ := a.Identify(tokB); id.Admin {
+		t.Error("Update left tokB an admin token")
+	}
+}
+
 func TestUpdate(t *testing.T) {
 	a := New(nil)
 	if a.Enabled() {

@@ -6,8 +6,10 @@ import (
 )
 
 // TenantAttribute is the resource attribute carrying the authenticated
-// tenant on stored spans (in agno_spans.attributes it is found under
-// kern.resource, e.g. attributes->'kern.resource'->>'kern.tenant').
+// tenant on stored spans. The resource is stored once in the gateway's
+// resources table, whose tenant column holds it, and a span's
+// kern.resource attribute names that row (rows stored by older versions
+// hold the resource inline: attributes->'kern.resource'->>'kern.tenant').
 const TenantAttribute = "kern.tenant"
 
 // StampTenant sets TenantAttribute on every resource of td, replacing any

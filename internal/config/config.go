@@ -51,15 +51,27 @@ type Auth struct {
 	Tokens []AuthToken `yaml:"tokens"`
 }
 
+// AuthTokens returns the tokens as package auth takes them.
+func (a Auth) AuthTokens() []auth.Token {
+	out := make([]auth.Token, len(a.Tokens))
+	for i, t := range a.Tokens {
+		out[i] = auth.Token{Token: t.Token, Tenant: t.Tenant, Admin: t.Admin}
+	}
+	return out
+}
+
 // DefaultTenant is the tenant of a token written as a plain string.
 const DefaultTenant = "default"
 
 // AuthToken is one accepted bearer token and the tenant it stands for. In
-// YAML it is either a mapping ({token, tenant}) or, the shape most users
-// write first, the token alone as a string, standing for DefaultTenant.
+// YAML it is either a mapping ({token, tenant, admin}) or, the shape most
+// users write first, the token alone as a string, standing for
+// DefaultTenant. An admin token reads every tenant's traces through the
+// trace API; any other token only its own tenant's.
 type AuthToken struct {
 	Token  string `yaml:"token"`
 	Tenant string `yaml:"tenant"`
+	Admin  bool   `yaml:"admin"`
 }
 
 // TLS serves the listeners over TLS from files re-read when they change.
@@ -333,13 +345,11 @@ func (c *Config) Validate() error {
 	if c.Server.MaxConnections < 0 {
 		add("server.max_connections", "must not be negative, got %d", c.Server.MaxConnections)
 	}
-	tokens := make([]auth.Token, len(c.Server.Auth.Tokens))
 	tenants := map[string]bool{}
-	for i, t := range c.Server.Auth.Tokens {
-		tokens[i] = auth.Token{Token: t.Token, Tenant: t.Tenant}
+	for _, t := range c.Server.Auth.Tokens {
 		tenants[t.Tenant] = true
 	}
-	for _, e := range auth.Validate(tokens) {
+	for _, e := range auth.Validate(c.Server.Auth.AuthTokens()) {
 		add(fmt.Sprintf("server.auth.tokens[%d].%s", e.Index, e.Field), "%s", e.Msg)
 	}
 	tl := c.Server.TLS

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/batcher"
 	"github.com/kern-agents/trace-gateway/internal/config"
@@ -61,7 +62,6 @@ type Gateway struct {
 	batcher *batcher.Batcher
 	metrics *Metrics
 	page    http.Handler // trace explorer page + API
-	api     swapHandler  // the API, rebuilt when its tokens change
 	fanout  *dispatch.Dispatcher
 
 	reloadMu sync.Mutex           // one reload at a time
@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 	}
 	g := &Gateway{cfg: cfg, opts: opts, log: log, store: st, serveErr: make(chan error, 3), dests: cfg.Destinations}
 	g.metrics = NewMetrics()
-	g.auth = auth.New(authTokens(cfg), auth.WithObserver(g.metrics.AuthRejected))
+	g.auth = auth.New(cfg.Server.Auth.AuthTokens(), auth.WithObserver(g.metrics.AuthRejected))
 	g.limiter = ratelimit.New(rateLimits(cfg))
 	if cfg.Server.TLS.CertFile != "" {
 		g.tls, err = tlsreload.New(tlsreload.Options{
@@ -155,8 +155,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, err
 		MaxSpansPerRequest: cfg.Ingest.MaxSpansPerRequest,
 		RateLimiter:        g.limiter,
 	}
-	g.setAPITokens(cfg)
-	page, err := web.New(&g.api, web.Options{})
+	// The API shares the OTLP tokens (g.auth, updated on reload): a
+	// tenant's token reads its own tenant's traces, an admin token all.
+	page, err := web.New(api.New(st, api.Options{Logger: log, Auth: g.auth}), web.Options{})
 	if err != nil {
 		_ = g.batcher.Close(ctx)
 		closeHandoffs(ctx, g.handoffs)
@@ -192,15 +193,6 @@ func (g *Gateway) closeTLS() {
 	if g.tls != nil {
 		_ = g.tls.Close()
 	}
-}
-
-// authTokens converts the configured tokens.
-func authTokens(cfg *config.Config) []auth.Token {
-	out := make([]auth.Token, len(cfg.Server.Auth.Tokens))
-	for i, t := range cfg.Server.Auth.Tokens {
-		out[i] = auth.Token{Token: t.Token, Tenant: t.Tenant}
-	}
-	return out
 }
 
 // rateLimits gives every tenant its own bucket: its override, or the default.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -132,17 +131,8 @@ func TestHardenedGateway(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	post := func(token string, n int, traceByte byte) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, "https://"+g.Addrs().OTLPHTTP+"/v1/traces", bytes.NewReader(spansBody(t, n, traceByte)))
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := request(t, client, http.MethodPost, "https://"+g.Addrs().OTLPHTTP+"/v1/traces", token, spansBody(t, n, traceByte))
+		return code
 	}
 	if code := post("", 1, 1); code != 401 {
 		t.Fatalf("no token: %d", code)

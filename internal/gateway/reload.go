@@ -9,10 +9,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/config"
 	"github.com/kern-agents/trace-gateway/internal/dispatch"
 	"github.com/kern-agents/trace-gateway/internal/redact"
@@ -67,8 +65,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) (ReloadResult,
 	}
 	g.dests = cfg.Destinations
 
-	g.auth.Update(authTokens(cfg))
-	g.setAPITokens(cfg)
+	g.auth.Update(cfg.Server.Auth.AuthTokens())
 	g.limiter.Update(rateLimits(cfg))
 	var err error
 	if g.tls != nil {
@@ -210,25 +207,6 @@ func diffKeys(path string, a, b reflect.Value, out *[]string) {
 		}
 		diffKeys(path+"."+tag, a.Field(i), b.Field(i), out)
 	}
-}
-
-// swapHandler serves through the handler stored last.
-type swapHandler struct{ h atomic.Pointer[http.Handler] }
-
-func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*s.h.Load()).ServeHTTP(w, r)
-}
-
-func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
-
-// setAPITokens (re)builds the trace API: with server.auth.tokens configured
-// it requires one of the same tokens (the page asks for one).
-func (g *Gateway) setAPITokens(cfg *config.Config) {
-	tokens := make([]string, len(cfg.Server.Auth.Tokens))
-	for i, t := range cfg.Server.Auth.Tokens {
-		tokens[i] = t.Token
-	}
-	g.api.set(api.New(g.store, api.Options{Logger: g.log, Tokens: tokens}))
 }
 
 // serveReload is POST /-/reload: it reloads the config file like SIGHUP and

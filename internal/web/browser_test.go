@@ -17,6 +17,7 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/api"
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
+	"github.com/kern-agents/trace-gateway/internal/auth"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
 	"github.com/kern-agents/trace-gateway/internal/sim"
@@ -460,7 +461,7 @@ func TestBrowserToken(t *testing.T) {
 	ctx, problems := browser(t)
 	st := apitest.SQLite(t)
 	apitest.Load(t, st, apitest.Sim(t, sim.Options{Count: 3, Seed: 4}))
-	h, err := web.New(api.New(st, api.Options{Tokens: []string{"s3cret-token"}}), web.Options{})
+	h, err := web.New(api.New(st, api.Options{Auth: auth.New([]auth.Token{{Token: "s3cret-token", Tenant: "default", Admin: true}})}), web.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
