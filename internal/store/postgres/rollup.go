@@ -26,7 +26,10 @@ func (s *Store) withOrigin() string {
 	return s.spans + ` s LEFT JOIN ` + s.res + ` r ON r.id = s.attributes->>'` + model.KeyResource + `'`
 }
 
-// Summarize implements store.Summarizer.
+// Summarize implements store.Summarizer. Its range predicates compare in
+// the columns' own collation, so the indexes on them are used; the times and
+// minutes are fixed-width with their punctuation in the same places, which
+// any collation orders like the bytes.
 func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *string) (*store.Summary, error) {
 	out := &store.Summary{Durations: map[int]int64{}}
 	from, to, edges := store.SummaryWindows(start, end)
@@ -35,7 +38,7 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *str
 	b := &pgx.Batch{}
 	if from != "" {
 		b.Queue(`SELECT status, bucket, sum(traces)::bigint FROM `+rt+`
-			WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 AND ($3::text IS NULL OR tenant = $3)
+			WHERE minute >= $1 AND minute < $2 AND ($3::text IS NULL OR tenant = $3)
 			GROUP BY status, bucket`, from, to, tenant).
 			Query(func(rows pgx.Rows) error {
 				var status string
@@ -48,13 +51,13 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *str
 				return err
 			})
 		b.Queue(`SELECT model, sum(calls)::bigint, sum(input_tokens)::bigint, sum(output_tokens)::bigint, sum(total_tokens)::bigint
-			FROM `+rm+` WHERE minute COLLATE "C" >= $1 AND minute COLLATE "C" < $2 AND ($3::text IS NULL OR tenant = $3)
+			FROM `+rm+` WHERE minute >= $1 AND minute < $2 AND ($3::text IS NULL OR tenant = $3)
 			GROUP BY model`, from, to, tenant).
 			Query(func(rows pgx.Rows) error { return scanUsage(rows, out) })
 	}
 	for _, e := range edges {
 		b.Queue(`SELECT status, duration_ms FROM `+s.traces+` t
-			WHERE start_time COLLATE "C" >= $1 AND start_time COLLATE "C" < $2
+			WHERE start_time >= $1 AND start_time < $2
 			AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM `+s.withOrigin()+` WHERE s.trace_id = t.trace_id AND `+spanTenant+` = $3))`,
 			e[0], e[1], tenant).
 			Query(func(rows pgx.Rows) error {
@@ -67,7 +70,7 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *str
 				return err
 			})
 		b.Queue(`SELECT model, sum(n)::bigint, sum(i)::bigint, sum(o)::bigint, sum(t)::bigint FROM (`+
-			s.llmUsageSQL(`s.start_time COLLATE "C" >= $1 AND s.start_time COLLATE "C" < $2 AND ($3::text IS NULL OR `+spanTenant+` = $3)`)+
+			s.llmUsageSQL(`s.start_time >= $1 AND s.start_time < $2 AND ($3::text IS NULL OR `+spanTenant+` = $3)`)+
 			`) u(m, tenant, model, n, i, o, t) GROUP BY model`, e[0], e[1], tenant).
 			Query(func(rows pgx.Rows) error { return scanUsage(rows, out) })
 	}
