@@ -15,6 +15,10 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
+// errSpanStored says a COPY met a span id stored already: Write runs the
+// batch again through the staging table, which skips such spans.
+var errSpanStored = errors.New("a span id is stored already")
+
 var errClosed = fmt.Errorf("postgres store: %w: store closed", store.ErrUnavailable)
 
 // classify marks errors that mean the server cannot be reached right now with

@@ -21,18 +21,21 @@ import (
 const maxAttempts = 3
 
 // Write stores spans in one transaction:
-//  1. COPY the batch into the connection's staging table;
-//  2. store the resources and scopes not stored yet (model.Origin);
-//  3. insert the rows of traces not stored yet, computed from the batch in
+//  1. store the resources and scopes not stored yet (model.Origin);
+//  2. insert the rows of traces not stored yet, computed from the batch in
 //     Go (store.DeriveTraces), and lock the rows of the others, in trace_id
 //     order;
-//  4. merge the batch's rows into the locked ones (store.Merge in SQL);
-//  5. insert the spans, skipping span ids already stored, and append the
-//     ids it inserted to the delivery log (same statement, see queries.go).
+//  3. merge the batch's rows into the locked ones (store.Merge in SQL);
+//  4. COPY the spans straight into the table, then append their ids to the
+//     delivery log and add the rollups.
 //
-// Statements 2-5 go in one round trip. When some span was stored already
-// (an SDK re-sending), the rows of the batch's traces are derived again
-// from what is stored, so a span that was not inserted never counts.
+// Statements 1-3 go in one round trip. Step 4 assumes every span id is new,
+// which is what senders do; when one is stored already (an SDK re-sending,
+// or a concurrent writer of the same span), the COPY fails on the primary
+// key and the write runs again the slow way: the batch is staged, the spans
+// not stored yet are inserted and logged, and the rows of the batch's traces
+// are derived again from what is stored, so a span that was not inserted
+// never counts.
 //
 // Within the batch the first span with a given span id wins; across batches
 // the stored one does. Spans without CreatedAt get the time of the write.
@@ -54,12 +57,17 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 	rows := store.DeriveTraces(batch)
 	origins := s.origins.New(batch)
 	var err error
+	stage := false
 	for attempt := 1; ; attempt++ {
 		var logged []string
-		logged, err = s.write(ctx, batch, traceIDs, rows, origins, now)
+		logged, err = s.write(ctx, batch, traceIDs, rows, origins, now, stage)
 		if err == nil {
 			s.origins.Stored(origins)
 			return logged, nil
+		}
+		if errors.Is(err, errSpanStored) && !stage {
+			stage = true // not a failure: the batch repeats a stored span
+			continue
 		}
 		if attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			break
@@ -71,13 +79,13 @@ func (s *Store) WriteLogged(ctx context.Context, spans []model.Span) ([]string, 
 
 // write runs one attempt and returns the span ids it added to the delivery
 // log.
-func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string) ([]string, error) {
+func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string, stage bool) ([]string, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Release()
-	logged, err := s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now)
+	logged, err := s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now, stage)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" && strings.Contains(pgErr.Message, stageTable) {
 		// The session lost its staging table (DISCARD TEMP, or a pooler
@@ -85,12 +93,12 @@ func (s *Store) write(ctx context.Context, batch []model.Span, traceIDs []string
 		if _, err := conn.Exec(ctx, stageDDL); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		logged, err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now)
+		logged, err = s.writeTx(ctx, conn.Conn(), batch, traceIDs, rows, origins, now, stage)
 	}
 	return logged, err
 }
 
-func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string) ([]string, error) {
+func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span, traceIDs []string, rows []store.TraceRow, origins []*model.Origin, now string, stage bool) ([]string, error) {
 	var logged []string
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
@@ -100,11 +108,6 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		args := traceArgs(rows)
 		b.Queue(s.q.insertTraces, append(args, now)...)
 		b.Queue(s.q.mergeTraces, args...)
-		ids := make([]string, len(batch))
-		for i := range batch {
-			ids[i] = batch[i].SpanID
-		}
-		b.Queue(s.q.storedSpanIDs, ids)
 		res := tx.SendBatch(ctx, b)
 		if len(origins) > 0 {
 			if _, err := res.Exec(); err != nil {
@@ -122,22 +125,23 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			res.Close()
 			return fmt.Errorf("merge traces: %w", err)
 		}
-		var already int
-		if err := res.QueryRow().Scan(&already); err != nil {
-			res.Close()
-			return fmt.Errorf("look up stored spans: %w", err)
-		}
 		if err := res.Close(); err != nil {
 			return err
 		}
 
-		if already == 0 {
+		if !stage {
 			// The usual case: every span is new, so the batch is copied
-			// straight into the table and logged whole. A concurrent
-			// writer storing one of these ids meanwhile makes the copy
-			// fail with a unique violation, and the write is run again.
+			// straight into the table and logged whole.
 			if _, err := tx.CopyFrom(ctx, s.spansID, spanColumns, spanRows(batch)); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+					return fmt.Errorf("copy spans: %w: %w", errSpanStored, err)
+				}
 				return fmt.Errorf("copy spans: %w", err)
+			}
+			ids := make([]string, len(batch))
+			for i := range batch {
+				ids[i] = batch[i].SpanID
 			}
 			logged = ids
 			for i := range batch {
@@ -369,9 +373,10 @@ func dedupe(spans []model.Span, now string) ([]model.Span, []string) {
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Deadlock, serialization failure, and a span id another writer
-		// stored between the look-up and the copy (run again, the look-up
-		// finds it).
+		// Deadlock, serialization failure, and a unique violation the
+		// staged insert can still meet (two writers inserting the same
+		// new origin or trace row race on its key; run again, it is
+		// stored).
 		return pgErr.Code == "40P01" || pgErr.Code == "40001" || pgErr.Code == "23505"
 	}
 	return pgconn.SafeToRetry(err)
