@@ -141,7 +141,7 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 				RETURNING span_count, span_ids
 			)
 			SELECT coalesce((SELECT span_count FROM logged), 0), (SELECT span_ids FROM logged)`,
-		appendLog:     `INSERT INTO ` + deliveryLog + ` (span_count, span_ids) VALUES ($1, $2)`,
+		appendLog: `INSERT INTO ` + deliveryLog + ` (span_count, span_ids) VALUES ($1, $2)`,
 		spansOf: `SELECT span_id, trace_id, coalesce(parent_span_id, ''), name, status_code, start_time, end_time,
 				CASE WHEN parent_span_id IS NULL THEN attributes END
 			FROM ` + spans + ` WHERE trace_id = ANY($1::varchar[])`,
