@@ -91,9 +91,7 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 		// no stored span except to rank roots: whether a root is stored
 		// (decides the name of a batch without one) and whether a stored
 		// root starts before the batch's (several roots: the first wins).
-		// A row this transaction inserted (its xmin is ours) holds the
-		// batch's row already and is skipped before the probes run: in the
-		// usual batch of new traces they were most of the statement's cost.
+		// Write runs it only for the rows insertTraces did not insert.
 		// The probes test for a root with coalesce() rather than IS NULL:
 		// an IS NULL the planner can answer from the parent_span_id index
 		// reads every stored root for each trace (317 M index entries for
@@ -114,7 +112,6 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 					t.status AS t_status, t.duration_ms AS t_dur,
 					` + strings.Join(append(bIDs, tIDs...), ", ") + `
 				FROM ` + batchRows + ` JOIN ` + traces + ` t ON t.trace_id = b.trace_id
-				WHERE t.xmin <> pg_current_xact_id()::xid
 			), m AS (
 				SELECT trace_id, start_time, end_time, status, t_start, t_status, t_dur,
 					CASE WHEN take_root THEN b_name

@@ -25,11 +25,12 @@ const maxAttempts = 3
 //  2. insert the rows of traces not stored yet, computed from the batch in
 //     Go (store.DeriveTraces), and lock the rows of the others, in trace_id
 //     order;
-//  3. merge the batch's rows into the locked ones (store.Merge in SQL);
+//  3. merge the batch's rows into the locked ones (store.Merge in SQL),
+//     when there are any;
 //  4. COPY the spans straight into the table, then append their ids to the
 //     delivery log and add the rollups.
 //
-// Statements 1-3 go in one round trip. Step 4 assumes every span id is new,
+// Statements 1-2 go in one round trip. Step 4 assumes every span id is new,
 // which is what senders do; when one is stored already (an SDK re-sending,
 // or a concurrent writer of the same span), the COPY fails on the primary
 // key and the write runs again the slow way: the batch is staged, the spans
@@ -105,9 +106,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		if len(origins) > 0 {
 			b.Queue(s.q.insertOrigins, originArgs(origins, now)...)
 		}
-		args := traceArgs(rows)
-		b.Queue(s.q.insertTraces, append(args, now)...)
-		b.Queue(s.q.mergeTraces, args...)
+		b.Queue(s.q.insertTraces, append(traceArgs(rows), now)...)
 		res := tx.SendBatch(ctx, b)
 		if len(origins) > 0 {
 			if _, err := res.Exec(); err != nil {
@@ -117,16 +116,34 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		}
 		var deltas store.Deltas
 		tenants := store.Tenants(batch)
-		if err := scanStats(res, &deltas, tenants, false); err != nil {
+		inserted := make(map[string]struct{}, len(rows))
+		if err := scanStats(res, &deltas, tenants, false, inserted); err != nil {
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
 		}
-		if err := scanStats(res, &deltas, tenants, true); err != nil {
-			res.Close()
-			return fmt.Errorf("merge traces: %w", err)
-		}
 		if err := res.Close(); err != nil {
 			return err
+		}
+		// Rows the insert did not return were stored already (and are now
+		// locked): only those are merged, in a statement of their own,
+		// usually none, so a batch of new traces costs no merge at all.
+		if len(inserted) < len(rows) {
+			stored := make([]store.TraceRow, 0, len(rows)-len(inserted))
+			for i := range rows {
+				if _, ok := inserted[rows[i].TraceID]; !ok {
+					stored = append(stored, rows[i])
+				}
+			}
+			b := &pgx.Batch{}
+			b.Queue(s.q.mergeTraces, traceArgs(stored)...)
+			res := tx.SendBatch(ctx, b)
+			if err := scanStats(res, &deltas, tenants, true, nil); err != nil {
+				res.Close()
+				return fmt.Errorf("merge traces: %w", err)
+			}
+			if err := res.Close(); err != nil {
+				return err
+			}
 		}
 
 		if !stage {
@@ -195,7 +212,8 @@ func spanRows(batch []model.Span) pgx.CopyFromSource {
 // scanStats reads the rows a trace statement returned into the rollup
 // deltas: (trace id, start, status, duration) of new rows, or the trace id
 // and (start, status, duration) of the old and the new row when changed.
-func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string, changed bool) error {
+// ids, when not nil, collects the trace ids read.
+func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string, changed bool, ids map[string]struct{}) error {
 	rows, err := res.Query()
 	if err != nil {
 		return err
@@ -213,6 +231,9 @@ func scanStats(res pgx.BatchResults, d *store.Deltas, tenants map[string]string,
 			return err
 		}
 		old.Tenant, cur.Tenant = tenants[id], tenants[id]
+		if ids != nil {
+			ids[id] = struct{}{}
+		}
 		if changed {
 			d.TraceChanged(&old, &cur)
 		} else {
@@ -280,7 +301,7 @@ func (s *Store) rederive(ctx context.Context, tx pgx.Tx, traceIDs []string, d *s
 	b.Queue(s.q.deleteEmpty, traceIDs)
 	res := tx.SendBatch(ctx, b)
 	defer res.Close()
-	if err := scanStats(res, d, tenants, true); err != nil {
+	if err := scanStats(res, d, tenants, true, nil); err != nil {
 		return fmt.Errorf("update traces: %w", err)
 	}
 	rows, err := res.Query()
