@@ -73,8 +73,11 @@ type server struct {
 	traces    string // qualified table names
 	spans     string
 	resources string
-	origins   originCache
-	dialect   string
+	// traceResources is the trace resources table (each trace's usual
+	// origin), beside the spans table.
+	traceResources string
+	origins        originCache
+	dialect        string
 }
 
 // New returns the handler for /api/traces, /api/traces/{trace_id},
@@ -102,7 +105,8 @@ func newServer(st store.Store, opts Options) *server {
 	opts = opts.withDefaults()
 	s := &server{st: st, opts: opts, dialect: st.Dialect()}
 	s.traces, s.spans = st.Tables()
-	s.resources = resourcesTable(s.spans)
+	s.resources = besideSpans(s.spans, store.ResourcesTable)
+	s.traceResources = besideSpans(s.spans, store.TraceResourcesTable)
 	return s
 }
 

@@ -13,13 +13,13 @@ import (
 
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
-	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // enrich fills in what the API computes when read rather than stores: each
 // span's node type and normalised facts (from its attributes, whatever
 // convention the sender used) and its resource and scope (from the
-// gateway's resources table, which kern.resource references).
+// gateway's resources table, by the span's kern.resource or, without one,
+// its trace's usual origin).
 func (s *server) enrich(ctx context.Context, spans []*SpanNode) error {
 	decoded := make([]map[string]any, len(spans))
 	inParallel(len(spans), func(lo, hi int) {
@@ -43,9 +43,26 @@ func (s *server) enrich(ctx context.Context, spans []*SpanNode) error {
 			}
 		}
 	})
+	ids := make([]string, len(spans)) // each span's origin id, "" for none
+	usual := make(map[string]string)  // trace id → usual origin, of spans without a reference
+	for i, a := range decoded {
+		if _, ok := a[model.KeyResource]; !ok && a != nil {
+			usual[spans[i].TraceID] = ""
+		}
+	}
+	if len(usual) > 0 {
+		if err := s.readUsualOrigins(ctx, usual); err != nil {
+			return err
+		}
+	}
 	refs := make(map[string]*origin)
-	for _, a := range decoded {
-		if id, ok := a[model.KeyResource].(string); ok {
+	for i, a := range decoded {
+		r, present := a[model.KeyResource]
+		if !present && a != nil {
+			r = usual[spans[i].TraceID]
+		}
+		if id, ok := r.(string); ok && id != "" {
+			ids[i] = id
 			refs[id] = nil
 		}
 	}
@@ -58,13 +75,10 @@ func (s *server) enrich(ctx context.Context, spans []*SpanNode) error {
 		for i := lo; i < hi; i++ {
 			n, a := spans[i], decoded[i]
 			var res map[string]any
-			switch r := a[model.KeyResource].(type) {
-			case string:
-				if o := refs[r]; o != nil {
-					n.Resource, n.Scope, res = o.resource, o.scope, o.attrs
-				}
-			case map[string]any:
+			if r, ok := a[model.KeyResource].(map[string]any); ok {
 				res = r
+			} else if o := refs[ids[i]]; o != nil {
+				n.Resource, n.Scope, res = o.resource, o.scope, o.attrs
 			}
 			n.Facts = semantics.Normalize(s.info(n, a, res), a)
 		}
@@ -233,6 +247,43 @@ func (c *originCache) load(ctx context.Context, s *server, refs map[string]*orig
 	return nil
 }
 
+// readUsualOrigins fills in the usual origin of each trace id of usual
+// (the trace resources table); traces without a row keep "".
+func (s *server) readUsualOrigins(ctx context.Context, usual map[string]string) error {
+	ids := make([]string, 0, len(usual))
+	for id := range usual {
+		ids = append(ids, id)
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), originBatch)]
+		ids = ids[len(batch):]
+		b := newQB(s.dialect)
+		marks := make([]string, len(batch))
+		for i, id := range batch {
+			marks[i] = b.arg(id)
+		}
+		b.w("SELECT trace_id, resource_id FROM ", s.traceResources, " WHERE trace_id IN (", strings.Join(marks, ", "), ")")
+		rows, err := s.st.DB().QueryContext(ctx, b.String(), b.args...)
+		if err != nil {
+			return fmt.Errorf("read usual origins from %s: %w", s.traceResources, err)
+		}
+		for rows.Next() {
+			var id, origin string
+			if err := rows.Scan(&id, &origin); err != nil {
+				rows.Close()
+				return fmt.Errorf("read usual origin row: %w", err)
+			}
+			usual[id] = origin
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("read usual origins from %s: %w", s.traceResources, err)
+		}
+	}
+	return nil
+}
+
 // readOrigins reads the resource rows of ids.
 func (s *server) readOrigins(ctx context.Context, ids []string) (map[string]*origin, error) {
 	b := newQB(s.dialect)
@@ -273,10 +324,9 @@ func (s *server) readOrigins(ctx context.Context, ids []string) (map[string]*ori
 	return out, nil
 }
 
-// resourcesTable names the gateway's resources table beside the spans
-// table: in the same PostgreSQL schema, or the same SQLite file.
-func resourcesTable(spans string) string {
-	const table = store.ResourcesTable
+// besideSpans names one of the gateway's tables beside the spans table:
+// in the same PostgreSQL schema, or the same SQLite file.
+func besideSpans(spans, table string) string {
 	inQuote := false
 	dot := -1
 	for i := 0; i < len(spans); i++ {

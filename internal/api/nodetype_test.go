@@ -11,6 +11,7 @@ import (
 	"github.com/kern-agents/trace-gateway/internal/api/apitest"
 	"github.com/kern-agents/trace-gateway/internal/model"
 	"github.com/kern-agents/trace-gateway/internal/semantics"
+	"github.com/kern-agents/trace-gateway/internal/store"
 )
 
 // rawRow is a span row as a store may hold it without going through the
@@ -157,7 +158,7 @@ func TestResources(t *testing.T) {
 	}
 }
 
-func TestResourcesTable(t *testing.T) {
+func TestBesideSpans(t *testing.T) {
 	for in, want := range map[string]string{
 		`"agno_spans"`:              `gateway_resources`,
 		`agno_spans`:                `gateway_resources`,
@@ -166,8 +167,8 @@ func TestResourcesTable(t *testing.T) {
 		`"we""ird"."x.y"`:           `"we""ird"."gateway_resources"`,
 		`"test_12"."agno_spans_v2"`: `"test_12"."gateway_resources"`,
 	} {
-		if got := resourcesTable(in); got != want {
-			t.Errorf("resourcesTable(%s) = %s, want %s", in, got, want)
+		if got := besideSpans(in, store.ResourcesTable); got != want {
+			t.Errorf("besideSpans(%s) = %s, want %s", in, got, want)
 		}
 	}
 }
@@ -188,5 +189,64 @@ func TestDecodeAttributes(t *testing.T) {
 		if a := decodeAttributes([]byte(bad)); a != nil {
 			t.Errorf("%q decodes to %v", bad, a)
 		}
+	}
+}
+
+// TestCrossServiceResources reads a trace whose spans came from two
+// services, the other service's spans written first: each span shows its
+// own resource, whether the store kept a reference on it or took its
+// trace's usual origin.
+func TestCrossServiceResources(t *testing.T) {
+	run := apitest.Runs(apitest.Options{Traces: 1, Seed: 5})
+	other := &model.Origin{ID: "0123456789abcdef", Resource: []byte(`{"service.name":"tool-service"}`)}
+	moved := map[string]bool{}
+	for i := range run {
+		if run[i].ParentSpanID != "" && i%2 == 1 {
+			run[i].Origin = other
+			moved[run[i].SpanID] = true
+		}
+	}
+	if len(moved) == 0 || len(moved) == len(run) {
+		t.Fatalf("%d of %d spans moved to the other service", len(moved), len(run))
+	}
+	var first, rest []model.Span
+	for _, sp := range run {
+		if moved[sp.SpanID] {
+			first = append(first, sp)
+		} else {
+			rest = append(rest, sp)
+		}
+	}
+	for _, sd := range stores {
+		t.Run(sd.name, func(t *testing.T) {
+			st := sd.open(t)
+			apitest.Load(t, st, first)
+			apitest.Load(t, st, rest)
+			code, body := get(t, New(st, Options{}), "/api/traces/"+run[0].TraceID)
+			if code != 200 {
+				t.Fatalf("%d %s", code, body)
+			}
+			d := decode[TraceDetail](t, body)
+			seen := 0
+			var walk func([]*SpanNode)
+			walk = func(ns []*SpanNode) {
+				for _, n := range ns {
+					seen++
+					want := apitest.ServiceName
+					if moved[n.SpanID] {
+						want = "tool-service"
+					}
+					var res map[string]any
+					if json.Unmarshal(n.Resource, &res) != nil || res["service.name"] != want {
+						t.Errorf("span %s: resource %s, want service %s", n.SpanID, n.Resource, want)
+					}
+					walk(n.Children)
+				}
+			}
+			walk(d.Spans)
+			if seen != len(run) {
+				t.Errorf("tree has %d spans, want %d", seen, len(run))
+			}
+		})
 	}
 }

@@ -110,7 +110,7 @@ func (s *server) summaryFromRows(ctx context.Context, start, end time.Time, tena
 	spansWhere := func(b *qb) {
 		b.w(" WHERE ", rng[0](b), " AND ", rng[1](b))
 		if tenant != nil {
-			b.w(" AND ", s.spanOfTenant(b, s.spans+".attributes", *tenant))
+			b.w(" AND ", s.spanOfTenant(b, s.spans+".attributes", s.spans+".trace_id", *tenant))
 		}
 	}
 	db := s.st.DB()

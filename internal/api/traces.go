@@ -207,7 +207,7 @@ func (s *server) loadTrace(ctx context.Context, id string, tenant *string) (*Tra
 	b = newQB(s.dialect)
 	b.w("SELECT ", spanCols(b), " FROM ", s.spans, " WHERE trace_id = ", b.arg(id))
 	if tenant != nil {
-		b.w(" AND ", s.spanOfTenant(b, "attributes", *tenant))
+		b.w(" AND ", s.spanOfTenant(b, s.spans+".attributes", s.spans+".trace_id", *tenant))
 	}
 	b.w(" ORDER BY start_time, span_id LIMIT ", fmt.Sprint(s.opts.MaxSpans+1))
 	rows, err := db.QueryContext(ctx, b.String(), b.args...)
@@ -226,7 +226,6 @@ func (s *server) loadTrace(ctx context.Context, id string, tenant *string) (*Tra
 		if err != nil {
 			return nil, fmt.Errorf("read span row of trace %s: %w", id, err)
 		}
-		n.TraceID = ""
 		spans = append(spans, n)
 	}
 	if err := rows.Err(); err != nil {
@@ -235,6 +234,9 @@ func (s *server) loadTrace(ctx context.Context, id string, tenant *string) (*Tra
 	rows.Close()
 	if err := s.enrich(ctx, spans); err != nil {
 		return nil, err
+	}
+	for _, n := range spans {
+		n.TraceID = "" // the trace's, shown once (enrich reads it)
 	}
 	return &TraceDetail{Trace: t, SpanCount: len(spans), Truncated: truncated, Spans: buildTree(spans)}, nil
 }

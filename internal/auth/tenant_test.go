@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/kern-agents/trace-gateway/internal/convert"
-	"github.com/kern-agents/trace-gateway/internal/model"
 )
 
 func TestStampTenant(t *testing.T) {
@@ -98,7 +97,7 @@ func TestStampTenantStored(t *testing.T) {
 	if err := json.Unmarshal(spans[0].Attributes, &attrs); err != nil {
 		t.Fatal(err)
 	}
-	if attrs[model.KeyResource] != o.ID {
-		t.Fatalf("span references %v, want its origin %s", attrs[model.KeyResource], o.ID)
+	if _, ok := attrs[TenantAttribute]; ok {
+		t.Fatalf("span attributes %s hold the tenant; it belongs to the origin", spans[0].Attributes)
 	}
 }

@@ -10,9 +10,11 @@
 // OTLP value type kept: int64 as an exact JSON integer, doubles always with a
 // fraction or exponent so they read back as doubles, NaN/±Inf as the strings
 // "NaN", "Infinity", "-Infinity", bytes as base64 strings, arrays and kvlists
-// as JSON arrays and objects), the kern.* keys semantics.Annotate adds, and
-// the converter's own keys: kern.resource, kern.scope, kern.events,
-// kern.links, kern.dropped (only when a count is non-zero) and kern.truncated.
+// as JSON arrays and objects), the OpenInference keys semantics.Annotate
+// adds, and the converter's own keys: kern.events, kern.links, kern.dropped
+// (only when a count is non-zero) and kern.truncated. The resource and scope
+// go to the span's Origin; the store references it from the attributes
+// (kern.resource) only where it is not the trace's usual one.
 //
 // Limits protect the database and the process from oversized input:
 //
@@ -339,11 +341,9 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 			w.goValue(v, 0)
 		}
 	}
-	if o := c.currentOrigin(); o != nil {
-		out.Origin = o
-		w.key(model.KeyResource)
-		w.str(o.ID)
-	}
+	// The reference to the origin is the store's to add, and only where the
+	// span's origin is not its trace's usual one (store.StoredAttributes).
+	out.Origin = c.currentOrigin()
 	c.events(sp.Events())
 	c.links(sp.Links())
 	if out.ParentSpanID == "" {

@@ -109,13 +109,14 @@ type parts struct {
 	events, links, dropped json.RawMessage
 }
 
-// resolveOrigin puts the span's resource and scope in p: from its Origin when
-// the row references one (a JSON string under kern.resource), else as the
-// row holds them inline (rows stored before origins were kept apart). A
-// reference whose Origin was not loaded gives an empty resource and scope.
+// resolveOrigin puts the span's resource and scope in p: as the row holds
+// them inline under kern.resource (rows stored before origins were kept
+// apart), else from its Origin, which the store loaded by the row's
+// reference (a JSON string under kern.resource) or, without one, by its
+// trace's usual origin. No Origin gives an empty resource and scope.
 func (p *parts) resolveOrigin(s *model.Span) {
-	if len(p.resource) == 0 || p.resource[0] != '"' {
-		return
+	if len(p.resource) > 0 && p.resource[0] != '"' || len(p.resource) == 0 && len(p.scope) > 0 {
+		return // inline (kern.scope alone: an old row of a span with no resource)
 	}
 	p.resource, p.scope = nil, nil
 	if s.Origin != nil {

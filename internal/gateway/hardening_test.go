@@ -183,7 +183,8 @@ func TestHardenedGateway(t *testing.T) {
 	tenants := map[string]int{}
 	// The tenant lives on the span's resource, stored once in gateway_resources.
 	rows, err := g.Store().DB().Query(`SELECT r.tenant FROM agno_spans s
-		JOIN gateway_resources r ON r.id = json_extract(s.attributes, '$."kern.resource"')`)
+		LEFT JOIN gateway_trace_resources u ON u.trace_id = s.trace_id
+		JOIN gateway_resources r ON r.id = coalesce(json_extract(s.attributes, '$."kern.resource"'), u.resource_id)`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,11 @@ type Span struct {
 	CreatedAt     string // TimeLayout, when the gateway stored it
 
 	// Origin is the span's resource and instrumentation scope, stored once
-	// per distinct pair in the gateway's resources table and referenced from
-	// Attributes under KeyResource. Spans of one ResourceSpans/ScopeSpans
-	// share it. Nil when the span has neither, or when it was read without.
+	// per distinct pair in the gateway's resources table. The stored
+	// attributes reference it under KeyResource only when it is not the
+	// trace's usual origin (store.StoredAttributes). Spans of one
+	// ResourceSpans/ScopeSpans share it. Nil when the span has neither, or
+	// when it was read without.
 	Origin *Origin
 	// Root holds the ids a root span gives its trace row (see
 	// semantics.RootIDs); nil for child spans and for spans read back.
@@ -92,7 +94,9 @@ var TraceIDColumns = []string{"run_id", "session_id", "user_id", "agent_id", "te
 // why each earns its bytes.
 const (
 	// KeyResource holds the id of the span's Origin (resource and scope) in
-	// the gateway_resources table, so neither is copied into every span.
+	// the gateway_resources table, so neither is copied into every span;
+	// only on spans whose origin is not their trace's usual one (the
+	// gateway_trace_resources table), "" for a span without an origin.
 	KeyResource = "kern.resource"
 	// KeyScope is where rows stored before origins were kept apart hold the
 	// scope inline (read only; new rows keep it with the resource).

@@ -87,3 +87,20 @@ func ResourcesDDL(table, jsonType string) string {
 		created_at VARCHAR NOT NULL
 	)`
 }
+
+// TraceResourcesTable holds each trace's usual origin: the one its first
+// stored batch chose (store.UsualOrigins). A span of that origin is stored
+// without a kern.resource reference, which is most spans, since a trace
+// rarely crosses services; a span of another origin keeps its reference,
+// and an empty reference ("") says the span has none.
+const TraceResourcesTable = "gateway_trace_resources"
+
+// TraceResourcesDDL creates the trace resources table; table is its quoted,
+// qualified name. resource_id is "" for a trace whose usual spans carry no
+// resource.
+func TraceResourcesDDL(table string) string {
+	return `CREATE TABLE IF NOT EXISTS ` + table + ` (
+		trace_id VARCHAR NOT NULL PRIMARY KEY,
+		resource_id VARCHAR NOT NULL
+	)`
+}

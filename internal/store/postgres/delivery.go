@@ -275,7 +275,7 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	rows, err := s.progress.Query(ctx, `SELECT s.span_id, s.trace_id, s.parent_span_id, s.name, s.span_kind, s.status_code,
 		s.status_message, s.start_time, s.end_time, s.duration_ms, s.attributes::text, s.created_at,
 		r.id, r.resource::text, r.scope::text
-		FROM `+s.spans+` s LEFT JOIN `+s.res+` r ON r.id = s.attributes->>'`+model.KeyResource+`'
+		FROM `+s.withOrigin()+`
 		WHERE s.span_id = ANY($1::varchar[])`, ids)
 	if err != nil {
 		return nil, s.wrap("load spans", err)
@@ -524,10 +524,13 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 		// the trace row first means a Write adding spans to it either
 		// committed before (its spans are seen) or waits and then inserts
 		// the trace afresh.
-		{&p.Traces, "traces", `DELETE FROM ` + s.traces + ` WHERE trace_id IN (
+		// A trace's usual origin goes with it.
+		{&p.Traces, "traces", `WITH gone AS (
 			SELECT trace_id FROM ` + s.traces + ` t WHERE created_at < $1
 			AND NOT EXISTS (SELECT 1 FROM ` + s.spans + ` x WHERE x.trace_id = t.trace_id)
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`, c},
+			LIMIT $2 FOR UPDATE SKIP LOCKED
+		), r AS (DELETE FROM ` + s.traceRes + ` WHERE trace_id IN (SELECT trace_id FROM gone))
+		DELETE FROM ` + s.traces + ` WHERE trace_id IN (SELECT trace_id FROM gone)`, c},
 		{&p.LogRows, "delivery log", `DELETE FROM ` + s.dq.log + ` WHERE id IN (
 			SELECT id FROM ` + s.dq.log + ` WHERE created_at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff},
 		{&p.DeadLetters, "dead letters", `DELETE FROM ` + s.dq.deadLetters + ` WHERE id IN (

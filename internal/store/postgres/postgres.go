@@ -44,6 +44,7 @@ type Store struct {
 	traces   string // schema-qualified, quoted
 	spans    string
 	res      string // the resources table (store.ResourcesTable)
+	traceRes string // the trace resources table (store.TraceResourcesTable)
 	spansID  pgx.Identifier
 	// origins are the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
@@ -101,10 +102,11 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		traces:   pgx.Identifier{opts.Schema, opts.TracesTable}.Sanitize(),
 		spans:    pgx.Identifier{opts.Schema, opts.SpansTable}.Sanitize(),
 		res:      pgx.Identifier{opts.Schema, store.ResourcesTable}.Sanitize(),
+		traceRes: pgx.Identifier{opts.Schema, store.TraceResourcesTable}.Sanitize(),
 		spansID:  pgx.Identifier{opts.Schema, opts.SpansTable},
 	}
 	s.dq = newDeliveryQueries(opts.Schema)
-	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res,
+	s.q = buildQueries(s.traces, s.spans, s.dq.log, s.res, s.traceRes,
 		pgx.Identifier{opts.Schema, store.RollupTracesTable}.Sanitize(), pgx.Identifier{opts.Schema, store.RollupModelsTable}.Sanitize())
 	if err := s.migrate(ctx, opts); err != nil {
 		pool.Close()
@@ -128,7 +130,7 @@ func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	id := func(parts ...string) string { return pgx.Identifier(parts).Sanitize() }
 	stmts := append([]string{"CREATE SCHEMA IF NOT EXISTS " + id(opts.Schema)},
 		store.TablesDDL(s.traces, s.spans, "JSONB")...)
-	stmts = append(stmts, store.ResourcesDDL(s.res, "JSONB"))
+	stmts = append(stmts, store.ResourcesDDL(s.res, "JSONB"), store.TraceResourcesDDL(s.traceRes))
 	stmts = append(stmts, store.RollupsDDL(func(t string) string { return id(opts.Schema, t) })...)
 	stmts = append(stmts, s.dq.ddl(opts.Schema)...)
 

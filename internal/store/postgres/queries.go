@@ -9,6 +9,7 @@ import (
 // queries are Write's statements, built once per store for its table names.
 type queries struct {
 	insertOrigins string // $1 ids, $2 resources, $3 scopes, $4 tenants, $5 created_at
+	usualOrigins  string // $1 trace ids, $2 proposed origin ids: each trace's usual origin
 	insertTraces  string // traceArgs + $13 created_at
 	mergeTraces   string // traceArgs
 	insertSpans   string // returns how many spans it inserted and their ids
@@ -40,7 +41,7 @@ func durationMS(start, end string) string {
 	return `GREATEST(0, trunc(EXTRACT(EPOCH FROM (` + end + `)::timestamptz - (` + start + `)::timestamptz) * 1000))::bigint`
 }
 
-func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModels string) queries {
+func buildQueries(traces, spans, deliveryLog, origins, traceOrigins, rollupTraces, rollupModels string) queries {
 	cols := strings.Join(spanColumns, ", ")
 	ids := model.TraceIDColumns
 	nullIDs := make([]string, len(ids))
@@ -74,6 +75,21 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, resource, scope, tenant)
 			ORDER BY o.id
 			ON CONFLICT (id) DO NOTHING`,
+		// A trace's first batch sets its usual origin; later batches read
+		// it. Run after insertTraces, whose row locks order the writers of
+		// a trace, so the row of an earlier writer is committed and seen.
+		usualOrigins: `WITH p AS (
+				SELECT * FROM unnest($1::text[], $2::text[]) AS p(trace_id, resource_id)
+			), ins AS (
+				INSERT INTO ` + traceOrigins + ` (trace_id, resource_id)
+				SELECT trace_id, resource_id FROM p ORDER BY trace_id
+				ON CONFLICT (trace_id) DO NOTHING
+				RETURNING trace_id, resource_id
+			)
+			SELECT trace_id, resource_id FROM ins
+			UNION ALL
+			SELECT t.trace_id, t.resource_id FROM ` + traceOrigins + ` t
+			WHERE t.trace_id = ANY($1::text[]) AND t.trace_id NOT IN (SELECT trace_id FROM ins)`,
 		// New traces get the batch's row straight away. Existing rows are
 		// only locked: ON CONFLICT DO UPDATE locks the conflicting row even
 		// when its WHERE is false, so no row version is written, and the
@@ -150,9 +166,12 @@ func buildQueries(traces, spans, deliveryLog, origins, rollupTraces, rollupModel
 			JOIN ` + traces + ` o ON o.trace_id = m.trace_id
 			WHERE t.trace_id = m.trace_id AND ` + distinct + `
 			RETURNING t.trace_id, o.start_time, o.status, o.duration_ms, t.start_time, t.status, t.duration_ms`,
-		deleteEmpty: `DELETE FROM ` + traces + ` t WHERE t.trace_id = ANY($1::varchar[])
-			AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)
-			RETURNING trace_id, start_time, status, duration_ms`,
+		deleteEmpty: `WITH gone AS (
+				DELETE FROM ` + traces + ` t WHERE t.trace_id = ANY($1::varchar[])
+				AND NOT EXISTS (SELECT 1 FROM ` + spans + ` s WHERE s.trace_id = t.trace_id)
+				RETURNING trace_id, start_time, status, duration_ms
+			), r AS (DELETE FROM ` + traceOrigins + ` WHERE trace_id IN (SELECT trace_id FROM gone))
+			SELECT * FROM gone`,
 		// Rows come sorted by key, so concurrent writers lock them in the
 		// same order.
 		rollupTraces: `INSERT INTO ` + rollupTraces + ` AS r (minute, tenant, status, bucket, traces)

@@ -21,9 +21,11 @@ var _ store.Summarizer = (*Store)(nil)
 // one inline in the row's resource.
 const spanTenant = `coalesce(r.tenant, s.attributes->'` + model.KeyResource + `'->>'kern.tenant', '')`
 
-// withOrigin joins a span row s with its origin row r.
+// withOrigin joins a span row s with its origin row r: the one its
+// attributes reference, else its trace's usual one (u).
 func (s *Store) withOrigin() string {
-	return s.spans + ` s LEFT JOIN ` + s.res + ` r ON r.id = s.attributes->>'` + model.KeyResource + `'`
+	return s.spans + ` s LEFT JOIN ` + s.traceRes + ` u ON u.trace_id = s.trace_id
+		LEFT JOIN ` + s.res + ` r ON r.id = coalesce(s.attributes->>'` + model.KeyResource + `', u.resource_id)`
 }
 
 // Summarize implements store.Summarizer. Its range predicates compare in

@@ -107,6 +107,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 			b.Queue(s.q.insertOrigins, originArgs(origins, now)...)
 		}
 		b.Queue(s.q.insertTraces, append(traceArgs(rows), now)...)
+		b.Queue(s.q.usualOrigins, usualArgs(batch, traceIDs)...)
 		res := tx.SendBatch(ctx, b)
 		if len(origins) > 0 {
 			if _, err := res.Exec(); err != nil {
@@ -120,6 +121,11 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		if err := scanStats(res, &deltas, tenants, false, inserted); err != nil {
 			res.Close()
 			return fmt.Errorf("insert traces: %w", err)
+		}
+		usual, err := scanUsual(res, len(traceIDs))
+		if err != nil {
+			res.Close()
+			return fmt.Errorf("usual origins of traces: %w", err)
 		}
 		if err := res.Close(); err != nil {
 			return err
@@ -149,7 +155,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		if !stage {
 			// The usual case: every span is new, so the batch is copied
 			// straight into the table and logged whole.
-			if _, err := tx.CopyFrom(ctx, s.spansID, spanColumns, spanRows(batch)); err != nil {
+			if _, err := tx.CopyFrom(ctx, s.spansID, spanColumns, spanRows(batch, usual)); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 					return fmt.Errorf("copy spans: %w: %w", errSpanStored, err)
@@ -174,7 +180,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		// from what is stored, dropping the rows of traces left without a
 		// span (their spans' ids were taken by spans of other traces).
 		// Only the spans inserted count in the rollups.
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, spanRows(batch)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, spanRows(batch, usual)); err != nil {
 			return fmt.Errorf("stage spans: %w", err)
 		}
 		var added int
@@ -198,15 +204,46 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 	return logged, err
 }
 
-// spanRows are the batch's rows for COPY, in spanColumns order.
-func spanRows(batch []model.Span) pgx.CopyFromSource {
+// spanRows are the batch's rows for COPY, in spanColumns order; usual maps
+// trace ids to their usual origin (store.StoredAttributes).
+func spanRows(batch []model.Span, usual map[string]string) pgx.CopyFromSource {
 	return pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 		sp := &batch[i]
 		return []any{
 			sp.SpanID, sp.TraceID, nullable(sp.ParentSpanID), sp.Name, sp.SpanKind, sp.StatusCode,
-			nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS, jsonOrNil(sp.Attributes), sp.CreatedAt,
+			nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS,
+			jsonOrNil(store.StoredAttributes(sp, usual[sp.TraceID])), sp.CreatedAt,
 		}, nil
 	})
+}
+
+// usualArgs are queries.usualOrigins' arguments: the batch's trace ids and
+// the origin it proposes for each.
+func usualArgs(batch []model.Span, traceIDs []string) []any {
+	proposed := store.UsualOrigins(batch)
+	ids := make([]string, len(traceIDs))
+	for i, t := range traceIDs {
+		ids[i] = proposed[t]
+	}
+	return []any{traceIDs, ids}
+}
+
+// scanUsual reads queries.usualOrigins' rows: every trace of the batch.
+func scanUsual(res pgx.BatchResults, n int) (map[string]string, error) {
+	rows, err := res.Query()
+	if err != nil {
+		return nil, err
+	}
+	usual := make(map[string]string, n)
+	var id, origin string
+	_, err = pgx.ForEachRow(rows, []any{&id, &origin}, func() error {
+		usual[id] = origin
+		return nil
+	})
+	if err == nil && len(usual) != n {
+		err = fmt.Errorf("%d of %d traces have one", len(usual), n)
+	}
+	return usual, err
 }
 
 // scanStats reads the rows a trace statement returned into the rollup

@@ -217,7 +217,7 @@ func (s *Store) Spans(ctx context.Context, ids []string) ([]model.Span, error) {
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT s.span_id, s.trace_id, s.parent_span_id, s.name, s.span_kind, s.status_code,
 		s.status_message, s.start_time, s.end_time, s.duration_ms, s.attributes, s.created_at, r.id, r.resource, r.scope
-		FROM `+s.spans+` s LEFT JOIN `+quote(store.ResourcesTable)+` r ON r.id = json_extract(s.attributes, '$."`+model.KeyResource+`"')
+		FROM `+s.withOrigin()+`
 		WHERE s.span_id IN (SELECT value FROM json_each(?))`, string(list))
 	if err != nil {
 		return nil, wrap("load spans", err)
@@ -495,22 +495,26 @@ func (s *Store) Trim(ctx context.Context, dests []string, limit int) (int64, err
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.Pruned, error) {
 	var p store.Pruned
 	c := model.FormatTime(cutoff)
+	// Traces are found by their own age: one emptied above whose row is a
+	// little younger than its spans goes in a later round. A trace's usual
+	// origin goes with it, in the same transaction (the writer is one
+	// connection, so no Write comes between the two).
+	gone := `SELECT trace_id FROM ` + s.traces + ` t WHERE created_at < ?
+			AND NOT EXISTS (SELECT 1 FROM ` + s.spans + ` x WHERE x.trace_id = t.trace_id) LIMIT ?`
 	steps := []struct {
 		n     *int64
 		what  string
 		query string
+		first string // run before query, in its transaction, with the same arguments
 	}{
 		{&p.Spans, "spans", `DELETE FROM ` + s.spans + ` WHERE span_id IN
-			(SELECT span_id FROM ` + s.spans + ` WHERE created_at < ? LIMIT ?)`},
-		// Traces are found by their own age: one emptied above whose row
-		// is a little younger than its spans goes in a later round.
-		{&p.Traces, "traces", `DELETE FROM ` + s.traces + ` WHERE trace_id IN
-			(SELECT trace_id FROM ` + s.traces + ` t WHERE created_at < ?
-			AND NOT EXISTS (SELECT 1 FROM ` + s.spans + ` x WHERE x.trace_id = t.trace_id) LIMIT ?)`},
+			(SELECT span_id FROM ` + s.spans + ` WHERE created_at < ? LIMIT ?)`, ""},
+		{&p.Traces, "traces", `DELETE FROM ` + s.traces + ` WHERE trace_id IN (` + gone + `)`,
+			`DELETE FROM ` + quote(store.TraceResourcesTable) + ` WHERE trace_id IN (` + gone + `)`},
 		{&p.LogRows, "delivery log", `DELETE FROM gateway_delivery_log WHERE id IN
-			(SELECT id FROM gateway_delivery_log WHERE created_at < ? ORDER BY id LIMIT ?)`},
+			(SELECT id FROM gateway_delivery_log WHERE created_at < ? ORDER BY id LIMIT ?)`, ""},
 		{&p.DeadLetters, "dead letters", `DELETE FROM gateway_dead_letters WHERE id IN
-			(SELECT id FROM gateway_dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)`},
+			(SELECT id FROM gateway_dead_letters WHERE created_at < ? ORDER BY id LIMIT ?)`, ""},
 	}
 	var rollupTraces, rollupModels int64
 	for _, t := range []struct {
@@ -521,18 +525,41 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (store.P
 			n     *int64
 			what  string
 			query string
+			first string
 		}{t.n, "rollups", `DELETE FROM ` + quote(t.table) + ` WHERE rowid IN
-			(SELECT rowid FROM ` + quote(t.table) + ` WHERE minute < substr(?, 1, 16) LIMIT ?)`})
+			(SELECT rowid FROM ` + quote(t.table) + ` WHERE minute < substr(?, 1, 16) LIMIT ?)`, ""})
 	}
 	for _, st := range steps {
-		res, err := s.w.ExecContext(ctx, st.query, c, limit)
+		n, err := s.pruneStep(ctx, st.first, st.query, c, limit)
 		if err != nil {
 			return p, wrap("prune "+st.what, err)
 		}
-		if *st.n, err = res.RowsAffected(); err != nil {
-			return p, wrap("prune "+st.what, err)
-		}
+		*st.n = n
 	}
 	p.Rollups = rollupTraces + rollupModels
 	return p, nil
+}
+
+// pruneStep runs first (when not empty) and query in one transaction and
+// returns the rows query deleted.
+func (s *Store) pruneStep(ctx context.Context, first, query string, args ...any) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if first != "" {
+		if _, err := tx.ExecContext(ctx, first, args...); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }

@@ -84,9 +84,11 @@ func (s *Store) Summarize(ctx context.Context, start, end time.Time, tenant *str
 // one inline in the row's resource.
 const spanTenant = `coalesce(r.tenant, json_extract(s.attributes, '$."` + model.KeyResource + `"."kern.tenant"'), '')`
 
-// withOrigin joins a span row s with its origin row r.
+// withOrigin joins a span row s with its origin row r: the one its
+// attributes reference, else its trace's usual one (u).
 func (s *Store) withOrigin() string {
-	return s.spans + ` s LEFT JOIN ` + quote(store.ResourcesTable) + ` r ON r.id = json_extract(s.attributes, '$."` + model.KeyResource + `"')`
+	return s.spans + ` s LEFT JOIN ` + quote(store.TraceResourcesTable) + ` u ON u.trace_id = s.trace_id
+		LEFT JOIN ` + quote(store.ResourcesTable) + ` r ON r.id = coalesce(json_extract(s.attributes, '$."` + model.KeyResource + `"'), u.resource_id)`
 }
 
 // llmUsageSQL selects (minute, tenant, model, n, i, o, t) of the LLM spans

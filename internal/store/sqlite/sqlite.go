@@ -136,7 +136,7 @@ func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`
 
 func (s *Store) migrate(ctx context.Context, opts store.Options) error {
 	stmts := store.TablesDDL(s.traces, s.spans, "JSON")
-	stmts = append(stmts, store.ResourcesDDL(quote(store.ResourcesTable), "JSON"))
+	stmts = append(stmts, store.ResourcesDDL(quote(store.ResourcesTable), "JSON"), store.TraceResourcesDDL(quote(store.TraceResourcesTable)))
 	stmts = append(stmts, store.RollupsDDL(quote)...)
 	stmts = append(stmts, deliveryDDL...)
 	tx, err := s.w.BeginTx(ctx, nil)

@@ -88,6 +88,10 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	if err != nil {
 		return nil, err
 	}
+	usual, err := s.usualOrigins(ctx, tx, spans, string(idsJSON))
+	if err != nil {
+		return nil, err
+	}
 	// ON CONFLICT DO NOTHING keeps the first of repeated span ids, both
 	// within the batch (rows insert in order) and across batches; RETURNING
 	// names the rows actually inserted.
@@ -107,7 +111,7 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 			}
 			args = append(args, sp.SpanID, sp.TraceID, nullable(sp.ParentSpanID), sp.Name, sp.SpanKind,
 				sp.StatusCode, nullable(sp.StatusMessage), sp.StartTime, sp.EndTime, sp.DurationMS,
-				nullable(string(sp.Attributes)), created)
+				nullable(string(store.StoredAttributes(sp, usual[sp.TraceID]))), created)
 		}
 		if inserted, err = insertSpans(ctx, tx.StmtContext(ctx, stmt), args, inserted); err != nil {
 			return nil, fmt.Errorf("insert spans: %w", err)
@@ -145,8 +149,12 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 		if rows, err = s.derive(ctx, tx, string(idsJSON)); err != nil {
 			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.traces+` WHERE trace_id IN (SELECT value FROM json_each(?))
-			AND NOT EXISTS (SELECT 1 FROM `+s.spans+` s WHERE s.trace_id = `+s.traces+`.trace_id)`, string(idsJSON)); err != nil {
+		empty := `SELECT value FROM json_each(?) AS e
+			WHERE NOT EXISTS (SELECT 1 FROM ` + s.spans + ` s WHERE s.trace_id = e.value)`
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+quote(store.TraceResourcesTable)+` WHERE trace_id IN (`+empty+`)`, string(idsJSON)); err != nil {
+			return nil, fmt.Errorf("delete empty traces: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.traces+` WHERE trace_id IN (`+empty+`)`, string(idsJSON)); err != nil {
 			return nil, fmt.Errorf("delete empty traces: %w", err)
 		}
 		derived := make(map[string]bool, len(rows))
@@ -193,6 +201,34 @@ func (s *Store) write(ctx context.Context, spans []model.Span, now string) ([]st
 	}
 	s.origins.Stored(origins)
 	return inserted, nil
+}
+
+// usualOrigins sets the usual origin of the batch's new traces and returns
+// that of every trace of the batch (store.UsualOrigins).
+func (s *Store) usualOrigins(ctx context.Context, tx *sql.Tx, spans []model.Span, idsJSON string) (map[string]string, error) {
+	proposed, err := json.Marshal(store.UsualOrigins(spans))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+quote(store.TraceResourcesTable)+` (trace_id, resource_id)
+		SELECT key, value FROM json_each(?) WHERE true ON CONFLICT (trace_id) DO NOTHING`, string(proposed)); err != nil {
+		return nil, fmt.Errorf("usual origins of traces: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT trace_id, resource_id FROM `+quote(store.TraceResourcesTable)+`
+		WHERE trace_id IN (SELECT value FROM json_each(?))`, idsJSON)
+	if err != nil {
+		return nil, fmt.Errorf("usual origins of traces: %w", err)
+	}
+	defer rows.Close()
+	usual := make(map[string]string)
+	for rows.Next() {
+		var id, origin string
+		if err := rows.Scan(&id, &origin); err != nil {
+			return nil, fmt.Errorf("usual origins of traces: %w", err)
+		}
+		usual[id] = origin
+	}
+	return usual, rows.Err()
 }
 
 func stat(r store.TraceRow, tenant string) *store.TraceStat {

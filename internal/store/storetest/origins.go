@@ -62,24 +62,7 @@ func checkOrigins(t *testing.T, s store.Store, written []model.Span, origin *mod
 		ids = append(ids, sp.SpanID)
 		want[sp.SpanID] = sp.Origin
 	}
-	loaded, err := dl.Spans(ctx, ids)
-	if err != nil {
-		t.Fatalf("Spans: %v", err)
-	}
-	if len(loaded) != len(ids) {
-		t.Fatalf("Spans loaded %d spans, want %d", len(loaded), len(ids))
-	}
-	for _, sp := range loaded {
-		w, got := want[sp.SpanID], sp.Origin
-		switch {
-		case w == nil && got != nil:
-			t.Errorf("span %s: Origin %+v, want none", sp.SpanID, got)
-		case w != nil && got == nil:
-			t.Errorf("span %s: no Origin, want %s", sp.SpanID, w.ID)
-		case w != nil && (got.ID != w.ID || !SameJSON(got.Resource, w.Resource) || !SameJSON(got.Scope, w.Scope)):
-			t.Errorf("span %s: Origin %s %s %s, want %s %s %s", sp.SpanID, got.ID, got.Resource, got.Scope, w.ID, w.Resource, w.Scope)
-		}
-	}
+	loaded := loadWithOrigins(t, dl, ids, want)
 
 	td, err := convert.ToOTLP(loaded)
 	if err != nil {
@@ -118,4 +101,29 @@ func eachSpan(spans ptrace.SpanSlice, fn func(ptrace.Span)) {
 	for i := range spans.Len() {
 		fn(spans.At(i))
 	}
+}
+
+// loadWithOrigins reads the spans ids through the fan-out's Spans and
+// checks that each comes with the Origin want has for it (nil: none).
+func loadWithOrigins(t *testing.T, dl store.DeliveryLog, ids []string, want map[string]*model.Origin) []model.Span {
+	t.Helper()
+	loaded, err := dl.Spans(context.Background(), ids)
+	if err != nil {
+		t.Fatalf("Spans: %v", err)
+	}
+	if len(loaded) != len(ids) {
+		t.Fatalf("Spans loaded %d spans, want %d", len(loaded), len(ids))
+	}
+	for _, sp := range loaded {
+		w, got := want[sp.SpanID], sp.Origin
+		switch {
+		case w == nil && got != nil:
+			t.Errorf("span %s: Origin %+v, want none", sp.SpanID, got)
+		case w != nil && got == nil:
+			t.Errorf("span %s: no Origin, want %s", sp.SpanID, w.ID)
+		case w != nil && (got.ID != w.ID || !SameJSON(got.Resource, w.Resource) || !SameJSON(got.Scope, w.Scope)):
+			t.Errorf("span %s: Origin %s %s %s, want %s %s %s", sp.SpanID, got.ID, got.Resource, got.Scope, w.ID, w.Resource, w.Scope)
+		}
+	}
+	return loaded
 }

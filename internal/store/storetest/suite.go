@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 	t.Run("Concurrent", func(t *testing.T) { WriteConcurrently(t, open(t), 42) })
 	t.Run("SeedQuery", func(t *testing.T) { testSeedQuery(t, open(t)) })
+	t.Run("CrossServiceTrace", func(t *testing.T) { testCrossServiceTrace(t, open) })
 }
 
 // RunOptions covers what depends on store.Options and on what the database
@@ -205,9 +206,11 @@ func testRoundTrip(t *testing.T, s store.Store) {
 			Attributes: []byte(`{"k":"v","` + model.KeyResource + `":"` + origin.ID + `"}`),
 		},
 		{
-			// No attributes, no parent, no status message: all NULL.
+			// No attributes, no parent, no status message: all NULL (its
+			// origin is its trace's usual one, so no reference is added).
 			SpanID: "1111111111111111", TraceID: trace, Name: "bare", SpanKind: "INTERNAL",
 			StatusCode: model.StatusUnset, StartTime: at(5), EndTime: at(6), DurationMS: 1, CreatedAt: at(2000),
+			Origin: origin,
 		},
 	}
 	write(t, s, spans...)
