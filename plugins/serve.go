@@ -57,6 +57,13 @@ const pluginName = "exporter"
 // batches to stay under it.
 const maxRecvBytes = 4 << 20
 
+// windowBytes is the plugin's HTTP/2 flow-control window, stream and
+// connection: a whole batch and then some.
+const windowBytes = 2 * maxRecvBytes
+
+// readBufferBytes is how much the plugin reads from the host's socket at once.
+const readBufferBytes = 256 << 10
+
 // hostWatchInterval is how often a plugin checks that the gateway still runs.
 const hostWatchInterval = 500 * time.Millisecond
 
@@ -113,7 +120,12 @@ func Serve(exp Exporter) {
 			ProtocolVersion: {pluginName: &grpcPlugin{srv: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes), grpc.ForceServerCodecV2(plugincodec.Codec{Reuse: srv.reuse}))...)
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes), grpc.ForceServerCodecV2(plugincodec.Codec{Reuse: srv.reuse}),
+				// The host sends one batch of up to maxRecvBytes at a time over a
+				// local socket: a window that holds it whole spares the flow-control
+				// round trips, and a larger read buffer most of the read calls.
+				grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+				grpc.ReadBufferSize(readBufferBytes))...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       "go-plugin",

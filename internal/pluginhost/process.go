@@ -75,6 +75,9 @@ func (hostPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.Cl
 	return c, nil
 }
 
+// writeBufferBytes is how much the host writes to a plugin's socket at once.
+const writeBufferBytes = 256 << 10
+
 // pluginEnv is a plugin's environment: inherited then ours (later entries
 // win). A plugin forwards one batch at a time, so unless GOMAXPROCS is set
 // it runs on one processor: with several plugins beside the gateway, Go's
@@ -141,6 +144,9 @@ func (d *Destination) launch(ctx context.Context) (*instance, error) {
 		Stderr:           &lineWriter{fn: stderr.line},
 		SyncStdout:       streamLogger(d.log, "stdout"),
 		SyncStderr:       streamLogger(d.log, "stderr"),
+		// Batches of up to 4 MiB go out one at a time over a local socket:
+		// written in large pieces, they take a fraction of the calls.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithWriteBufferSize(writeBufferBytes)},
 	}
 	sockDir, err := transportSecurity(cfg)
 	if err != nil {
