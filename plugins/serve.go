@@ -57,6 +57,13 @@ const pluginName = "exporter"
 // batches to stay under it.
 const maxRecvBytes = 4 << 20
 
+// windowBytes is the plugin's HTTP/2 flow-control window, stream and
+// connection: a whole batch and then some.
+const windowBytes = 2 * maxRecvBytes
+
+// readBufferBytes is how much the plugin reads from the host's socket at once.
+const readBufferBytes = 256 << 10
+
 // hostWatchInterval is how often a plugin checks that the gateway still runs.
 const hostWatchInterval = 500 * time.Millisecond
 
@@ -70,7 +77,9 @@ const hostWatchInterval = 500 * time.Millisecond
 // is the handshake.
 //
 // Calls into exp are serialised: Export is never called concurrently. When
-// exp is also an EncodedExporter, Serve calls ExportEncoded instead of Export.
+// exp is also an EncodedExporter, Serve calls ExportEncoded instead of Export;
+// when it is a BorrowingExporter, the memory of a request is reused for a
+// later one once ExportEncoded returned.
 //
 // The gateway owns the plugin's lifecycle: while it runs, the plugin ignores
 // SIGINT and SIGTERM, which a stop aimed at the whole process group
@@ -111,7 +120,12 @@ func Serve(exp Exporter) {
 			ProtocolVersion: {pluginName: &grpcPlugin{srv: srv}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes), grpc.ForceServerCodecV2(plugincodec.Codec{}))...)
+			return grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxRecvBytes), grpc.ForceServerCodecV2(plugincodec.Codec{Reuse: srv.reuse}),
+				// The host sends one batch of up to maxRecvBytes at a time over a
+				// local socket: a window that holds it whole spares the flow-control
+				// round trips, and a larger read buffer most of the read calls.
+				grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+				grpc.ReadBufferSize(readBufferBytes))...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       "go-plugin",
@@ -144,13 +158,20 @@ func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.Clien
 type server struct {
 	pluginpb.UnimplementedExporterServer
 	exp Exporter
+	// reuse holds the memory requests are received into when exp is a
+	// BorrowingExporter; nil otherwise.
+	reuse *plugincodec.Buffers
 
 	sem      chan struct{} // holds one token: serialises calls into exp
 	shutdown bool          // guarded by sem
 }
 
 func newServer(exp Exporter) *server {
-	return &server{exp: exp, sem: make(chan struct{}, 1)}
+	s := &server{exp: exp, sem: make(chan struct{}, 1)}
+	if _, ok := exp.(BorrowingExporter); ok {
+		s.reuse = plugincodec.NewBuffers()
+	}
+	return s
 }
 
 // lock waits for exclusive use of the exporter, or for ctx to end (the host
@@ -189,6 +210,10 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 
 func (s *server) Export(ctx context.Context, req *pluginpb.ExportRequest) (*pluginpb.ExportResponse, error) {
 	if enc, ok := s.exp.(EncodedExporter); ok {
+		if s.reuse != nil {
+			// Once the call returned, whatever way: exp is done with it.
+			defer s.reuse.Release(req)
+		}
 		return s.exportLocked(ctx, "ExportEncoded", func() error { return enc.ExportEncoded(ctx, req.GetTraces()) })
 	}
 	// Decoded before waiting for the exporter: a batch that cannot be read

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/kern-agents/trace-gateway/internal/plugincodec"
 	"github.com/kern-agents/trace-gateway/plugins/pluginpb"
 )
 
@@ -79,7 +80,13 @@ var exporterKinds = []struct {
 }{
 	{"Export", func(f *fakeExporter) Exporter { return f }},
 	{"ExportEncoded", func(f *fakeExporter) Exporter { return &fakeEncoded{fakeExporter: f} }},
+	{"ExportEncoded", func(f *fakeExporter) Exporter { return &fakeBorrowing{&fakeEncoded{fakeExporter: f}} }},
 }
+
+// fakeBorrowing is a fakeEncoded that promises not to keep requests.
+type fakeBorrowing struct{ *fakeEncoded }
+
+func (*fakeBorrowing) BorrowsRequests() {}
 
 func (f *fakeExporter) Shutdown(context.Context) error {
 	f.shutdowns++
@@ -199,6 +206,44 @@ func TestServerHandsTheRequestBytesOver(t *testing.T) {
 	}
 	if exp.gotSpans != 5 {
 		t.Fatalf("exporter saw %d spans, want 5", exp.gotSpans)
+	}
+}
+
+// TestServerLendsRequestsToBorrowers: only an exporter that promised not to
+// keep requests gets them in reused memory, which goes back once its call
+// returned; the others get a fresh copy each.
+func TestServerLendsRequestsToBorrowers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		exp    Exporter
+		reused bool
+	}{
+		{"encoded", &fakeEncoded{fakeExporter: &fakeExporter{}}, false},
+		{"borrowing", &fakeBorrowing{&fakeEncoded{fakeExporter: &fakeExporter{}}}, true},
+		{"borrowing, refusing", &fakeBorrowing{&fakeEncoded{fakeExporter: &fakeExporter{exportErr: Permanent(errors.New("no"))}}}, true},
+		{"borrowing, panicking", &fakeBorrowing{&fakeEncoded{fakeExporter: &fakeExporter{panicMsg: "boom"}}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(tc.exp)
+			if (s.reuse != nil) != tc.reused {
+				t.Fatalf("requests reused: %v, want %v", s.reuse != nil, tc.reused)
+			}
+			codec := plugincodec.Codec{Reuse: s.reuse}
+			bs, err := codec.Marshal(&pluginpb.ExportRequest{Traces: encode(t, 3)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := new(pluginpb.ExportRequest)
+			if err := codec.Unmarshal(bs, req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Export(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if released := req.Traces == nil; released != tc.reused {
+				t.Fatalf("request released after the call: %v, want %v", released, tc.reused)
+			}
+		})
 	}
 }
 

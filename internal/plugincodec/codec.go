@@ -12,6 +12,7 @@ package plugincodec
 
 import (
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
@@ -23,7 +24,12 @@ import (
 
 // Codec implements encoding.CodecV2. Use it with grpc.ForceCodecV2 on the
 // host's Export calls and grpc.ForceServerCodecV2 in the plugin.
-type Codec struct{}
+type Codec struct {
+	// Reuse, when set, receives ExportRequests into its buffers instead of
+	// fresh memory; the receiver hands each request back with Release once
+	// nothing reads its traces any more. Nil: every request is a fresh copy.
+	Reuse *Buffers
+}
 
 var _ encoding.CodecV2 = Codec{}
 
@@ -86,12 +92,104 @@ func marshalParts(parts [][]byte) mem.BufferSlice {
 // out of gRPC's pooled buffers once and the traces field points into that
 // copy; fields this version does not know are kept as unknown fields, as
 // proto.Unmarshal keeps them.
-func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	r, ok := v.(*pluginpb.ExportRequest)
 	if !ok {
 		return stock.Unmarshal(data, v)
 	}
-	return unmarshalExport(data.Materialize(), r)
+	if c.Reuse == nil {
+		return unmarshalExport(data.Materialize(), r)
+	}
+	buf := c.Reuse.get(data.Len())
+	data.CopyTo(buf)
+	if err := unmarshalExport(buf, r); err != nil {
+		c.Reuse.put(buf)
+		return err
+	}
+	c.Reuse.lend(r, buf)
+	return nil
+}
+
+// keptBuffers is how many free buffers Buffers keeps: one for the batch
+// being exported, one for the next, already arriving.
+const keptBuffers = 2
+
+// maxLent bounds the requests Buffers remembers as lent: one that is never
+// released (a call that did not reach the exporter) is forgotten rather
+// than kept, and its buffer left to the garbage collector.
+const maxLent = 16
+
+// Buffers is the memory ExportRequests are received into when a plugin's
+// exporter does not keep a request after its call: a batch is up to 4 MiB,
+// and a fresh copy for each one was most of what a forwarding plugin
+// allocated, cleared and collected (with the page faults of memory the Go
+// runtime had just returned to the system). Safe for concurrent use.
+type Buffers struct {
+	mu    sync.Mutex
+	free  [][]byte
+	lent  map[*pluginpb.ExportRequest][]byte
+	fresh int // buffers allocated, for tests
+}
+
+// NewBuffers returns an empty set of buffers.
+func NewBuffers() *Buffers {
+	return &Buffers{lent: map[*pluginpb.ExportRequest][]byte{}}
+}
+
+// get returns a buffer of n bytes, reused when one is big enough.
+func (b *Buffers) get(n int) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, buf := range b.free {
+		if cap(buf) >= n {
+			b.free = append(b.free[:i], b.free[i+1:]...)
+			return buf[:n]
+		}
+	}
+	b.fresh++
+	// A quarter more, so that the next, slightly larger batch fits too.
+	return make([]byte, n, n+n/4)
+}
+
+// put makes buf free again; the smallest free buffer gives way when too
+// many are kept.
+func (b *Buffers) put(buf []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, buf[:0])
+	if len(b.free) > keptBuffers {
+		small := 0
+		for i, f := range b.free {
+			if cap(f) < cap(b.free[small]) {
+				small = i
+			}
+		}
+		b.free = append(b.free[:small], b.free[small+1:]...)
+	}
+}
+
+// lend records that r's traces live in buf until r is released.
+func (b *Buffers) lend(r *pluginpb.ExportRequest, buf []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.lent) >= maxLent {
+		clear(b.lent)
+	}
+	b.lent[r] = buf
+}
+
+// Release gives back the memory of r, a request this codec received; r's
+// traces must not be read afterwards. Requests received without Reuse are
+// left alone.
+func (b *Buffers) Release(r *pluginpb.ExportRequest) {
+	b.mu.Lock()
+	buf, ok := b.lent[r]
+	delete(b.lent, r)
+	b.mu.Unlock()
+	if ok {
+		r.Traces = nil
+		b.put(buf)
+	}
 }
 
 func unmarshalExport(b []byte, r *pluginpb.ExportRequest) error {

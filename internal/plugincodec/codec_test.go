@@ -183,26 +183,84 @@ func unmarshalSeeds() map[string][]byte {
 func checkUnmarshal(t *testing.T, in []byte) {
 	var want pluginpb.ExportRequest
 	werr := proto.Unmarshal(in, &want)
-	var got pluginpb.ExportRequest
-	// Split the input like gRPC hands over a message read from several frames.
-	var bs mem.BufferSlice
-	for rest := in; len(rest) > 0; {
-		n := min(len(rest), 5)
-		bs = append(bs, mem.SliceBuffer(bytes.Clone(rest[:n])))
-		rest = rest[n:]
+	// With Reuse, the request lands in a buffer that held a longer, other
+	// request before.
+	dirty := NewBuffers()
+	dirty.put(bytes.Repeat([]byte{0xff}, len(in)+16))
+	for _, c := range []Codec{{}, {Reuse: dirty}} {
+		var got pluginpb.ExportRequest
+		// Split the input like gRPC hands over a message read from several frames.
+		var bs mem.BufferSlice
+		for rest := in; len(rest) > 0; {
+			n := min(len(rest), 5)
+			bs = append(bs, mem.SliceBuffer(bytes.Clone(rest[:n])))
+			rest = rest[n:]
+		}
+		gerr := c.Unmarshal(bs, &got)
+		if (werr != nil) != (gerr != nil) {
+			t.Fatalf("reuse %v, input %x: proto.Unmarshal error %v, codec error %v", c.Reuse != nil, in, werr, gerr)
+		}
+		if werr != nil {
+			continue
+		}
+		if !bytes.Equal(got.Traces, want.Traces) || (got.Traces == nil) != (want.Traces == nil) {
+			t.Fatalf("reuse %v, input %x: traces %x, want %x", c.Reuse != nil, in, got.Traces, want.Traces)
+		}
+		if !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
+			t.Fatalf("reuse %v, input %x: unknown fields %x, want %x", c.Reuse != nil, in, got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
+		}
+		if c.Reuse != nil {
+			c.Reuse.Release(&got)
+		}
 	}
-	gerr := Codec{}.Unmarshal(bs, &got)
-	if (werr != nil) != (gerr != nil) {
-		t.Fatalf("input %x: proto.Unmarshal error %v, codec error %v", in, werr, gerr)
+}
+
+// TestReuseLendsEachBufferOnce: a request's memory is reused only after it
+// was released, never while its traces may still be read.
+func TestReuseLendsEachBufferOnce(t *testing.T) {
+	bufs := NewBuffers()
+	c := Codec{Reuse: bufs}
+	receive := func(names ...string) (*pluginpb.ExportRequest, []byte) {
+		t.Helper()
+		traces := otlpRequest(t, names...)
+		bs, err := c.Marshal(&pluginpb.ExportRequest{Traces: traces})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(pluginpb.ExportRequest)
+		if err := c.Unmarshal(bs, r); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(r.Traces, traces) {
+			t.Fatalf("received traces %x, want %x", head(r.Traces), head(traces))
+		}
+		return r, traces
 	}
-	if werr != nil {
-		return
+	first, firstTraces := receive("a1", "a2", "a3")
+	second, _ := receive("b1", "b2", "b3")
+	if &first.Traces[0] == &second.Traces[0] {
+		t.Fatal("a request still lent out was received into again")
 	}
-	if !bytes.Equal(got.Traces, want.Traces) || (got.Traces == nil) != (want.Traces == nil) {
-		t.Fatalf("input %x: traces %x, want %x", in, got.Traces, want.Traces)
+	if !bytes.Equal(first.Traces, firstTraces) {
+		t.Fatal("receiving the second request changed the first")
 	}
-	if !bytes.Equal(got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown()) {
-		t.Fatalf("input %x: unknown fields %x, want %x", in, got.ProtoReflect().GetUnknown(), want.ProtoReflect().GetUnknown())
+	bufs.Release(first)
+	if first.Traces != nil {
+		t.Fatal("a released request still points at its buffer")
+	}
+	third, _ := receive("c1", "c2")
+	bufs.Release(second)
+	bufs.Release(third)
+	fourth, _ := receive("d1")
+	bufs.Release(fourth)
+	if bufs.fresh != 2 {
+		t.Fatalf("%d buffers allocated for 4 requests, at most 2 lent at once; want 2", bufs.fresh)
+	}
+	// Releasing twice, or a request received without Reuse, changes nothing.
+	bufs.Release(fourth)
+	bufs.Release(&pluginpb.ExportRequest{Traces: []byte{1}})
+	if n := len(bufs.free); n > keptBuffers {
+		t.Fatalf("%d free buffers kept, want at most %d", n, keptBuffers)
 	}
 }
 

@@ -622,6 +622,7 @@ func (d *Destination) Close(ctx context.Context) error {
 	stopped := make(chan struct{})
 	go func() {
 		inst.client.Kill() // closes the connection, waits up to 2s, then kills
+		inst.removeSocketDir()
 		close(stopped)
 	}()
 	select {

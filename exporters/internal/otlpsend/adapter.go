@@ -32,8 +32,8 @@ type Adapter struct {
 }
 
 var (
-	_ plugins.Exporter        = (*Adapter)(nil)
-	_ plugins.EncodedExporter = (*Adapter)(nil)
+	_ plugins.Exporter          = (*Adapter)(nil)
+	_ plugins.BorrowingExporter = (*Adapter)(nil)
 )
 
 // NewAdapter returns an unconfigured exporter.
@@ -82,6 +82,12 @@ func (a *Adapter) ExportEncoded(ctx context.Context, request []byte) error {
 	}
 	return send(ctx, sender, mapper, td)
 }
+
+// BorrowsRequests implements plugins.BorrowingExporter: ExportEncoded is
+// done with its request when it returns. The senders send synchronously;
+// what they decode is copied out of the request; the one body that reads it
+// directly is waited for until the HTTP transport closed it (see post).
+func (a *Adapter) BorrowsRequests() {}
 
 // current returns the configured sender and mapper.
 func (a *Adapter) current() (Sender, Mapper, error) {

@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,6 +422,58 @@ func TestPostedRequestMatchesClient(t *testing.T) {
 			}
 			if posted.DecodeErr != nil || !otlptest.Same(posted.Traces, td) {
 				t.Errorf("posted spans differ from the batch (%v)", posted.DecodeErr)
+			}
+		})
+	}
+}
+
+// TestPostedBodyIsDoneWith: ExportEncoded returns only once the transport
+// closed the body it read the request from, even when the vendor answered
+// before reading it, so the plugin may receive the next batch into the same
+// memory (plugins.BorrowingExporter). Run with -race: a transport still
+// sending the request while it is overwritten is a data race.
+func TestPostedBodyIsDoneWith(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		status    int
+		readFirst bool
+	}{
+		{"accepted", http.StatusOK, true},
+		{"refused unread", http.StatusServiceUnavailable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var lengths []int64
+			var mu sync.Mutex
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				lengths = append(lengths, r.ContentLength)
+				mu.Unlock()
+				if tc.readFirst {
+					_, _ = io.Copy(io.Discard, r.Body)
+				}
+				// An answer with a body is handed to the client at once,
+				// while it may still be sending the request.
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte("busy"))
+				w.(http.Flusher).Flush()
+			}))
+			defer srv.Close()
+			a := configured(t, httpAdapter(HTTPOptions{Compression: "none"}, nil), srv.URL)
+			td := ptrace.NewTraces()
+			td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().
+				Attributes().PutStr("big", strings.Repeat("x", 8<<20))
+			request := encodeBatch(t, td)
+			err := a.ExportEncoded(context.Background(), request)
+			if (err == nil) != (tc.status == http.StatusOK) {
+				t.Fatalf("ExportEncoded = %v for HTTP %d", err, tc.status)
+			}
+			for i := range request {
+				request[i] = 0 // the next batch arriving
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(lengths) != 1 || lengths[0] != int64(len(request)) {
+				t.Fatalf("Content-Length %v, want one request of %d", lengths, len(request))
 			}
 		})
 	}

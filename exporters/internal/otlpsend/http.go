@@ -165,10 +165,16 @@ func (s *HTTPSender) post(ctx context.Context, request []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	var bodies bodies
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bodies.open(body))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
+	// The transport may still read the body after Do returned (it closes it
+	// when done): request is borrowed (see Adapter.BorrowsRequests).
+	defer bodies.wait()
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return bodies.open(body), nil }
 	for k, v := range s.headers {
 		req.Header.Set(k, v)
 	}
@@ -189,6 +195,31 @@ func (s *HTTPSender) post(ctx context.Context, request []byte) error {
 		return fmt.Errorf("read response: %w", err)
 	}
 	return partialSuccess(resp.Header.Get("Content-Type"), answer)
+}
+
+// bodies are the request bodies made of one payload, so that the sender can
+// wait until the transport closed every one of them and so is done reading
+// the payload.
+type bodies struct{ unclosed sync.WaitGroup }
+
+// open returns a body reading b.
+func (bs *bodies) open(b []byte) io.ReadCloser {
+	bs.unclosed.Add(1)
+	return &body{Reader: bytes.NewReader(b), done: bs.unclosed.Done}
+}
+
+// wait returns once every body opened was closed.
+func (bs *bodies) wait() { bs.unclosed.Wait() }
+
+type body struct {
+	*bytes.Reader
+	once sync.Once
+	done func()
+}
+
+func (b *body) Close() error {
+	b.once.Do(b.done)
+	return nil
 }
 
 // gzipWriters are reused: a gzip.Writer allocates most of a megabyte.
