@@ -198,6 +198,33 @@ func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 	})
 }
 
+// AdminHTTP is HTTP for operations on the gateway itself (POST /-/reload):
+// only an admin token passes; any other configured token gets 403, since
+// a tenant's sender must not be able to change what the gateway runs.
+func (a *Authenticator) AdminHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.Enabled() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cred := Credential(r.Header.Get("Authorization"), r.Header.Get(APIKeyHeader))
+		id, ok := a.Identify(cred)
+		if !ok {
+			a.reject("http", cred)
+			writeUnauthorized(w, r)
+			return
+		}
+		if !id.Admin {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"error":"this operation needs an admin token (admin: true)"}` + "\n"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithTenant(r.Context(), id.Tenant)))
+	})
+}
+
 func writeUnauthorized(w http.ResponseWriter, r *http.Request) {
 	contentType, body := "text/plain; charset=utf-8", unauthorizedText
 	switch mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt {

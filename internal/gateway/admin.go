@@ -242,7 +242,7 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	// Reloads the config file like SIGHUP; behind the OTLP tokens when
 	// there are any.
-	mux.Handle("POST /-/reload", g.auth.HTTP(http.HandlerFunc(g.serveReload)))
+	mux.Handle("POST /-/reload", g.auth.AdminHTTP(http.HandlerFunc(g.serveReload)))
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "use POST", http.StatusMethodNotAllowed)

@@ -440,8 +440,9 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	const tokenOps = "token-ops-admin-0123456789"
 	tokenLine := func(tok, tenant string) string {
-		return fmt.Sprintf("      - {token: %s, tenant: %s}\n", tok, tenant)
+		return fmt.Sprintf("      - {token: %s, tenant: %s}\n      - {token: %s, tenant: ops, admin: true}\n", tok, tenant, tokenOps)
 	}
 	write(tokenLine(tokenA, "team-a"), "")
 	cfg, err := config.Load(path)
@@ -478,7 +479,9 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 		{"readyz", "GET", "/readyz", "", 200},
 		{"metrics", "GET", "/metrics", "", 200},
 		{"reload without token", "POST", "/-/reload", "", 401},
-		{"reload is POST only", "GET", "/-/reload", tokenA, 405},
+		{"reload with a wrong token", "POST", "/-/reload", tokenB, 401},
+		{"reload with a tenant's token", "POST", "/-/reload", tokenA, 403},
+		{"reload is POST only", "GET", "/-/reload", tokenOps, 405},
 	} {
 		if code, body := do(tc.method, base+tc.path, tc.token); code != tc.want {
 			t.Errorf("%s: %d %.200s, want %d", tc.name, code, body, tc.want)
@@ -486,7 +489,7 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 	}
 
 	// Unchanged file: nothing to do.
-	code, body := do("POST", base+"/-/reload", tokenA)
+	code, body := do("POST", base+"/-/reload", tokenOps)
 	var res ReloadResult
 	if code != 200 || json.Unmarshal([]byte(body), &res) != nil || len(res.RestartRequired)+len(res.DestinationsAdded) != 0 {
 		t.Fatalf("reload of the same file: %d %s", code, body)
@@ -494,7 +497,7 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 
 	// A broken file is refused with its file:line; the old tokens stay.
 	write(tokenLine(tokenB, "team-b"), "ingest:\n  writers: -3\n")
-	code, body = do("POST", base+"/-/reload", tokenA)
+	code, body = do("POST", base+"/-/reload", tokenOps)
 	if code != 422 || !strings.Contains(body, "gw.yaml:") || !strings.Contains(body, "writers") {
 		t.Fatalf("broken file: %d %s", code, body)
 	}
@@ -507,7 +510,7 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 
 	// New token, and a setting that needs a restart.
 	write(tokenLine(tokenB, "team-b"), "ingest:\n  writers: 3\n")
-	code, body = do("POST", base+"/-/reload", tokenA)
+	code, body = do("POST", base+"/-/reload", tokenOps)
 	if code != 200 {
 		t.Fatalf("reload: %d %s", code, body)
 	}
@@ -527,7 +530,7 @@ func TestReloadEndpointAndAPITokens(t *testing.T) {
 
 	// No tokens at all: the API is open again.
 	write("", "")
-	if code, body := do("POST", base+"/-/reload", tokenB); code != 200 {
+	if code, body := do("POST", base+"/-/reload", tokenOps); code != 200 {
 		t.Fatalf("reload to no tokens: %d %s", code, body)
 	}
 	if code, _ := do("GET", base+"/api/traces", ""); code != 200 {
