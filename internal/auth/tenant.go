@@ -14,19 +14,20 @@ const TenantAttribute = "kern.tenant"
 
 // StampTenant sets TenantAttribute on every resource of td, replacing any
 // value the sender put there, so one tenant can never label its spans as
-// another's. An empty tenant (authentication off) leaves td unchanged.
+// another's. An empty tenant (authentication off, or a token without a
+// tenant) removes the sender's value: a claim nobody checked would make the
+// spans the tenant's once tokens are turned on.
 //
 // Call it on the decoded request before converting it to rows.
 func StampTenant(td ptrace.Traces, tenant string) {
-	if tenant == "" {
-		return
-	}
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		attrs := rss.At(i).Resource().Attributes()
 		// RemoveIf drops wire-level duplicates too, which PutStr alone
 		// would leave behind.
 		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == TenantAttribute })
-		attrs.PutStr(TenantAttribute, tenant)
+		if tenant != "" {
+			attrs.PutStr(TenantAttribute, tenant)
+		}
 	}
 }

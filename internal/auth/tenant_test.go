@@ -21,7 +21,7 @@ func TestStampTenant(t *testing.T) {
 		{"adds", func(m pcommon.Map) { m.PutStr("service.name", "agent") }, "team-a", "team-a"},
 		{"overwrites a spoofed value", func(m pcommon.Map) { m.PutStr(TenantAttribute, "team-b") }, "team-a", "team-a"},
 		{"overwrites a non-string value", func(m pcommon.Map) { m.PutInt(TenantAttribute, 7) }, "team-a", "team-a"},
-		{"no tenant leaves data alone", func(m pcommon.Map) { m.PutStr(TenantAttribute, "sent") }, "", "sent"},
+		{"no tenant removes an unchecked claim", func(m pcommon.Map) { m.PutStr(TenantAttribute, "sent") }, "", ""},
 		{"no tenant adds nothing", func(m pcommon.Map) {}, "", ""},
 	}
 	for _, tt := range tests {
