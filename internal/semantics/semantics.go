@@ -63,22 +63,21 @@ func (s *view) normalize(typ, kind string) map[string]any {
 	out := make(map[string]any, 16)
 	out[KeySpanType] = typ
 	s.ids(out)
+	if m, ok := s.modelOf(typ); ok {
+		out[KeyModel] = m
+	}
 	switch typ {
 	case TypeRun:
 		out[KeyRunKind] = kind
-		s.model(out, modelSources)
-		s.setFirst(out, KeyInput, textOf, runInputSources...)
-		s.setFirst(out, KeyOutput, textOf, runOutputSources...)
+		s.setIO(out, typ)
 	case TypeLLM:
-		s.model(out, modelSources)
 		s.tokens(out)
 		s.temperature(out)
 		s.toolCalls(out)
-		s.llmIO(out)
+		s.setIO(out, typ)
 	case TypeEmbedding:
-		s.model(out, embedModelSource)
 		s.tokens(out)
-		s.setFirst(out, KeyInput, textOf, "gen_ai.input.messages", "input.value")
+		s.setIO(out, typ)
 	case TypeTool:
 		s.tool(out)
 	case TypePreHook, TypePostHook:
@@ -108,7 +107,17 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	s := newView(info, attrs)
 	typ, kind := s.classify()
-	f := s.normalize(typ, kind)
+	// The facts Annotate stores, read before it changes attrs; Normalize's
+	// others (ids, temperature, documents...) are not needed here.
+	var modelName, inTokens, outTokens, totalTokens any
+	if m, ok := s.modelOf(typ); ok {
+		modelName = m
+	}
+	if typ == TypeLLM || typ == TypeEmbedding {
+		u := s.usage()
+		inTokens, outTokens, totalTokens = opt(u.in, u.okIn), opt(u.out, u.okOut), opt(u.total, u.okTotal)
+	}
+	args, result := opt(s.inputOf(typ)), opt(s.outputOf(typ))
 
 	a := annotation{attrs: attrs}
 	a.coerce()
@@ -139,22 +148,18 @@ func Annotate(info Info, attrs map[string]any) []string {
 		// AgentOS shows the model and sums prompt and completion tokens of
 		// LLM spans; a total the sender did not send is their sum, left to
 		// whoever reads them rather than stored.
-		a.add(AttrModelName, f[KeyModel])
-		a.add(AttrTokensPrompt, f[KeyInputTokens])
-		a.add(AttrTokensCompletion, f[KeyOutputTokens])
+		a.add(AttrModelName, modelName)
+		a.add(AttrTokensPrompt, inTokens)
+		a.add(AttrTokensCompletion, outTokens)
 		if s.hasAny(totalTokenSources...) {
-			a.add(AttrTokensTotal, f[KeyTotalTokens])
+			a.add(AttrTokensTotal, totalTokens)
 		}
 	case KindTool:
 		if n := s.toolName(); n != "" {
 			a.add(AttrToolName, n)
 		}
 	}
-	args, result := f[KeyInput], f[KeyOutput]
-	switch typ {
-	case TypeTool:
-		args, result = f[KeyToolArguments], f[KeyToolResult]
-	case TypeLLM:
+	if typ == TypeLLM {
 		if _, sent := attrs[AttrInput]; !sent {
 			if t, ok := s.llmText(true); ok {
 				args = t
@@ -163,7 +168,7 @@ func Annotate(info Info, attrs map[string]any) []string {
 		if _, sent := attrs[AttrOutput]; !sent {
 			if t, ok := s.llmText(false); ok {
 				result = t
-			} else if calls, ok := f[KeyToolCalls].([]any); ok && len(calls) > 0 {
+			} else if calls := s.toolCallList(); len(calls) > 0 {
 				// A reply of tool calls only: the calls are what it said.
 				if b, err := json.Marshal(calls); err == nil {
 					result = truncate(string(b), MaxValueBytes)
@@ -181,10 +186,18 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	a.add(AttrOutput, result)
 	if strings.EqualFold(info.StatusCode, model.StatusError) && info.StatusMessage == "" {
-		a.add(AttrExceptionMessage, f[KeyExceptionMessage])
+		a.add(AttrExceptionMessage, opt(s.exceptionMessage()))
 	}
 	slices.Sort(a.wrote)
 	return a.wrote
+}
+
+// opt is v when ok, else nil (a missing fact).
+func opt[T any](v T, ok bool) any {
+	if !ok {
+		return nil
+	}
+	return v
 }
 
 // annotation collects what Annotate writes.
@@ -328,8 +341,8 @@ func (s *view) llmText(input bool) (string, bool) {
 		key, flatPrefixes = "gen_ai.input.messages", []string{"gen_ai.prompt.", "llm.input_messages."}
 	}
 	var msgs []*message
-	if p, ok := parseJSON(s.attrs[key]); ok {
-		list, _ := p.([]any)
+	if p := s.parsed(key); p.ok {
+		list, _ := p.v.([]any)
 		for _, item := range list {
 			m, _ := item.(map[string]any)
 			if m == nil {

@@ -24,6 +24,31 @@ type view struct {
 	// Flattened keys, kept for the extractors that need them.
 	flat map[string][]string   // prefix -> keys under it
 	msgs map[string][]*message // flatMessages results, built once per prefix
+
+	// parsedJSON caches parsed, so a message list read for the text and
+	// for the tool calls is decoded once.
+	parsedJSON []parsedJSON
+}
+
+// parsedJSON is parseJSON's result for one attribute.
+type parsedJSON struct {
+	key string
+	v   any
+	ok  bool
+}
+
+// parsed is parseJSON of attribute key, decoded once per view. Callers only
+// read the result.
+func (s *view) parsed(key string) parsedJSON {
+	for _, p := range s.parsedJSON {
+		if p.key == key {
+			return p
+		}
+	}
+	p := parsedJSON{key: key}
+	p.v, p.ok = parseJSON(s.attrs[key])
+	s.parsedJSON = append(s.parsedJSON, p)
+	return p
 }
 
 // flatPrefixes are the flattened (key.N.sub) families the extractors read.
