@@ -87,7 +87,7 @@ func (s *view) modelOf(typ string) (string, bool) {
 
 // usage holds the token facts of an LLM or embedding span.
 type usage struct {
-	in, out, total          int64
+	in, out, total       int64
 	okIn, okOut, okTotal bool
 }
 
