@@ -275,14 +275,23 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 // with "kern." are counted in w.kernKeys. It returns the Go form (when want is
 // set) and how many entries were dropped.
 func (w *writer) object(m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
+	return w.objectInto(nil, m, depth, want, track, maxN, skip)
+}
+
+// objectInto is object filling into (an empty map, or nil to make one) with
+// the Go form.
+func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
 	n := m.Len()
 	var out map[string]any
 	if want {
-		capHint := n
-		if maxN >= 0 && maxN < n {
-			capHint = maxN
+		out = into
+		if out == nil {
+			capHint := n
+			if maxN >= 0 && maxN < n {
+				capHint = maxN
+			}
+			out = make(map[string]any, capHint)
 		}
-		out = make(map[string]any, capHint)
 	}
 	var seen map[string]struct{}
 	if !want && n > 16 {
