@@ -46,7 +46,7 @@ type toolCall struct{ ID, Name, Arguments string }
 // N.message.tool_calls.M.tool_call.{id,function.name,function.arguments})
 // and the older GenAI shape (N.role, N.content, N.tool_calls.M.{id,name,arguments}).
 func (s *view) flatMessages(prefix string) []*message {
-	keys := s.flat[prefix]
+	keys := s.flatKeys(prefix)
 	if len(keys) == 0 {
 		return nil
 	}
@@ -202,7 +202,7 @@ type document struct {
 
 // flatDocuments rebuilds N.document.{id,content,score} under prefix.
 func (s *view) flatDocuments(prefix string) []*document {
-	keys := s.flat[prefix]
+	keys := s.flatKeys(prefix)
 	if len(keys) == 0 {
 		return nil
 	}

@@ -22,7 +22,7 @@ type view struct {
 	hasAgnoUsage    bool // some agno.usage.* key
 
 	// Flattened keys, kept for the extractors that need them.
-	flat map[string][]string   // prefix -> keys under it
+	flat [len(flatPrefixes)][]string // keys under each of flatPrefixes
 	msgs map[string][]*message // flatMessages results, built once per prefix
 
 	// parsedJSON caches parsed, so a message list read for the text and
@@ -52,7 +52,7 @@ func (s *view) parsed(key string) parsedJSON {
 }
 
 // flatPrefixes are the flattened (key.N.sub) families the extractors read.
-var flatPrefixes = []string{
+var flatPrefixes = [...]string{
 	"llm.input_messages.",
 	"llm.output_messages.",
 	"gen_ai.prompt.",
@@ -87,17 +87,24 @@ func newView(info Info, attrs map[string]any) *view {
 		case strings.HasPrefix(k, "agno.usage."):
 			s.hasAgnoUsage = true
 		}
-		for _, p := range flatPrefixes {
+		for i, p := range flatPrefixes {
 			if len(k) > len(p) && strings.HasPrefix(k, p) && k[len(p)] >= '0' && k[len(p)] <= '9' {
-				if s.flat == nil {
-					s.flat = make(map[string][]string)
-				}
-				s.flat[p] = append(s.flat[p], k)
+				s.flat[i] = append(s.flat[i], k)
 				break
 			}
 		}
 	}
 	return s
+}
+
+// flatKeys returns the keys under prefix, one of flatPrefixes.
+func (s *view) flatKeys(prefix string) []string {
+	for i, p := range flatPrefixes {
+		if p == prefix {
+			return s.flat[i]
+		}
+	}
+	return nil
 }
 
 // has reports whether key is present with a usable (non-empty) value.
