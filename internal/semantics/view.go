@@ -23,7 +23,7 @@ type view struct {
 
 	// Flattened keys, kept for the extractors that need them.
 	flat [len(flatPrefixes)][]string // keys under each of flatPrefixes
-	msgs map[string][]*message // flatMessages results, built once per prefix
+	msgs map[string][]*message       // flatMessages results, built once per prefix
 
 	// parsedJSON caches parsed, so a message list read for the text and
 	// for the tool calls is decoded once.
