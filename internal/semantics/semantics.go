@@ -55,6 +55,7 @@ type Info struct {
 // and []any of map[string]any (tool calls, documents).
 func Normalize(info Info, attrs map[string]any) map[string]any {
 	s := newView(info, attrs)
+	defer s.release()
 	typ, kind := s.classify()
 	return s.normalize(typ, kind)
 }
@@ -106,6 +107,7 @@ func Annotate(info Info, attrs map[string]any) []string {
 		return nil
 	}
 	s := newView(info, attrs)
+	defer s.release()
 	typ, kind := s.classify()
 	// The facts Annotate stores, read before it changes attrs; Normalize's
 	// others (ids, temperature, documents...) are not needed here.

@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"strings"
+	"sync"
 )
 
 // view is a span as the rules and extractors read it: the attributes plus
@@ -61,8 +62,23 @@ var flatPrefixes = [...]string{
 	"reranker.output_documents.",
 }
 
+// viewPool keeps views, with their key lists, from span to span.
+var viewPool = sync.Pool{New: func() any { return new(view) }}
+
+// maxPooledFlatKeys keeps a span with a huge flattened message list from
+// pinning its key list in the pool.
+const maxPooledFlatKeys = 1024
+
+// newView returns a view of the span; release it when done.
 func newView(info Info, attrs map[string]any) *view {
-	s := &view{info: info, attrs: attrs, name: info.Name}
+	s := viewPool.Get().(*view)
+	flat, parsed := s.flat, s.parsedJSON
+	*s = view{info: info, attrs: attrs, name: info.Name, parsedJSON: parsed[:0]}
+	for i, keys := range flat {
+		if cap(keys) <= maxPooledFlatKeys {
+			s.flat[i] = keys[:0]
+		}
+	}
 	s.lname = strings.ToLower(strings.TrimSpace(info.Name))
 	if v, ok := attrs["gen_ai.operation.name"].(string); ok {
 		s.op = strings.ToLower(strings.TrimSpace(v))
@@ -95,6 +111,17 @@ func newView(info Info, attrs map[string]any) *view {
 		}
 	}
 	return s
+}
+
+// release returns s to the pool; s must not be used afterwards.
+func (s *view) release() {
+	for i := range s.flat {
+		clear(s.flat[i]) // drop the span's keys, keep the room
+	}
+	clear(s.parsedJSON)
+	flat, parsed := s.flat, s.parsedJSON
+	*s = view{flat: flat, parsedJSON: parsed}
+	viewPool.Put(s)
 }
 
 // flatKeys returns the keys under prefix, one of flatPrefixes.
