@@ -18,7 +18,6 @@
 package semantics
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -172,7 +171,7 @@ func Annotate(info Info, attrs map[string]any) []string {
 				result = t
 			} else if calls := s.toolCallList(); len(calls) > 0 {
 				// A reply of tool calls only: the calls are what it said.
-				if b, err := json.Marshal(calls); err == nil {
+				if b, err := marshalToolCalls(calls); err == nil {
 					result = truncate(string(b), MaxValueBytes)
 				}
 			}
