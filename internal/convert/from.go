@@ -185,7 +185,7 @@ type conv struct {
 
 // maxReusedAttrs keeps a span with a huge attribute map from making every
 // later span of the request pay for clearing it.
-const maxReusedAttrs = 256
+const maxReusedAttrs = 64
 
 func (c *conv) setResource(r pcommon.Resource) {
 	w := c.w
