@@ -118,7 +118,13 @@ func Annotate(info Info, attrs map[string]any) []string {
 		u := s.usage()
 		inTokens, outTokens, totalTokens = opt(u.in, u.okIn), opt(u.out, u.okOut), opt(u.total, u.okTotal)
 	}
-	args, result := opt(s.inputOf(typ)), opt(s.outputOf(typ))
+	var args, result any
+	if typ != TypeLLM {
+		// An LLM call's are read below, and only when its messages give
+		// no text: what Annotate changes until then (the text form of a
+		// structured input.value or output.value) reads the same.
+		args, result = opt(s.inputOf(typ)), opt(s.outputOf(typ))
+	}
 
 	a := annotation{attrs: attrs}
 	a.coerce()
@@ -161,21 +167,7 @@ func Annotate(info Info, attrs map[string]any) []string {
 		}
 	}
 	if typ == TypeLLM {
-		if _, sent := attrs[AttrInput]; !sent {
-			if t, ok := s.llmText(true); ok {
-				args = t
-			}
-		}
-		if _, sent := attrs[AttrOutput]; !sent {
-			if t, ok := s.llmText(false); ok {
-				result = t
-			} else if calls := s.toolCallList(); len(calls) > 0 {
-				// A reply of tool calls only: the calls are what it said.
-				if b, err := marshalToolCalls(calls); err == nil {
-					result = truncate(string(b), MaxValueBytes)
-				}
-			}
-		}
+		args, result = s.llmAnnotation(attrs)
 	}
 	a.add(AttrInput, args)
 	if oiKind == KindTool {
@@ -191,6 +183,36 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	slices.Sort(a.wrote)
 	return a.wrote
+}
+
+// llmAnnotation is what an LLM call stores as its input and output: the
+// text a person reads when the sender sent no input.value / output.value,
+// else the input and output facts.
+func (s *view) llmAnnotation(attrs map[string]any) (args, result any) {
+	textDone := false
+	if _, sent := attrs[AttrInput]; !sent {
+		if t, ok := s.llmText(true); ok {
+			args, textDone = t, true
+		}
+	}
+	if !textDone {
+		args = opt(s.inputOf(TypeLLM))
+	}
+	textDone = false
+	if _, sent := attrs[AttrOutput]; !sent {
+		if t, ok := s.llmText(false); ok {
+			result, textDone = t, true
+		} else if calls := s.toolCallList(); len(calls) > 0 {
+			// A reply of tool calls only: the calls are what it said.
+			if b, err := marshalToolCalls(calls); err == nil {
+				result, textDone = truncate(string(b), MaxValueBytes), true
+			}
+		}
+	}
+	if !textDone {
+		result = opt(s.outputOf(TypeLLM))
+	}
+	return args, result
 }
 
 // opt is v when ok, else nil (a missing fact).
