@@ -1,12 +1,16 @@
 package convert
 
 import (
+	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/kern-agents/trace-gateway/internal/sim"
 )
 
 // benchTraces is a typical agent request: one resource, 100 spans with a
@@ -102,4 +106,24 @@ func BenchmarkEncodeOTLP(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(spans))/b.Elapsed().Seconds(), "spans/s")
+}
+
+// simTraces is gatewaybench's workload: simulated agent runs (agno,
+// OpenInference and GenAI conventions mixed) as the OpenTelemetry SDK
+// exports them.
+var simTraces = sync.OnceValues(func() (ptrace.Traces, error) {
+	return sim.Capture(context.Background(), sim.Options{Count: 200, Seed: 7, ErrorRatio: 0.1, Concurrency: 2})
+})
+
+func BenchmarkFromOTLPSim(b *testing.B) {
+	td, err := simTraces()
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		FromOTLP(td, now, Limits{})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*td.SpanCount()), "ns/span")
 }

@@ -177,8 +177,15 @@ type conv struct {
 	lastTrace    pcommon.TraceID
 	lastTraceHex string
 
-	added []string
+	// attrs is the Go form of the current span's attributes, handed to
+	// Annotate; reused (emptied) from span to span of a request. Nothing
+	// keeps it past span.
+	attrs map[string]any
 }
+
+// maxReusedAttrs keeps a span with a huge attribute map from making every
+// later span of the request pay for clearing it.
+const maxReusedAttrs = 64
 
 func (c *conv) setResource(r pcommon.Resource) {
 	w := c.w
@@ -295,7 +302,6 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 	}
 
 	out := model.Span{
-		SpanID:        hex.EncodeToString(sid[:]),
 		TraceID:       c.traceHex(tid),
 		Name:          cleanString(sp.Name()),
 		SpanKind:      kindString(sp.Kind()),
@@ -303,18 +309,33 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 		StatusMessage: cleanString(sp.Status().Message()),
 		CreatedAt:     c.created,
 	}
-	if psid := sp.ParentSpanID(); !psid.IsEmpty() && psid != sid {
-		out.ParentSpanID = hex.EncodeToString(psid[:])
-	}
 	start, end := int64(sp.StartTimestamp()), int64(sp.EndTimestamp())
-	out.StartTime, out.EndTime = model.FormatUnixNano(start), model.FormatUnixNano(end)
+	// The span id, parent id and both times share one allocation.
+	var fixed [2*16 + 2*len(model.TimeLayout)]byte
+	b := hex.AppendEncode(fixed[:0], sid[:])
+	idEnd, parentEnd := len(b), len(b)
+	if psid := sp.ParentSpanID(); !psid.IsEmpty() && psid != sid {
+		b = hex.AppendEncode(b, psid[:])
+		parentEnd = len(b)
+	}
+	b = model.AppendTime(b, time.Unix(0, start))
+	startEnd := len(b)
+	b = model.AppendTime(b, time.Unix(0, end))
+	str := string(b)
+	out.SpanID, out.ParentSpanID = str[:idEnd], str[idEnd:parentEnd]
+	out.StartTime, out.EndTime = str[parentEnd:startEnd], str[startEnd:]
 	if end > start {
 		out.DurationMS = (end - start) / int64(time.Millisecond)
 	}
 
 	w := c.w
 	w.buf, w.truncated = w.buf[:0], w.truncated[:0]
-	attrs, dropped := w.object(sp.Attributes(), 1, true, true, w.maxN, reserved)
+	if c.attrs == nil || len(c.attrs) > maxReusedAttrs {
+		c.attrs = make(map[string]any, sp.Attributes().Len()+8) // room for Annotate's keys
+	} else {
+		clear(c.attrs)
+	}
+	attrs, dropped := w.objectInto(c.attrs, sp.Attributes(), 1, true, true, w.maxN, reserved)
 	info := semantics.Info{
 		Name:          out.Name,
 		Kind:          out.SpanKind,
@@ -412,7 +433,7 @@ func (c *conv) events(evs ptrace.SpanEventSlice) {
 		w.buf = append(w.buf, `{"name":`...)
 		w.str(cleanString(ev.Name()))
 		w.buf = append(w.buf, `,"time":"`...)
-		w.buf = append(w.buf, model.FormatUnixNano(int64(ev.Timestamp()))...)
+		w.buf = model.AppendTime(w.buf, time.Unix(0, int64(ev.Timestamp())))
 		w.buf = append(w.buf, `","attributes":`...)
 		mark := len(w.truncated)
 		_, dropped := w.object(ev.Attributes(), 1, false, true, w.maxN, nil)

@@ -55,8 +55,9 @@ const hexDigits = "0123456789abcdef"
 
 // str appends s as a JSON string. Invalid UTF-8 and NUL become U+FFFD:
 // PostgreSQL rejects both in jsonb and text, and one bad attribute must not
-// fail a whole batch.
-func (w *writer) str(s string) {
+// fail a whole batch. It reports whether it replaced any (when not,
+// cleanString(s) is s).
+func (w *writer) str(s string) (replaced bool) {
 	b := append(w.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -78,6 +79,7 @@ func (w *writer) str(s string) {
 				b = append(b, '\\', 't')
 			case 0:
 				b = append(b, `\ufffd`...)
+				replaced = true
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}
@@ -89,6 +91,7 @@ func (w *writer) str(s string) {
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
+			replaced = true
 			i++
 			start = i
 			continue
@@ -97,6 +100,7 @@ func (w *writer) str(s string) {
 	}
 	b = append(b, s[start:]...)
 	w.buf = append(b, '"')
+	return replaced
 }
 
 // cleanString returns s as valid UTF-8 without NUL bytes (see str). It
@@ -185,11 +189,14 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		if cut {
 			w.truncHit = true
 		}
-		w.str(s)
+		replaced := w.str(s)
 		if want {
 			// What Annotate and RootIDs read must be what is stored: a
 			// NUL or invalid UTF-8 kept here would reach an id column
 			// (PostgreSQL rejects the batch) or be read otherwise later.
+			if !replaced {
+				return s // already clean: str checked every byte
+			}
 			return cleanString(s)
 		}
 	case pcommon.ValueTypeBool:
@@ -275,14 +282,23 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 // with "kern." are counted in w.kernKeys. It returns the Go form (when want is
 // set) and how many entries were dropped.
 func (w *writer) object(m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
+	return w.objectInto(nil, m, depth, want, track, maxN, skip)
+}
+
+// objectInto is object filling into (an empty map, or nil to make one) with
+// the Go form.
+func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
 	n := m.Len()
 	var out map[string]any
 	if want {
-		capHint := n
-		if maxN >= 0 && maxN < n {
-			capHint = maxN
+		out = into
+		if out == nil {
+			capHint := n
+			if maxN >= 0 && maxN < n {
+				capHint = maxN
+			}
+			out = make(map[string]any, capHint)
 		}
-		out = make(map[string]any, capHint)
 	}
 	var seen map[string]struct{}
 	if !want && n > 16 {

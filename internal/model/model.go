@@ -12,10 +12,34 @@ import "time"
 const TimeLayout = "2006-01-02T15:04:05.000000+00:00"
 
 // FormatTime renders t in TimeLayout (UTC).
-func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+func FormatTime(t time.Time) string { return string(AppendTime(make([]byte, 0, len(TimeLayout)), t)) }
 
 // FormatUnixNano renders an OTLP timestamp in TimeLayout.
 func FormatUnixNano(ns int64) string { return FormatTime(time.Unix(0, ns)) }
+
+// AppendTime appends t in TimeLayout (UTC), as t.UTC().Format(TimeLayout)
+// would, without interpreting the layout: the converter writes two times per
+// span.
+func AppendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	b = append(b,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-',
+		byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':',
+		byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.')
+	us := t.Nanosecond() / 1000 // the layout's fraction truncates
+	for div := 100000; div > 0; div /= 10 {
+		b = append(b, byte('0'+us/div%10))
+	}
+	return append(b, "+00:00"...)
+}
 
 // ParseTime parses a TimeLayout string (or any RFC 3339 time).
 func ParseTime(s string) (time.Time, error) { return time.Parse(time.RFC3339Nano, s) }

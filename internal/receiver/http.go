@@ -49,10 +49,37 @@ func NewHTTPHandler(opts Options, sink Sink) http.Handler {
 	return &httpReceiver{opts: opts.withDefaults(), sink: sink}
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// freeBufs keeps request body buffers across garbage collections: a
+// sync.Pool is emptied by them, and the next body of a few MiB is then a
+// fresh, zeroed allocation that the runtime soon hands back to the OS. It
+// holds at most maxFreeBufs buffers of at most maxPooledBuf bytes.
+var freeBufs = make(chan *bytes.Buffer, maxFreeBufs)
 
-// maxPooledBuf keeps the pool from pinning rare huge bodies.
-const maxPooledBuf = 4 << 20
+const (
+	maxFreeBufs = 8
+	// maxPooledBuf keeps rare huge bodies from being pinned.
+	maxPooledBuf = 4 << 20
+)
+
+func getBuf() *bytes.Buffer {
+	select {
+	case b := <-freeBufs:
+		return b
+	default:
+		return new(bytes.Buffer)
+	}
+}
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBuf {
+		return
+	}
+	b.Reset()
+	select {
+	case freeBufs <- b:
+	default:
+	}
+}
 
 var gzipPool sync.Pool // *gzip.Reader
 
@@ -99,13 +126,8 @@ func (h *httpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBuf {
-			buf.Reset()
-			bufPool.Put(buf)
-		}
-	}()
+	buf := getBuf()
+	defer putBuf(buf)
 	if status, msg := h.readBody(r, gzipped, buf); status != 0 {
 		h.opts.Logger.Debug("rejected OTLP/HTTP export", "status", status, "reason", msg)
 		code := codes.InvalidArgument
@@ -185,13 +207,8 @@ func (h *httpReceiver) readBody(r *http.Request, gzipped bool, buf *bytes.Buffer
 		return 0, ""
 	}
 
-	compressed := bufPool.Get().(*bytes.Buffer)
-	defer func() {
-		if compressed.Cap() <= maxPooledBuf {
-			compressed.Reset()
-			bufPool.Put(compressed)
-		}
-	}()
+	compressed := getBuf()
+	defer putBuf(compressed)
 	n, err := compressed.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return http.StatusBadRequest, "read request body: " + err.Error()

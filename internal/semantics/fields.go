@@ -74,23 +74,90 @@ func (s *view) ids(out map[string]any) {
 	}
 }
 
-func (s *view) model(out map[string]any, sources []string) {
-	s.setFirst(out, KeyModel, idString, sources...)
+// modelOf is the KeyModel fact of a span of type typ.
+func (s *view) modelOf(typ string) (string, bool) {
+	switch typ {
+	case TypeRun, TypeLLM:
+		return s.first(idString, modelSources...)
+	case TypeEmbedding:
+		return s.first(idString, embedModelSource...)
+	}
+	return "", false
+}
+
+// usage holds the token facts of an LLM or embedding span.
+type usage struct {
+	in, out, total       int64
+	okIn, okOut, okTotal bool
+}
+
+func (s *view) usage() usage {
+	var u usage
+	u.in, u.okIn = s.firstTokens(inputTokenSources)
+	u.out, u.okOut = s.firstTokens(outputTokenSources)
+	if total, ok := s.firstTokens(totalTokenSources); ok {
+		u.total, u.okTotal = total, true
+	} else if u.okIn || u.okOut {
+		u.total, u.okTotal = u.in+u.out, true
+	}
+	return u
 }
 
 func (s *view) tokens(out map[string]any) {
-	in, okIn := s.firstTokens(inputTokenSources)
-	outT, okOut := s.firstTokens(outputTokenSources)
-	if okIn {
-		out[KeyInputTokens] = in
+	u := s.usage()
+	if u.okIn {
+		out[KeyInputTokens] = u.in
 	}
-	if okOut {
-		out[KeyOutputTokens] = outT
+	if u.okOut {
+		out[KeyOutputTokens] = u.out
 	}
-	if total, ok := s.firstTokens(totalTokenSources); ok {
-		out[KeyTotalTokens] = total
-	} else if okIn || okOut {
-		out[KeyTotalTokens] = in + outT
+	if u.okTotal {
+		out[KeyTotalTokens] = u.total
+	}
+}
+
+// inputOf and outputOf are the KeyInput and KeyOutput facts of a span of
+// type typ (for tools also its arguments and result, for retrievals its
+// query).
+func (s *view) inputOf(typ string) (string, bool) {
+	switch typ {
+	case TypeRun:
+		return s.first(textOf, runInputSources...)
+	case TypeLLM:
+		return s.llmInput()
+	case TypeEmbedding:
+		return s.first(textOf, "gen_ai.input.messages", "input.value")
+	case TypeTool, TypeDelegation:
+		return s.first(textOf, toolArgSources...)
+	case TypePreHook, TypePostHook:
+		return s.first(textOf, hookInputSources...)
+	case TypeRetrieval:
+		return s.first(textOf, querySources...)
+	}
+	return "", false
+}
+
+func (s *view) outputOf(typ string) (string, bool) {
+	switch typ {
+	case TypeRun:
+		return s.first(textOf, runOutputSources...)
+	case TypeLLM:
+		return s.llmOutput()
+	case TypeTool, TypeDelegation:
+		return s.first(textOf, toolResultSources...)
+	case TypePreHook, TypePostHook:
+		return s.first(textOf, hookOutputSources...)
+	}
+	return "", false
+}
+
+// setIO writes the KeyInput and KeyOutput facts.
+func (s *view) setIO(out map[string]any, typ string) {
+	if v, ok := s.inputOf(typ); ok {
+		out[KeyInput] = v
+	}
+	if v, ok := s.outputOf(typ); ok {
+		out[KeyOutput] = v
 	}
 }
 
@@ -130,52 +197,62 @@ func (s *view) temperature(out map[string]any) {
 // llmInput / llmOutput: the structured GenAI messages, the legacy GenAI
 // prompt/completion, OpenInference's input.value / output.value, then the
 // flattened message lists.
-func (s *view) llmIO(out map[string]any) {
-	if !s.setFirst(out, KeyInput, textOf, "gen_ai.input.messages", "gen_ai.prompt") {
-		if v, ok := messagesJSON(s.flatMessages("gen_ai.prompt.")); ok {
-			out[KeyInput] = v
-		} else if !s.setFirst(out, KeyInput, textOf, "input.value") {
-			if v, ok := messagesJSON(s.flatMessages("llm.input_messages.")); ok {
-				out[KeyInput] = v
-			}
-		}
+func (s *view) llmInput() (string, bool) {
+	if v, ok := s.first(textOf, "gen_ai.input.messages", "gen_ai.prompt"); ok {
+		return v, true
 	}
-	if !s.setFirst(out, KeyOutput, textOf, "gen_ai.output.messages", "gen_ai.completion") {
-		if v, ok := messagesJSON(s.flatMessages("gen_ai.completion.")); ok {
-			out[KeyOutput] = v
-		} else if !s.setFirst(out, KeyOutput, textOf, "output.value") {
-			if v, ok := messagesJSON(s.flatMessages("llm.output_messages.")); ok {
-				out[KeyOutput] = v
-			}
-		}
+	if v, ok := messagesJSON(s.flatMessages("gen_ai.prompt.")); ok {
+		return v, true
+	}
+	if v, ok := s.first(textOf, "input.value"); ok {
+		return v, true
+	}
+	return messagesJSON(s.flatMessages("llm.input_messages."))
+}
+
+func (s *view) llmOutput() (string, bool) {
+	if v, ok := s.first(textOf, "gen_ai.output.messages", "gen_ai.completion"); ok {
+		return v, true
+	}
+	if v, ok := messagesJSON(s.flatMessages("gen_ai.completion.")); ok {
+		return v, true
+	}
+	if v, ok := s.first(textOf, "output.value"); ok {
+		return v, true
+	}
+	return messagesJSON(s.flatMessages("llm.output_messages."))
+}
+
+// toolCalls writes the KeyToolCalls fact.
+func (s *view) toolCalls(out map[string]any) {
+	if calls := s.toolCallList(); len(calls) > 0 {
+		out[KeyToolCalls] = calls
 	}
 }
 
-// toolCalls lists the tool calls an LLM call returned, as
+// toolCallList lists the tool calls an LLM call returned, as
 // [{name, arguments, id}], from the first source that has any.
-func (s *view) toolCalls(out map[string]any) {
-	sources := []func() []any{
-		func() []any { return genAIToolCalls(s.attrs["gen_ai.output.messages"]) },
-		func() []any { return messagesToolCalls(s.flatMessages("gen_ai.completion.")) },
-		func() []any { return messagesToolCalls(s.flatMessages("llm.output_messages.")) },
-		func() []any { return jsonToolCalls(s.attrs["agno.llm.tool_calls"]) },
+func (s *view) toolCallList() []any {
+	if calls := genAIToolCalls(s.parsed("gen_ai.output.messages")); len(calls) > 0 {
+		return calls
 	}
-	for _, src := range sources {
-		if calls := src(); len(calls) > 0 {
-			out[KeyToolCalls] = calls
-			return
-		}
+	if calls := messagesToolCalls(s.flatMessages("gen_ai.completion.")); len(calls) > 0 {
+		return calls
 	}
+	if calls := messagesToolCalls(s.flatMessages("llm.output_messages.")); len(calls) > 0 {
+		return calls
+	}
+	return jsonToolCalls(s.attrs["agno.llm.tool_calls"])
 }
 
 // genAIToolCalls reads tool_call parts of gen_ai.output.messages:
 // [{"role":"assistant","parts":[{"type":"tool_call","id":..,"name":..,"arguments":..}]}].
-func genAIToolCalls(v any) []any {
-	p, ok := parseJSON(v)
-	if !ok {
+// p is the parsed value (see view.parsed).
+func genAIToolCalls(p parsedJSON) []any {
+	if !p.ok {
 		return nil
 	}
-	msgs, _ := p.([]any)
+	msgs, _ := p.v.([]any)
 	var calls []any
 	for _, m := range msgs {
 		mm, _ := m.(map[string]any)
@@ -236,11 +313,11 @@ func (s *view) tool(out map[string]any) {
 	if n := s.toolName(); n != "" {
 		out[KeyToolName] = n
 	}
-	if s.setFirst(out, KeyToolArguments, textOf, toolArgSources...) {
-		out[KeyInput] = out[KeyToolArguments]
+	if v, ok := s.inputOf(TypeTool); ok {
+		out[KeyToolArguments], out[KeyInput] = v, v
 	}
-	if s.setFirst(out, KeyToolResult, textOf, toolResultSources...) {
-		out[KeyOutput] = out[KeyToolResult]
+	if v, ok := s.outputOf(TypeTool); ok {
+		out[KeyToolResult], out[KeyOutput] = v, v
 	}
 }
 
@@ -259,13 +336,12 @@ func (s *view) hook(out map[string]any) {
 			out[KeyHookName] = n
 		}
 	}
-	s.setFirst(out, KeyInput, textOf, hookInputSources...)
-	s.setFirst(out, KeyOutput, textOf, hookOutputSources...)
+	s.setIO(out, TypePreHook)
 }
 
 func (s *view) retrieval(out map[string]any) {
-	if s.setFirst(out, KeyRetrievalQuery, textOf, querySources...) {
-		out[KeyInput] = out[KeyRetrievalQuery]
+	if v, ok := s.inputOf(TypeRetrieval); ok {
+		out[KeyRetrievalQuery], out[KeyInput] = v, v
 	}
 	s.setFirst(out, KeyRetrievalVectorStore, idString, vectorStoreSources...)
 	for _, k := range kSources {
@@ -346,13 +422,15 @@ func jsonDocuments(v any) []*document {
 
 func (s *view) delegation(out map[string]any) {
 	var args map[string]any
-	if raw, ok := s.first(textOf, toolArgSources...); ok {
+	if raw, ok := s.inputOf(TypeDelegation); ok {
 		out[KeyInput] = raw
 		if p, ok := parseJSON(raw); ok {
 			args, _ = p.(map[string]any)
 		}
 	}
-	s.setFirst(out, KeyOutput, textOf, toolResultSources...)
+	if v, ok := s.outputOf(TypeDelegation); ok {
+		out[KeyOutput] = v
+	}
 	if !s.setFirst(out, KeyDelegationMember, idString, memberSources...) {
 		for _, f := range memberArgFields {
 			if v, ok := idString(args[f]); ok {
@@ -372,32 +450,46 @@ func (s *view) delegation(out map[string]any) {
 // event (the one that ended it), falling back to error.type and the status
 // message of a failed span.
 func (s *view) exception(out map[string]any) {
+	if v, ok := s.exceptionType(); ok {
+		out[KeyExceptionType] = v
+	}
+	if v, ok := s.exceptionMessage(); ok {
+		out[KeyExceptionMessage] = v
+	}
+}
+
+// lastException is the span's last "exception" event, nil when none.
+func (s *view) lastException() *Event {
 	for i := len(s.info.Events) - 1; i >= 0; i-- {
-		ev := s.info.Events[i]
-		if ev.Name != "exception" {
-			continue
+		if s.info.Events[i].Name == "exception" {
+			return &s.info.Events[i]
 		}
+	}
+	return nil
+}
+
+func (s *view) exceptionType() (string, bool) {
+	if ev := s.lastException(); ev != nil {
 		if v, ok := idStringOrText(ev.Attributes["exception.type"]); ok {
-			out[KeyExceptionType] = v
+			return v, true
 		}
-		if v, ok := textOf(ev.Attributes["exception.message"]); ok {
-			out[KeyExceptionMessage] = v
-		}
-		break
 	}
 	if !strings.EqualFold(s.info.StatusCode, model.StatusError) {
-		return
+		return "", false
 	}
-	if _, ok := out[KeyExceptionType]; !ok {
-		if v, ok := idStringOrText(s.attrs["error.type"]); ok {
-			out[KeyExceptionType] = v
+	return idStringOrText(s.attrs["error.type"])
+}
+
+func (s *view) exceptionMessage() (string, bool) {
+	if ev := s.lastException(); ev != nil {
+		if v, ok := textOf(ev.Attributes["exception.message"]); ok {
+			return v, true
 		}
 	}
-	if _, ok := out[KeyExceptionMessage]; !ok {
-		if v, ok := textOf(s.info.StatusMessage); ok {
-			out[KeyExceptionMessage] = v
-		}
+	if !strings.EqualFold(s.info.StatusCode, model.StatusError) {
+		return "", false
 	}
+	return textOf(s.info.StatusMessage)
 }
 
 // idStringOrText accepts exception types, which are short names but are

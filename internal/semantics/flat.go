@@ -1,6 +1,7 @@
 package semantics
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 )
@@ -46,7 +47,7 @@ type toolCall struct{ ID, Name, Arguments string }
 // N.message.tool_calls.M.tool_call.{id,function.name,function.arguments})
 // and the older GenAI shape (N.role, N.content, N.tool_calls.M.{id,name,arguments}).
 func (s *view) flatMessages(prefix string) []*message {
-	keys := s.flat[prefix]
+	keys := s.flatKeys(prefix)
 	if len(keys) == 0 {
 		return nil
 	}
@@ -181,6 +182,55 @@ func messagesToolCalls(msgs []*message) []any {
 	return out
 }
 
+// toolCallJSON is a toolCallObject as a struct: encoding/json writes the
+// same bytes (a map's keys sorted, these fields in that order, empty
+// optional ones left out) without sorting and reflecting over a map.
+type toolCallJSON struct {
+	Arguments string `json:"arguments,omitempty"`
+	ID        string `json:"id,omitempty"`
+	Name      string `json:"name"`
+}
+
+// marshalToolCalls is json.Marshal of a list of toolCallObject maps.
+func marshalToolCalls(calls []any) ([]byte, error) {
+	out := make([]toolCallJSON, len(calls))
+	for i, c := range calls {
+		m, _ := c.(map[string]any)
+		tc, ok := toolCallOf(m)
+		if !ok {
+			return json.Marshal(calls)
+		}
+		out[i] = tc
+	}
+	return json.Marshal(out)
+}
+
+// toolCallOf reads back a toolCallObject map; ok is false for any other
+// shape.
+func toolCallOf(m map[string]any) (tc toolCallJSON, ok bool) {
+	n := 0
+	for _, f := range []struct {
+		key      string
+		dst      *string
+		optional bool
+	}{{"arguments", &tc.Arguments, true}, {"id", &tc.ID, true}, {"name", &tc.Name, false}} {
+		v, present := m[f.key]
+		if !present {
+			if !f.optional {
+				return tc, false
+			}
+			continue
+		}
+		s, isStr := v.(string)
+		if !isStr || (f.optional && s == "") {
+			return tc, false
+		}
+		*f.dst = s
+		n++
+	}
+	return tc, n == len(m)
+}
+
 func toolCallObject(name, args, id string) map[string]any {
 	obj := map[string]any{"name": name}
 	if args != "" {
@@ -202,7 +252,7 @@ type document struct {
 
 // flatDocuments rebuilds N.document.{id,content,score} under prefix.
 func (s *view) flatDocuments(prefix string) []*document {
-	keys := s.flat[prefix]
+	keys := s.flatKeys(prefix)
 	if len(keys) == 0 {
 		return nil
 	}

@@ -113,6 +113,7 @@ var rules = []Rule{
 // Classify returns the span type and, for runs, the run kind ("" otherwise).
 func Classify(info Info, attrs map[string]any) (spanType, runKind string) {
 	s := newView(info, attrs)
+	defer s.release()
 	t, k := s.classify()
 	return t, k
 }

@@ -18,7 +18,6 @@
 package semantics
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -55,6 +54,7 @@ type Info struct {
 // and []any of map[string]any (tool calls, documents).
 func Normalize(info Info, attrs map[string]any) map[string]any {
 	s := newView(info, attrs)
+	defer s.release()
 	typ, kind := s.classify()
 	return s.normalize(typ, kind)
 }
@@ -63,22 +63,21 @@ func (s *view) normalize(typ, kind string) map[string]any {
 	out := make(map[string]any, 16)
 	out[KeySpanType] = typ
 	s.ids(out)
+	if m, ok := s.modelOf(typ); ok {
+		out[KeyModel] = m
+	}
 	switch typ {
 	case TypeRun:
 		out[KeyRunKind] = kind
-		s.model(out, modelSources)
-		s.setFirst(out, KeyInput, textOf, runInputSources...)
-		s.setFirst(out, KeyOutput, textOf, runOutputSources...)
+		s.setIO(out, typ)
 	case TypeLLM:
-		s.model(out, modelSources)
 		s.tokens(out)
 		s.temperature(out)
 		s.toolCalls(out)
-		s.llmIO(out)
+		s.setIO(out, typ)
 	case TypeEmbedding:
-		s.model(out, embedModelSource)
 		s.tokens(out)
-		s.setFirst(out, KeyInput, textOf, "gen_ai.input.messages", "input.value")
+		s.setIO(out, typ)
 	case TypeTool:
 		s.tool(out)
 	case TypePreHook, TypePostHook:
@@ -107,8 +106,25 @@ func Annotate(info Info, attrs map[string]any) []string {
 		return nil
 	}
 	s := newView(info, attrs)
+	defer s.release()
 	typ, kind := s.classify()
-	f := s.normalize(typ, kind)
+	// The facts Annotate stores, read before it changes attrs; Normalize's
+	// others (ids, temperature, documents...) are not needed here.
+	var modelName, inTokens, outTokens, totalTokens any
+	if m, ok := s.modelOf(typ); ok {
+		modelName = m
+	}
+	if typ == TypeLLM || typ == TypeEmbedding {
+		u := s.usage()
+		inTokens, outTokens, totalTokens = opt(u.in, u.okIn), opt(u.out, u.okOut), opt(u.total, u.okTotal)
+	}
+	var args, result any
+	if typ != TypeLLM {
+		// An LLM call's are read below, and only when its messages give
+		// no text: what Annotate changes until then (the text form of a
+		// structured input.value or output.value) reads the same.
+		args, result = opt(s.inputOf(typ)), opt(s.outputOf(typ))
+	}
 
 	a := annotation{attrs: attrs}
 	a.coerce()
@@ -139,37 +155,19 @@ func Annotate(info Info, attrs map[string]any) []string {
 		// AgentOS shows the model and sums prompt and completion tokens of
 		// LLM spans; a total the sender did not send is their sum, left to
 		// whoever reads them rather than stored.
-		a.add(AttrModelName, f[KeyModel])
-		a.add(AttrTokensPrompt, f[KeyInputTokens])
-		a.add(AttrTokensCompletion, f[KeyOutputTokens])
+		a.add(AttrModelName, modelName)
+		a.add(AttrTokensPrompt, inTokens)
+		a.add(AttrTokensCompletion, outTokens)
 		if s.hasAny(totalTokenSources...) {
-			a.add(AttrTokensTotal, f[KeyTotalTokens])
+			a.add(AttrTokensTotal, totalTokens)
 		}
 	case KindTool:
 		if n := s.toolName(); n != "" {
 			a.add(AttrToolName, n)
 		}
 	}
-	args, result := f[KeyInput], f[KeyOutput]
-	switch typ {
-	case TypeTool:
-		args, result = f[KeyToolArguments], f[KeyToolResult]
-	case TypeLLM:
-		if _, sent := attrs[AttrInput]; !sent {
-			if t, ok := s.llmText(true); ok {
-				args = t
-			}
-		}
-		if _, sent := attrs[AttrOutput]; !sent {
-			if t, ok := s.llmText(false); ok {
-				result = t
-			} else if calls, ok := f[KeyToolCalls].([]any); ok && len(calls) > 0 {
-				// A reply of tool calls only: the calls are what it said.
-				if b, err := json.Marshal(calls); err == nil {
-					result = truncate(string(b), MaxValueBytes)
-				}
-			}
-		}
+	if typ == TypeLLM {
+		args, result = s.llmAnnotation(attrs)
 	}
 	a.add(AttrInput, args)
 	if oiKind == KindTool {
@@ -181,10 +179,48 @@ func Annotate(info Info, attrs map[string]any) []string {
 	}
 	a.add(AttrOutput, result)
 	if strings.EqualFold(info.StatusCode, model.StatusError) && info.StatusMessage == "" {
-		a.add(AttrExceptionMessage, f[KeyExceptionMessage])
+		a.add(AttrExceptionMessage, opt(s.exceptionMessage()))
 	}
 	slices.Sort(a.wrote)
 	return a.wrote
+}
+
+// llmAnnotation is what an LLM call stores as its input and output: the
+// text a person reads when the sender sent no input.value / output.value,
+// else the input and output facts.
+func (s *view) llmAnnotation(attrs map[string]any) (args, result any) {
+	textDone := false
+	if _, sent := attrs[AttrInput]; !sent {
+		if t, ok := s.llmText(true); ok {
+			args, textDone = t, true
+		}
+	}
+	if !textDone {
+		args = opt(s.inputOf(TypeLLM))
+	}
+	textDone = false
+	if _, sent := attrs[AttrOutput]; !sent {
+		if t, ok := s.llmText(false); ok {
+			result, textDone = t, true
+		} else if calls := s.toolCallList(); len(calls) > 0 {
+			// A reply of tool calls only: the calls are what it said.
+			if b, err := marshalToolCalls(calls); err == nil {
+				result, textDone = truncate(string(b), MaxValueBytes), true
+			}
+		}
+	}
+	if !textDone {
+		result = opt(s.outputOf(TypeLLM))
+	}
+	return args, result
+}
+
+// opt is v when ok, else nil (a missing fact).
+func opt[T any](v T, ok bool) any {
+	if !ok {
+		return nil
+	}
+	return v
 }
 
 // annotation collects what Annotate writes.
@@ -328,8 +364,8 @@ func (s *view) llmText(input bool) (string, bool) {
 		key, flatPrefixes = "gen_ai.input.messages", []string{"gen_ai.prompt.", "llm.input_messages."}
 	}
 	var msgs []*message
-	if p, ok := parseJSON(s.attrs[key]); ok {
-		list, _ := p.([]any)
+	if p := s.parsed(key); p.ok {
+		list, _ := p.v.([]any)
 		for _, item := range list {
 			m, _ := item.(map[string]any)
 			if m == nil {

@@ -829,3 +829,27 @@ func TestDocsTableMatchesRules(t *testing.T) {
 		}
 	}
 }
+
+func TestMarshalToolCallsIsJSONMarshal(t *testing.T) {
+	odd := "<a&b>\u2028\"\\\x00\xff é"
+	tests := []struct {
+		name  string
+		calls []any
+	}{
+		{"plain", []any{toolCallObject("f", `{"a":1}`, "c1"), toolCallObject("g", "", ""), toolCallObject("h", "x", "")}},
+		{"escapes", []any{toolCallObject(odd, odd, odd)}},
+		{"empty name", []any{toolCallObject("", "", "id")}},
+		{"empty list", []any{}},
+		{"other map", []any{map[string]any{"name": "f", "extra": true}}},
+		{"non-string value", []any{map[string]any{"name": 1}}},
+		{"empty optional", []any{map[string]any{"name": "f", "id": ""}}},
+		{"not a map", []any{"f"}},
+	}
+	for _, tc := range tests {
+		want, wantErr := json.Marshal(tc.calls)
+		got, err := marshalToolCalls(tc.calls)
+		if string(got) != string(want) || (err == nil) != (wantErr == nil) {
+			t.Errorf("%s: got %s, %v; want %s, %v", tc.name, got, err, want, wantErr)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"strings"
+	"sync"
 )
 
 // view is a span as the rules and extractors read it: the attributes plus
@@ -22,12 +23,37 @@ type view struct {
 	hasAgnoUsage    bool // some agno.usage.* key
 
 	// Flattened keys, kept for the extractors that need them.
-	flat map[string][]string   // prefix -> keys under it
-	msgs map[string][]*message // flatMessages results, built once per prefix
+	flat [len(flatPrefixes)][]string // keys under each of flatPrefixes
+	msgs map[string][]*message       // flatMessages results, built once per prefix
+
+	// parsedJSON caches parsed, so a message list read for the text and
+	// for the tool calls is decoded once.
+	parsedJSON []parsedJSON
+}
+
+// parsedJSON is parseJSON's result for one attribute.
+type parsedJSON struct {
+	key string
+	v   any
+	ok  bool
+}
+
+// parsed is parseJSON of attribute key, decoded once per view. Callers only
+// read the result.
+func (s *view) parsed(key string) parsedJSON {
+	for _, p := range s.parsedJSON {
+		if p.key == key {
+			return p
+		}
+	}
+	p := parsedJSON{key: key}
+	p.v, p.ok = parseJSON(s.attrs[key])
+	s.parsedJSON = append(s.parsedJSON, p)
+	return p
 }
 
 // flatPrefixes are the flattened (key.N.sub) families the extractors read.
-var flatPrefixes = []string{
+var flatPrefixes = [...]string{
 	"llm.input_messages.",
 	"llm.output_messages.",
 	"gen_ai.prompt.",
@@ -36,8 +62,23 @@ var flatPrefixes = []string{
 	"reranker.output_documents.",
 }
 
+// viewPool keeps views, with their key lists, from span to span.
+var viewPool = sync.Pool{New: func() any { return new(view) }}
+
+// maxPooledFlatKeys keeps a span with a huge flattened message list from
+// pinning its key list in the pool.
+const maxPooledFlatKeys = 1024
+
+// newView returns a view of the span; release it when done.
 func newView(info Info, attrs map[string]any) *view {
-	s := &view{info: info, attrs: attrs, name: info.Name}
+	s := viewPool.Get().(*view)
+	flat, parsed := s.flat, s.parsedJSON
+	*s = view{info: info, attrs: attrs, name: info.Name, parsedJSON: parsed[:0]}
+	for i, keys := range flat {
+		if cap(keys) <= maxPooledFlatKeys {
+			s.flat[i] = keys[:0]
+		}
+	}
 	s.lname = strings.ToLower(strings.TrimSpace(info.Name))
 	if v, ok := attrs["gen_ai.operation.name"].(string); ok {
 		s.op = strings.ToLower(strings.TrimSpace(v))
@@ -62,17 +103,35 @@ func newView(info Info, attrs map[string]any) *view {
 		case strings.HasPrefix(k, "agno.usage."):
 			s.hasAgnoUsage = true
 		}
-		for _, p := range flatPrefixes {
+		for i, p := range flatPrefixes {
 			if len(k) > len(p) && strings.HasPrefix(k, p) && k[len(p)] >= '0' && k[len(p)] <= '9' {
-				if s.flat == nil {
-					s.flat = make(map[string][]string)
-				}
-				s.flat[p] = append(s.flat[p], k)
+				s.flat[i] = append(s.flat[i], k)
 				break
 			}
 		}
 	}
 	return s
+}
+
+// release returns s to the pool; s must not be used afterwards.
+func (s *view) release() {
+	for i := range s.flat {
+		clear(s.flat[i]) // drop the span's keys, keep the room
+	}
+	clear(s.parsedJSON)
+	flat, parsed := s.flat, s.parsedJSON
+	*s = view{flat: flat, parsedJSON: parsed}
+	viewPool.Put(s)
+}
+
+// flatKeys returns the keys under prefix, one of flatPrefixes.
+func (s *view) flatKeys(prefix string) []string {
+	for i, p := range flatPrefixes {
+		if p == prefix {
+			return s.flat[i]
+		}
+	}
+	return nil
 }
 
 // has reports whether key is present with a usable (non-empty) value.
