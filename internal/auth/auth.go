@@ -181,27 +181,14 @@ func mustMarshal(b []byte, err error) []byte {
 
 // HTTP wraps next so that it only sees authenticated requests, with the
 // tenant in their context. Failures get 401 with WWW-Authenticate: Bearer.
-func (a *Authenticator) HTTP(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.Enabled() {
-			next.ServeHTTP(w, r)
-			return
-		}
-		cred := Credential(r.Header.Get("Authorization"), r.Header.Get(APIKeyHeader))
-		tenant, ok := a.Authenticate(cred)
-		if !ok {
-			a.reject("http", cred)
-			writeUnauthorized(w, r)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(WithTenant(r.Context(), tenant)))
-	})
-}
+func (a *Authenticator) HTTP(next http.Handler) http.Handler { return a.guard(next, false) }
 
 // AdminHTTP is HTTP for operations on the gateway itself (POST /-/reload):
 // only an admin token passes; any other configured token gets 403, since
 // a tenant's sender must not be able to change what the gateway runs.
-func (a *Authenticator) AdminHTTP(next http.Handler) http.Handler {
+func (a *Authenticator) AdminHTTP(next http.Handler) http.Handler { return a.guard(next, true) }
+
+func (a *Authenticator) guard(next http.Handler, admin bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Enabled() {
 			next.ServeHTTP(w, r)
@@ -214,7 +201,7 @@ func (a *Authenticator) AdminHTTP(next http.Handler) http.Handler {
 			writeUnauthorized(w, r)
 			return
 		}
-		if !id.Admin {
+		if admin && !id.Admin {
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusForbidden)
