@@ -24,11 +24,13 @@ const maxAttempts = 3
 //  1. store the resources and scopes not stored yet (model.Origin);
 //  2. insert the rows of traces not stored yet, computed from the batch in
 //     Go (store.DeriveTraces), and lock the rows of the others, in trace_id
-//     order;
+//     order; record the usual origin of the new ones and read that of all
+//     (store.UsualOrigins);
 //  3. merge the batch's rows into the locked ones (store.Merge in SQL),
 //     when there are any;
-//  4. COPY the spans straight into the table, then append their ids to the
-//     delivery log and add the rollups.
+//  4. COPY the spans straight into the table, each referencing its origin
+//     only when it is not its trace's usual one (store.StoredAttributes),
+//     then append their ids to the delivery log and add the rollups.
 //
 // Statements 1-2 go in one round trip. Step 4 assumes every span id is new,
 // which is what senders do; when one is stored already (an SDK re-sending,
