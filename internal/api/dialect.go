@@ -37,6 +37,16 @@ func (b *qb) arg(v any) string {
 
 func (b *qb) String() string { return b.sb.String() }
 
+// argList binds each of vs and returns their placeholders, comma-separated
+// (the inside of an IN list).
+func (b *qb) argList(vs []string) string {
+	marks := make([]string, len(vs))
+	for i, v := range vs {
+		marks[i] = b.arg(v)
+	}
+	return strings.Join(marks, ", ")
+}
+
 // attrKeyRE limits the attribute keys a request may name: what OTel, OpenInference,
 // agno.* and kern.* keys use, and nothing that could escape a JSON path.
 var attrKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.:/@-]{1,128}$`)

@@ -227,9 +227,7 @@ func (c *originCache) load(ctx context.Context, s *server, refs map[string]*orig
 		}
 	}
 	c.mu.Unlock()
-	for len(missing) > 0 {
-		batch := missing[:min(len(missing), originBatch)]
-		missing = missing[len(batch):]
+	return inBatches(missing, func(batch []string) error {
 		found, err := s.readOrigins(ctx, batch)
 		if err != nil {
 			return err
@@ -243,6 +241,18 @@ func (c *originCache) load(ctx context.Context, s *server, refs map[string]*orig
 			c.byID[id] = o
 		}
 		c.mu.Unlock()
+		return nil
+	})
+}
+
+// inBatches calls fn on consecutive pieces of ids of at most originBatch.
+func inBatches(ids []string, fn func(batch []string) error) error {
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), originBatch)]
+		ids = ids[len(batch):]
+		if err := fn(batch); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -254,15 +264,9 @@ func (s *server) readUsualOrigins(ctx context.Context, usual map[string]string) 
 	for id := range usual {
 		ids = append(ids, id)
 	}
-	for len(ids) > 0 {
-		batch := ids[:min(len(ids), originBatch)]
-		ids = ids[len(batch):]
+	return inBatches(ids, func(batch []string) error {
 		b := newQB(s.dialect)
-		marks := make([]string, len(batch))
-		for i, id := range batch {
-			marks[i] = b.arg(id)
-		}
-		b.w("SELECT trace_id, resource_id FROM ", s.traceResources, " WHERE trace_id IN (", strings.Join(marks, ", "), ")")
+		b.w("SELECT trace_id, resource_id FROM ", s.traceResources, " WHERE trace_id IN (", b.argList(batch), ")")
 		rows, err := s.st.DB().QueryContext(ctx, b.String(), b.args...)
 		if err != nil {
 			return fmt.Errorf("read usual origins from %s: %w", s.traceResources, err)
@@ -280,8 +284,8 @@ func (s *server) readUsualOrigins(ctx context.Context, usual map[string]string) 
 		if err != nil {
 			return fmt.Errorf("read usual origins from %s: %w", s.traceResources, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // readOrigins reads the resource rows of ids.
@@ -291,11 +295,7 @@ func (s *server) readOrigins(ctx context.Context, ids []string) (map[string]*ori
 	if b.pg {
 		res, scope = "resource::text", "scope::text"
 	}
-	marks := make([]string, len(ids))
-	for i, id := range ids {
-		marks[i] = b.arg(id)
-	}
-	b.w("SELECT id, ", res, ", ", scope, " FROM ", s.resources, " WHERE id IN (", strings.Join(marks, ", "), ")")
+	b.w("SELECT id, ", res, ", ", scope, " FROM ", s.resources, " WHERE id IN (", b.argList(ids), ")")
 	rows, err := s.st.DB().QueryContext(ctx, b.String(), b.args...)
 	if err != nil {
 		return nil, fmt.Errorf("read resources from %s: %w", s.resources, err)

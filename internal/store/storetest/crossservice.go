@@ -117,13 +117,14 @@ func checkSpanOrigins(t *testing.T, s store.Store, want []model.Span, usual *mod
 				w = want[i].Origin
 			}
 		}
+		own := store.OriginID(&model.Span{Origin: w})
 		switch {
-		case store.OriginID(&model.Span{Origin: w}) == store.OriginID(&model.Span{Origin: usual}):
+		case own == store.OriginID(&model.Span{Origin: usual}):
 			if has {
 				t.Errorf("span %s of the usual origin stores a reference: %s", sp.SpanID, sp.Attributes)
 			}
-		case !has || ref != store.OriginID(&model.Span{Origin: w}):
-			t.Errorf("span %s stores %s, want a reference to %q", sp.SpanID, sp.Attributes, store.OriginID(&model.Span{Origin: w}))
+		case !has || ref != own:
+			t.Errorf("span %s stores %s, want a reference to %q", sp.SpanID, sp.Attributes, own)
 		}
 	}
 	if refs == len(want) {
