@@ -2,9 +2,12 @@
 // large store writes. A sender's request is answered only after its spans
 // are committed, so Submit blocks until the batch holding them is written.
 //
-// A batch is flushed when it holds MaxBatchSpans spans or its oldest request
-// has waited MaxDelay, whichever comes first, and written by one of Writers
-// goroutines. Requests are never split across batches. The queue of accepted
+// Batches are written by Writers goroutines and commit as a group: a batch
+// goes to the first free writer, and while every writer is busy it keeps
+// taking the requests that arrive, up to MaxBatchSpans. So under load
+// batches grow with the backlog, and when a writer is free a request is
+// written at once (or after MaxDelay, when set, to wait for company).
+// Requests are never split across batches. The queue of accepted
 // but unwritten spans is bounded by MaxQueueSpans; beyond it Submit fails at
 // once with ErrQueueFull so that receivers can push back (HTTP 429, gRPC
 // RESOURCE_EXHAUSTED) instead of buffering without bound.
@@ -53,8 +56,7 @@ type LogObserver interface {
 
 // Defaults for Options.
 const (
-	DefaultMaxBatchSpans = 512
-	DefaultMaxDelay      = 20 * time.Millisecond
+	DefaultMaxBatchSpans = 2048
 	DefaultWriters       = 2
 	DefaultMaxQueueSpans = 100_000
 	DefaultWriteTimeout  = 30 * time.Second
@@ -62,8 +64,8 @@ const (
 
 // Options tune batching; zero fields take the defaults.
 type Options struct {
-	MaxBatchSpans int           // flush at this many spans (default 2000)
-	MaxDelay      time.Duration // flush when the oldest request waited this long (default 20ms)
+	MaxBatchSpans int           // a batch holds at most this many spans, unless one request has more (default 2048)
+	MaxDelay      time.Duration // while a writer is free, wait this long for more requests (default 0: none)
 	Writers       int           // concurrent store writes (default 2)
 	MaxQueueSpans int           // accepted but unwritten spans before ErrQueueFull (default 100k)
 	WriteTimeout  time.Duration // bound on one Write call (default 30s)
@@ -74,9 +76,6 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.MaxBatchSpans <= 0 {
 		o.MaxBatchSpans = DefaultMaxBatchSpans
-	}
-	if o.MaxDelay <= 0 {
-		o.MaxDelay = DefaultMaxDelay
 	}
 	if o.Writers <= 0 {
 		o.Writers = DefaultWriters
@@ -268,14 +267,22 @@ func (b *Batcher) dispatch() {
 		more, closed := len(b.pending) > 0, b.closed
 		b.mu.Unlock()
 
-		if curN > 0 && (more || closed || curN >= b.opts.MaxBatchSpans || time.Since(oldest) >= b.opts.MaxDelay) {
+		full := more || curN >= b.opts.MaxBatchSpans
+		if curN > 0 && (full || closed || time.Since(oldest) >= b.opts.MaxDelay) {
+			// Group commit (package comment): until a writer takes it, a
+			// batch with room keeps taking the requests that arrive.
+			var grow <-chan struct{}
+			if !full && !closed {
+				grow = b.wake
+			}
 			select {
 			case b.batches <- cur:
+				cur, curN = nil, 0
+			case <-grow:
 			case <-b.ctx.Done():
 				b.failAll(cur)
 				return
 			}
-			cur, curN = nil, 0
 			continue
 		}
 		if curN == 0 && closed && !more {

@@ -232,6 +232,65 @@ func sumUpTo(n int, xs []int) int {
 	return s
 }
 
+// TestGroupCommit: while every writer is busy, the next batch keeps taking
+// the requests that arrive, even past MaxDelay, and goes whole to the
+// writer that frees up first.
+func TestGroupCommit(t *testing.T) {
+	fs := &fakeStore{gate: make(chan struct{}), started: make(chan struct{}, 8)}
+	b := newBatcher(t, fs, Options{MaxBatchSpans: 100, MaxDelay: time.Millisecond, Writers: 1})
+	res := []<-chan error{submitAsync(b, context.Background(), spans(1, "a"))}
+	fs.waitStarted(t)
+	for i, n := range []int{2, 3, 4} {
+		res = append(res, submitAsync(b, context.Background(), spans(n, "g")))
+		// Each request is taken into the waiting batch, which is due
+		// already, before the next one comes.
+		waitQueued(t, b, 1+sumUpTo(i+1, []int{2, 3, 4}))
+		waitTaken(t, b)
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(fs.gate)
+	for _, r := range res {
+		if err := recv(t, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, sizes := fs.written(); !slices.Equal(sizes, []int{1, 9}) {
+		t.Errorf("batch sizes %v, want [1 9]: the three requests that came while the writer was busy in one batch", sizes)
+	}
+}
+
+// TestNoDelayWritesAtOnce: with MaxDelay 0 a lone request is written as soon
+// as a writer is free, not when a batch fills up.
+func TestNoDelayWritesAtOnce(t *testing.T) {
+	fs := &fakeStore{started: make(chan struct{}, 8)}
+	b := newBatcher(t, fs, Options{MaxBatchSpans: 1000, Writers: 1})
+	if err := recv(t, submitAsync(b, context.Background(), spans(1, "n"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, sizes := fs.written(); !slices.Equal(sizes, []int{1}) {
+		t.Errorf("batch sizes %v, want [1]", sizes)
+	}
+}
+
+// waitTaken waits until the dispatcher has taken every pending request into
+// a batch.
+func waitTaken(t *testing.T, b *Batcher) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests still pending", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestTimeFlush(t *testing.T) {
 	fs := &fakeStore{}
 	b := newBatcher(t, fs, Options{MaxBatchSpans: 1000, MaxDelay: 40 * time.Millisecond})

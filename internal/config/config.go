@@ -122,8 +122,8 @@ type Storage struct {
 // Ingest bounds the receivers and the write batches.
 type Ingest struct {
 	MaxRequestBytes   ByteSize `yaml:"max_request_bytes"`    // after decompression
-	MaxBatchSpans     int      `yaml:"max_batch_spans"`      // flush a write batch at this many spans
-	MaxBatchDelay     Duration `yaml:"max_batch_delay"`      // ... or after this long
+	MaxBatchSpans     int      `yaml:"max_batch_spans"`      // a write batch grows to this many spans while the writers are busy
+	MaxBatchDelay     Duration `yaml:"max_batch_delay"`      // while a writer is free, wait this long for more (0: none)
 	MaxQueueSpans     int      `yaml:"max_queue_spans"`      // beyond this, answer 429 / RESOURCE_EXHAUSTED
 	Writers           int      `yaml:"writers"`              // concurrent write transactions
 	MaxAttrValueBytes ByteSize `yaml:"max_attr_value_bytes"` // longer values are truncated with a marker
@@ -305,8 +305,7 @@ func Defaults() Config {
 		},
 		Ingest: Ingest{
 			MaxRequestBytes:    16 << 20,
-			MaxBatchSpans:      512,
-			MaxBatchDelay:      Duration(20 * time.Millisecond),
+			MaxBatchSpans:      2048,
 			MaxQueueSpans:      200_000,
 			Writers:            2,
 			MaxAttrValueBytes:  64 << 10,
@@ -418,7 +417,9 @@ func (c *Config) Validate() error {
 	}
 	positive("ingest.max_request_bytes", int64(in.MaxRequestBytes))
 	positive("ingest.max_batch_spans", int64(in.MaxBatchSpans))
-	positive("ingest.max_batch_delay", int64(in.MaxBatchDelay))
+	if in.MaxBatchDelay < 0 {
+		add("ingest.max_batch_delay", "must not be negative (0 writes at once when a writer is free), got %v", in.MaxBatchDelay.D())
+	}
 	positive("ingest.max_queue_spans", int64(in.MaxQueueSpans))
 	positive("ingest.writers", int64(in.Writers))
 	positive("ingest.max_attr_value_bytes", int64(in.MaxAttrValueBytes))

@@ -47,7 +47,7 @@ destinations:
 		{"size", int64(cfg.Ingest.MaxRequestBytes), int64(8 << 20)},
 		{"duration", cfg.Ingest.MaxBatchDelay.D(), 5 * time.Millisecond},
 		{"int from env default", cfg.Ingest.Writers, 3},
-		{"default kept", cfg.Ingest.MaxBatchSpans, 512},
+		{"default kept", cfg.Ingest.MaxBatchSpans, 2048},
 		{"secret into plugin config", cfg.Destinations[0].Config["public_key"], "pk-1"},
 		{"numeric secret stays a string", cfg.Destinations[0].Config["experiment"], "42"},
 		{"line of field", cfg.Line("storage.dsn"), 8},
@@ -75,6 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad type", "ingest:\n  writers: many\n", []string{"c.yaml:2:", "many"}},
 		{"bad duration", "ingest:\n  max_batch_delay: soon\n", []string{"c.yaml:2:", "duration"}},
 		{"bad size", "ingest:\n  max_request_bytes: 16 parsecs\n", []string{"c.yaml:2:", "size"}},
+		{"negative delay", "ingest:\n  max_batch_delay: -5ms\n", []string{"c.yaml:2: ingest.max_batch_delay: must not be negative"}},
 		{"unset env", "storage:\n  dsn: ${NOPE}\n", []string{"c.yaml:2: storage.dsn: environment variable NOPE is not set"}},
 		{"every validation error listed", `
 server:
