@@ -41,6 +41,8 @@ type writer struct {
 	truncated []string
 	// kernKeys counts tracked keys with the reserved "kern." prefix.
 	kernKeys int
+	// boxes holds the Go form's scalar values.
+	boxes boxes
 }
 
 // safe marks ASCII bytes that need no escaping inside a JSON string.
@@ -61,6 +63,14 @@ func (w *writer) str(s string) (replaced bool) {
 	b := append(w.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Most of a value needs no escaping: pass 8 such bytes at a time
+		// and copy the run at once below.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safe[c] {
@@ -101,6 +111,19 @@ func (w *writer) str(s string) (replaced bool) {
 	b = append(b, s[start:]...)
 	w.buf = append(b, '"')
 	return replaced
+}
+
+// plain8 reports whether none of the 8 bytes of s needs escaping in a JSON
+// string or is outside ASCII (checked with word arithmetic: a control
+// character, '"', '\\' or a byte >= 0x80 sets that byte's high bit below).
+func plain8(s string) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	_ = s[7]
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	quote, bslash := x^(lo*'"'), x^(lo*'\\')
+	special := (x - lo*0x20) | (quote - lo) &^ quote | (bslash - lo) &^ bslash | x
+	return special&hi == 0
 }
 
 // cleanString returns s as valid UTF-8 without NUL bytes (see str). It
@@ -195,9 +218,9 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 			// NUL or invalid UTF-8 kept here would reach an id column
 			// (PostgreSQL rejects the batch) or be read otherwise later.
 			if !replaced {
-				return s // already clean: str checked every byte
+				return w.boxes.str(s) // already clean: str checked every byte
 			}
-			return cleanString(s)
+			return w.boxes.str(cleanString(s))
 		}
 	case pcommon.ValueTypeBool:
 		b := v.Bool()
@@ -209,13 +232,13 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		i := v.Int()
 		w.buf = strconv.AppendInt(w.buf, i, 10)
 		if want {
-			return i
+			return w.boxes.int(i)
 		}
 	case pcommon.ValueTypeDouble:
 		f := v.Double()
 		w.float(f)
 		if want {
-			return f
+			return w.boxes.float(f)
 		}
 	case pcommon.ValueTypeBytes:
 		raw := v.Bytes().AsRaw()
@@ -232,7 +255,7 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		end := len(w.buf)
 		w.buf = append(w.buf, '"')
 		if want {
-			return string(w.buf[start:end])
+			return w.boxes.str(string(w.buf[start:end]))
 		}
 	case pcommon.ValueTypeSlice:
 		if depth >= maxDepth {
