@@ -122,7 +122,7 @@ func plain8(s string) bool {
 	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 	quote, bslash := x^(lo*'"'), x^(lo*'\\')
-	special := (x - lo*0x20) | (quote - lo) &^ quote | (bslash - lo) &^ bslash | x
+	special := (x - lo*0x20) | (quote-lo)&^quote | (bslash-lo)&^bslash | x
 	return special&hi == 0
 }
 
