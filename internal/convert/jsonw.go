@@ -41,6 +41,8 @@ type writer struct {
 	truncated []string
 	// kernKeys counts tracked keys with the reserved "kern." prefix.
 	kernKeys int
+	// keys lists the keys objectInto kept, in order (see semantics.Info.Keys).
+	keys []string
 	// boxes holds the Go form's scalar values.
 	boxes boxes
 }
@@ -309,7 +311,7 @@ func (w *writer) object(m pcommon.Map, depth int, want, track bool, maxN int, sk
 }
 
 // objectInto is object filling into (an empty map, or nil to make one) with
-// the Go form.
+// the Go form; with into, it also lists the keys kept in w.keys.
 func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
 	n := m.Len()
 	var out map[string]any
@@ -362,6 +364,9 @@ func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want,
 		w.truncHit = w.truncHit || outer
 		if want {
 			out[k] = g
+			if into != nil {
+				w.keys = append(w.keys, k)
+			}
 		} else if seen != nil {
 			seen[k] = struct{}{}
 		}

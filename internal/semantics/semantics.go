@@ -43,6 +43,9 @@ type Info struct {
 	EndUnixNano   int64
 	Events        []Event
 	Resource      map[string]any
+	// Keys, when not nil, lists the keys of the attributes map, each once,
+	// so that reading a span walks a slice instead of the map.
+	Keys []string
 }
 
 // Normalize returns the span's facts under the Key* fact keys (attrs are the
