@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,8 +68,20 @@ func (w *writer) str(s string) (replaced bool) {
 	for i := 0; i < len(s); {
 		// Most of a value needs no escaping: pass 8 such bytes at a time
 		// and copy the run at once below.
-		for i+8 <= len(s) && plain8(s[i:i+8]) {
-			i += 8
+		for ; i+8 <= len(s); i += 8 {
+			// A control character, '"', '\\' or a byte >= 0x80 sets
+			// its byte's high bit in special (word arithmetic).
+			const lo, hi = 0x0101010101010101, 0x8080808080808080
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			quote, bslash := x^(lo*'"'), x^(lo*'\\')
+			special := (x - lo*0x20) | (quote-lo)&^quote | (bslash-lo)&^bslash | x
+			if special &= hi; special != 0 {
+				// Borrows only flag bytes above a real one: the lowest
+				// flagged byte is the first that needs a look.
+				i += bits.TrailingZeros64(special) >> 3
+				break
+			}
 		}
 		if i >= len(s) {
 			break
@@ -113,19 +126,6 @@ func (w *writer) str(s string) (replaced bool) {
 	b = append(b, s[start:]...)
 	w.buf = append(b, '"')
 	return replaced
-}
-
-// plain8 reports whether none of the 8 bytes of s needs escaping in a JSON
-// string or is outside ASCII (checked with word arithmetic: a control
-// character, '"', '\\' or a byte >= 0x80 sets that byte's high bit below).
-func plain8(s string) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	_ = s[7]
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	quote, bslash := x^(lo*'"'), x^(lo*'\\')
-	special := (x - lo*0x20) | (quote-lo)&^quote | (bslash-lo)&^bslash | x
-	return special&hi == 0
 }
 
 // cleanString returns s as valid UTF-8 without NUL bytes (see str). It

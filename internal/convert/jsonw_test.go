@@ -92,3 +92,21 @@ func FuzzStr(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkStr(b *testing.B) {
+	for _, tc := range []struct{ name, s string }{
+		{"key", "llm.token_count.prompt"},
+		{"text", "It is sunny and 21 degrees in Paris today, with a light breeze from the west."},
+		{"json", `[{"role":"user","parts":[{"type":"text","content":"What is the weather in Paris today? Please answer briefly."}]}]`},
+		{"utf8", "Il fait beau et 21°C à Paris aujourd'hui, avec une brise légère."},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			w := &writer{}
+			b.SetBytes(int64(len(tc.s)))
+			for b.Loop() {
+				w.buf = w.buf[:0]
+				w.str(tc.s)
+			}
+		})
+	}
+}
