@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -130,10 +131,27 @@ func copySpans(ctx context.Context, tx pgx.Tx, table pgx.Identifier, c spanCopy,
 		_, err := tx.CopyFrom(ctx, table, spanColumns, spanRows(batch, usual))
 		return err
 	}
-	r := &spanCopyReader{batch: batch, usual: usual, kinds: c.kinds}
+	buf := copyBufs.Get().(*[]byte)
+	r := &spanCopyReader{batch: batch, usual: usual, kinds: c.kinds, buf: (*buf)[:0]}
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, r, c.sql)
+	// After a success CopyFrom has read r to the end; after some errors
+	// its reading goroutine may still run, so the buffer is left to it.
+	if err == nil && cap(r.buf) <= maxPooledCopyBuf {
+		*buf = r.buf[:0]
+		copyBufs.Put(buf)
+	}
 	return err
 }
+
+// copyBufs are the buffers rows are encoded in; one usually holds a chunk.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, copyChunk+8<<10)
+	return &b
+}}
+
+// maxPooledCopyBuf keeps a chunk that ended with a huge row from pinning
+// its buffer in the pool.
+const maxPooledCopyBuf = 1 << 20
 
 // copyChunk is about how many bytes spanCopyReader encodes at a time (the
 // connection sends COPY data in messages of up to 64 KiB).
