@@ -77,3 +77,60 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) { checkDecodeJSON(t, s) })
 }
+
+// checkDecodeMessages asserts that decodeMessages, when it answers, finds
+// the messages llmText finds in the decoded value.
+func checkDecodeMessages(t *testing.T, s string) (sure bool) {
+	t.Helper()
+	got, valid, sure := decodeMessages(s)
+	if !sure {
+		return false
+	}
+	v, ok := parseJSON(s)
+	if valid != ok {
+		t.Fatalf("decodeMessages(%q) valid = %v, parseJSON ok = %v", s, valid, ok)
+	}
+	if want := textMessages(v); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+		t.Fatalf("decodeMessages(%q) = %s, from the decoded value %s", s, printMessages(got), printMessages(want))
+	}
+	return true
+}
+
+func printMessages(msgs []*message) string {
+	b, _ := json.Marshal(msgs)
+	return string(b)
+}
+
+func TestDecodeMessages(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		sure bool
+	}{
+		{`[{"role":"system","parts":[{"type":"text","content":"be brief"}]},{"role":"user","parts":[{"type":"text","content":"q1"},{"type":"image","content":"x"},{"type":"text","content":"q2 \"quoted\""}]}]`, true},
+		{`[{"role":"assistant","parts":[{"type":"tool_call","id":"c1","name":"f","arguments":{"a":[1,2]}}],"finish_reason":"tool_calls"}]`, true},
+		{` [ {"role":1,"parts":"no"}, 3, "x", null, [], {}, {"parts":[1,{"type":"text","content":7},{"type":"text"},{"content":"c","type":"text"}]} ] `, true},
+		{`[{"role":"user","role":2,"parts":[{"type":"text","content":"a"}],"parts":[{"type":"text","content":"b","content":""}]}]`, true},
+		{`{"role":"user"}`, true}, // valid, no list: no messages
+		{`"text"`, true},          // not JSON to parse: no messages, not valid
+		{``, true},
+		{`[{"role":"user"}] x`, false},
+		{`[{"role":"user","parts":[{"type":"text","content":"\u00e9"}]}]`, false},
+		{`[{"parts":[{"n":1e999}]}]`, false},
+		{`[{"role":"user",}]`, false},
+	} {
+		if got := checkDecodeMessages(t, tc.in); got != tc.sure {
+			t.Errorf("decodeMessages(%.50q) sure = %v, want %v", tc.in, got, tc.sure)
+		}
+	}
+}
+
+func FuzzDecodeMessages(f *testing.F) {
+	for _, s := range []string{
+		`[{"role":"user","parts":[{"type":"text","content":"hi"}]}]`,
+		`[{"role":"assistant","parts":[{"type":"tool_call","id":"c1","name":"f","arguments":"{}"}]}]`,
+		`[{"role":"user","role":2,"parts":[{"type":"text","content":"a"}],"parts":[]}]`, `{"a":1}`, `[1,"x",null]`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkDecodeMessages(t, s) })
+}
