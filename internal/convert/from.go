@@ -128,6 +128,9 @@ func FromOTLP(td ptrace.Traces, now time.Time, lim Limits) (spans []model.Span, 
 		if cap(w.buf) <= maxPooledBuf {
 			w.buf = w.buf[:0]
 			w.truncated = w.truncated[:0]
+			w.boxes.reset()
+			clear(w.keys)
+			w.keys = w.keys[:0]
 			writerPool.Put(w)
 		}
 	}()
@@ -335,6 +338,7 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 	} else {
 		clear(c.attrs)
 	}
+	w.keys = w.keys[:0]
 	attrs, dropped := w.objectInto(c.attrs, sp.Attributes(), 1, true, true, w.maxN, reserved)
 	info := semantics.Info{
 		Name:          out.Name,
@@ -346,6 +350,7 @@ func (c *conv) span(sp ptrace.Span) (model.Span, Rejection, bool) {
 		EndUnixNano:   end,
 		Events:        c.eventsOf(sp.Events()),
 		Resource:      c.resMap,
+		Keys:          w.keys,
 	}
 	wrote := safeAnnotate(info, attrs)
 	if c.replaced(sp, wrote) {

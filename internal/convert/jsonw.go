@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type writer struct {
 	truncated []string
 	// kernKeys counts tracked keys with the reserved "kern." prefix.
 	kernKeys int
+	// keys lists the keys objectInto kept, in order (see semantics.Info.Keys).
+	keys []string
+	// boxes holds the Go form's scalar values.
+	boxes boxes
 }
 
 // safe marks ASCII bytes that need no escaping inside a JSON string.
@@ -61,6 +66,26 @@ func (w *writer) str(s string) (replaced bool) {
 	b := append(w.buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Most of a value needs no escaping: pass 8 such bytes at a time
+		// and copy the run at once below.
+		for ; i+8 <= len(s); i += 8 {
+			// A control character, '"', '\\' or a byte >= 0x80 sets
+			// its byte's high bit in special (word arithmetic).
+			const lo, hi = 0x0101010101010101, 0x8080808080808080
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			quote, bslash := x^(lo*'"'), x^(lo*'\\')
+			special := (x - lo*0x20) | (quote-lo)&^quote | (bslash-lo)&^bslash | x
+			if special &= hi; special != 0 {
+				// Borrows only flag bytes above a real one: the lowest
+				// flagged byte is the first that needs a look.
+				i += bits.TrailingZeros64(special) >> 3
+				break
+			}
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safe[c] {
@@ -195,9 +220,9 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 			// NUL or invalid UTF-8 kept here would reach an id column
 			// (PostgreSQL rejects the batch) or be read otherwise later.
 			if !replaced {
-				return s // already clean: str checked every byte
+				return w.boxes.str(s) // already clean: str checked every byte
 			}
-			return cleanString(s)
+			return w.boxes.str(cleanString(s))
 		}
 	case pcommon.ValueTypeBool:
 		b := v.Bool()
@@ -209,13 +234,13 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		i := v.Int()
 		w.buf = strconv.AppendInt(w.buf, i, 10)
 		if want {
-			return i
+			return w.boxes.int(i)
 		}
 	case pcommon.ValueTypeDouble:
 		f := v.Double()
 		w.float(f)
 		if want {
-			return f
+			return w.boxes.float(f)
 		}
 	case pcommon.ValueTypeBytes:
 		raw := v.Bytes().AsRaw()
@@ -232,7 +257,7 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		end := len(w.buf)
 		w.buf = append(w.buf, '"')
 		if want {
-			return string(w.buf[start:end])
+			return w.boxes.str(string(w.buf[start:end]))
 		}
 	case pcommon.ValueTypeSlice:
 		if depth >= maxDepth {
@@ -286,7 +311,7 @@ func (w *writer) object(m pcommon.Map, depth int, want, track bool, maxN int, sk
 }
 
 // objectInto is object filling into (an empty map, or nil to make one) with
-// the Go form.
+// the Go form; with into, it also lists the keys kept in w.keys.
 func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want, track bool, maxN int, skip func(string) bool) (map[string]any, int) {
 	n := m.Len()
 	var out map[string]any
@@ -339,6 +364,9 @@ func (w *writer) objectInto(into map[string]any, m pcommon.Map, depth int, want,
 		w.truncHit = w.truncHit || outer
 		if want {
 			out[k] = g
+			if into != nil {
+				w.keys = append(w.keys, k)
+			}
 		} else if seen != nil {
 			seen[k] = struct{}{}
 		}

@@ -1,8 +1,11 @@
 package semantics
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/kern-agents/trace-gateway/internal/model"
@@ -246,5 +249,31 @@ func TestNodeTypeIsAgentOSs(t *testing.T) {
 		if got := NodeType(tt.attrs); got != tt.want {
 			t.Errorf("NodeType(%v) = %q, want %q", tt.attrs, got, tt.want)
 		}
+	}
+}
+
+// Info.Keys only spares walking the map: Annotate must write the same with
+// the keys listed (in any order) as without.
+func TestAnnotateWithKeysListed(t *testing.T) {
+	check := func(t *testing.T, info Info, attrs map[string]any) {
+		t.Helper()
+		plain, listed := maps.Clone(attrs), maps.Clone(attrs)
+		info.Keys = nil
+		wantWrote := Annotate(info, plain)
+		info.Keys = slices.Sorted(maps.Keys(attrs))
+		slices.Reverse(info.Keys)
+		gotWrote := Annotate(info, listed)
+		// Printed, so that a NaN value compares equal to itself.
+		if !reflect.DeepEqual(gotWrote, wantWrote) || fmt.Sprintf("%#v", listed) != fmt.Sprintf("%#v", plain) {
+			t.Fatalf("with keys listed wrote %v: %v\nwithout: %v: %v", gotWrote, listed, wantWrote, plain)
+		}
+	}
+	for _, tc := range annotateCases {
+		t.Run(tc.name, func(t *testing.T) { check(t, tc.info, tc.attrs) })
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 200 {
+		info, attrs := randomSpan(r, r.IntN(40))
+		check(t, info, attrs)
 	}
 }

@@ -43,6 +43,9 @@ type Info struct {
 	EndUnixNano   int64
 	Events        []Event
 	Resource      map[string]any
+	// Keys, when not nil, lists the keys of the attributes map, each once,
+	// so that reading a span walks a slice instead of the map.
+	Keys []string
 }
 
 // Normalize returns the span's facts under the Key* fact keys (attrs are the
@@ -351,6 +354,34 @@ func RootIDs(attrs map[string]any) model.TraceIDs {
 	return ids
 }
 
+// textMessages are the messages of a decoded GenAI message list with the
+// text of their "text" parts.
+func textMessages(v any) []*message {
+	var msgs []*message
+	list, _ := v.([]any)
+	for _, item := range list {
+		m, _ := item.(map[string]any)
+		if m == nil {
+			continue
+		}
+		msg := &message{}
+		msg.Role, _ = m["role"].(string)
+		parts, _ := m["parts"].([]any)
+		var texts []string
+		for _, part := range parts {
+			pm, _ := part.(map[string]any)
+			if t, _ := pm["type"].(string); t == "text" {
+				if c, ok := pm["content"].(string); ok && c != "" {
+					texts = append(texts, c)
+				}
+			}
+		}
+		msg.Content = strings.Join(texts, "\n")
+		msgs = append(msgs, msg)
+	}
+	return msgs
+}
+
 // llmText is what AgentOS shows as an LLM hop's input or output when the
 // sender used a structured message convention (GenAI's
 // gen_ai.input/output.messages, or flattened messages): the text a person
@@ -364,29 +395,20 @@ func (s *view) llmText(input bool) (string, bool) {
 		key, flatPrefixes = "gen_ai.input.messages", []string{"gen_ai.prompt.", "llm.input_messages."}
 	}
 	var msgs []*message
-	if p := s.parsed(key); p.ok {
-		list, _ := p.v.([]any)
-		for _, item := range list {
-			m, _ := item.(map[string]any)
-			if m == nil {
-				continue
-			}
-			msg := &message{}
-			msg.Role, _ = m["role"].(string)
-			parts, _ := m["parts"].([]any)
-			var texts []string
-			for _, part := range parts {
-				pm, _ := part.(map[string]any)
-				if t, _ := pm["type"].(string); t == "text" {
-					if c, ok := pm["content"].(string); ok && c != "" {
-						texts = append(texts, c)
-					}
-				}
-			}
-			msg.Content = strings.Join(texts, "\n")
-			msgs = append(msgs, msg)
+	valid, sure := false, false
+	if raw, isText := s.attrs[key].(string); isText {
+		// Read straight from the text: the decoded value is only needed
+		// for tool calls (see toolCallList).
+		msgs, valid, sure = decodeMessages(raw)
+	}
+	if !sure {
+		var p parsedJSON
+		if p = s.parsed(key); p.ok {
+			msgs = textMessages(p.v)
 		}
-	} else {
+		valid = p.ok
+	}
+	if !valid {
 		for _, prefix := range flatPrefixes {
 			if msgs = s.flatMessages(prefix); len(msgs) > 0 {
 				break

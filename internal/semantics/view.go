@@ -89,28 +89,39 @@ func newView(info Info, attrs map[string]any) *view {
 	if v, ok := attrs["agno.hook.type"].(string); ok {
 		s.hookType = strings.ToLower(strings.TrimSpace(v))
 	}
-	for k := range attrs {
-		if !strings.HasPrefix(k, "agno.") && !strings.HasPrefix(k, "llm.") &&
-			!strings.HasPrefix(k, "gen_ai.") && !strings.HasPrefix(k, "retrieval.") &&
-			!strings.HasPrefix(k, "reranker.") {
-			continue
+	if info.Keys != nil {
+		for _, k := range info.Keys {
+			s.see(k)
 		}
-		switch {
-		case strings.HasPrefix(k, "agno.workflow."):
-			s.hasAgnoWorkflow = true
-		case strings.HasPrefix(k, "agno.step."):
-			s.hasAgnoStep = true
-		case strings.HasPrefix(k, "agno.usage."):
-			s.hasAgnoUsage = true
-		}
-		for i, p := range flatPrefixes {
-			if len(k) > len(p) && strings.HasPrefix(k, p) && k[len(p)] >= '0' && k[len(p)] <= '9' {
-				s.flat[i] = append(s.flat[i], k)
-				break
-			}
+	} else {
+		for k := range attrs {
+			s.see(k)
 		}
 	}
 	return s
+}
+
+// see records what newView needs to know of one attribute key.
+func (s *view) see(k string) {
+	if !strings.HasPrefix(k, "agno.") && !strings.HasPrefix(k, "llm.") &&
+		!strings.HasPrefix(k, "gen_ai.") && !strings.HasPrefix(k, "retrieval.") &&
+		!strings.HasPrefix(k, "reranker.") {
+		return
+	}
+	switch {
+	case strings.HasPrefix(k, "agno.workflow."):
+		s.hasAgnoWorkflow = true
+	case strings.HasPrefix(k, "agno.step."):
+		s.hasAgnoStep = true
+	case strings.HasPrefix(k, "agno.usage."):
+		s.hasAgnoUsage = true
+	}
+	for i, p := range flatPrefixes {
+		if len(k) > len(p) && strings.HasPrefix(k, p) && k[len(p)] >= '0' && k[len(p)] <= '9' {
+			s.flat[i] = append(s.flat[i], k)
+			break
+		}
+	}
 }
 
 // release returns s to the pool; s must not be used afterwards.

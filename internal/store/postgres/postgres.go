@@ -46,6 +46,9 @@ type Store struct {
 	res      string // the resources table (store.ResourcesTable)
 	traceRes string // the trace resources table (store.TraceResourcesTable)
 	spansID  pgx.Identifier
+	// spansCopy and stageCopy copy a batch into the spans table and the
+	// staging table.
+	spansCopy, stageCopy spanCopy
 	// origins are the origins known to be stored, so a write
 	// inserts each resource once per process, not once per batch.
 	origins store.KnownOrigins
@@ -113,6 +116,14 @@ func Open(ctx context.Context, opts store.Options) (*Store, error) {
 		progress.Close()
 		return nil, err
 	}
+	kinds, err := spanKinds(ctx, pool, s.spans)
+	if err != nil {
+		pool.Close()
+		progress.Close()
+		return nil, classify(fmt.Errorf("postgres store: %w", err))
+	}
+	s.spansCopy = newSpanCopy(s.spansID, kinds)
+	s.stageCopy = newSpanCopy(pgx.Identifier{stageTable}, stageKinds)
 	s.db = stdlib.OpenDBFromPool(pool)
 	return s, nil
 }

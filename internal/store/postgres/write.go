@@ -168,7 +168,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		if !stage {
 			// The usual case: every span is new, so the batch is copied
 			// straight into the table and logged whole.
-			if _, err := tx.CopyFrom(ctx, s.spansID, spanColumns, spanRows(batch, usual)); err != nil {
+			if err := copySpans(ctx, tx, s.spansID, s.spansCopy, batch, usual); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 					return fmt.Errorf("copy spans: %w: %w", errSpanStored, err)
@@ -193,7 +193,7 @@ func (s *Store) writeTx(ctx context.Context, conn *pgx.Conn, batch []model.Span,
 		// from what is stored, dropping the rows of traces left without a
 		// span (their spans' ids were taken by spans of other traces).
 		// Only the spans inserted count in the rollups.
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, spanColumns, spanRows(batch, usual)); err != nil {
+		if err := copySpans(ctx, tx, pgx.Identifier{stageTable}, s.stageCopy, batch, usual); err != nil {
 			return fmt.Errorf("stage spans: %w", err)
 		}
 		var added int
