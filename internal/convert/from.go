@@ -128,7 +128,6 @@ func FromOTLP(td ptrace.Traces, now time.Time, lim Limits) (spans []model.Span, 
 		if cap(w.buf) <= maxPooledBuf {
 			w.buf = w.buf[:0]
 			w.truncated = w.truncated[:0]
-			w.boxes.reset()
 			clear(w.keys)
 			w.keys = w.keys[:0]
 			writerPool.Put(w)

@@ -44,8 +44,6 @@ type writer struct {
 	kernKeys int
 	// keys lists the keys objectInto kept, in order (see semantics.Info.Keys).
 	keys []string
-	// boxes holds the Go form's scalar values.
-	boxes boxes
 }
 
 // safe marks ASCII bytes that need no escaping inside a JSON string.
@@ -220,9 +218,9 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 			// NUL or invalid UTF-8 kept here would reach an id column
 			// (PostgreSQL rejects the batch) or be read otherwise later.
 			if !replaced {
-				return w.boxes.str(s) // already clean: str checked every byte
+				return s // already clean: str checked every byte
 			}
-			return w.boxes.str(cleanString(s))
+			return cleanString(s)
 		}
 	case pcommon.ValueTypeBool:
 		b := v.Bool()
@@ -234,13 +232,13 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		i := v.Int()
 		w.buf = strconv.AppendInt(w.buf, i, 10)
 		if want {
-			return w.boxes.int(i)
+			return i
 		}
 	case pcommon.ValueTypeDouble:
 		f := v.Double()
 		w.float(f)
 		if want {
-			return w.boxes.float(f)
+			return f
 		}
 	case pcommon.ValueTypeBytes:
 		raw := v.Bytes().AsRaw()
@@ -257,7 +255,7 @@ func (w *writer) value(v pcommon.Value, depth int, want bool) any {
 		end := len(w.buf)
 		w.buf = append(w.buf, '"')
 		if want {
-			return w.boxes.str(string(w.buf[start:end]))
+			return string(w.buf[start:end])
 		}
 	case pcommon.ValueTypeSlice:
 		if depth >= maxDepth {
