@@ -435,9 +435,13 @@ type batch struct {
 // joined is the batch of chunks sent as one request. The chunks are shared
 // and read-only; they go to the exporter as they are, never copied into one.
 func joined(chunks []chunk) batch {
-	b := batch{encoded: true, parts: make([][]byte, len(chunks))}
-	for i, ch := range chunks {
-		b.parts[i] = ch.payload
+	n := 0
+	for _, ch := range chunks {
+		n += len(ch.parts)
+	}
+	b := batch{encoded: true, parts: make([][]byte, 0, n)}
+	for _, ch := range chunks {
+		b.parts = append(b.parts, ch.parts...)
 		b.ids = append(b.ids, ch.ids...)
 	}
 	return b
@@ -521,7 +525,7 @@ func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, 
 	if err != nil || encoded {
 		return ch, ptrace.Traces{}, err
 	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload())
 	return ch, td, err
 }
 
@@ -565,11 +569,11 @@ func (w *worker) send(ctx context.Context, a assembled) error {
 		switch {
 		case len(ch.ids) == 0:
 			continue // its spans are gone (retention)
-		case len(ch.payload) > w.p.MaxBytes:
+		case ch.size > w.p.MaxBytes:
 			if err := flush(); err != nil {
 				return err
 			}
-			td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+			td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload())
 			if err != nil {
 				return fmt.Errorf("decoding spans this gateway encoded: %w", err)
 			}
@@ -577,13 +581,13 @@ func (w *worker) send(ctx context.Context, a assembled) error {
 				return err
 			}
 			continue
-		case size+len(ch.payload) > w.p.MaxBytes:
+		case size+ch.size > w.p.MaxBytes:
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 		group = append(group, ch)
-		size += len(ch.payload)
+		size += ch.size
 	}
 	return flush()
 }
