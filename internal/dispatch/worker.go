@@ -90,6 +90,11 @@ type worker struct {
 	state   workerState
 
 	stateChanged chan struct{} // wakes the reporter (see report.go)
+
+	// Spans this process committed since the last Claim, and when the
+	// first of them was (unix ns, 0: none): see due.
+	fresh      atomic.Int64
+	firstFresh atomic.Int64
 }
 
 func newWorker(d *Dispatcher, dest Destination) *worker {
@@ -228,8 +233,12 @@ func (w *worker) run(ctx context.Context) {
 		// then hands it straight back): a commit cut off by cancellation
 		// could leave a claim nobody releases until its lease expires.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		spans, first := w.forgetWritten()
 		c, wait, err := w.d.log.Claim(cctx, w.name, req)
 		cancel()
+		if c == nil && wait == 0 {
+			w.unforget(spans, first)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -250,20 +259,83 @@ func (w *worker) run(ctx context.Context) {
 	}
 }
 
-// idle waits for work: until pending rows are due (wait > 0, checked at
-// least every poll interval), else until Notify or the next poll.
-func (w *worker) idle(ctx context.Context, wait time.Duration) {
-	if wait > 0 {
-		w.pause(ctx, min(wait, w.d.opts.PollInterval))
+// notify wakes the worker if it is idle.
+func (w *worker) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// written counts spans this process committed at now.
+func (w *worker) written(spans int, now time.Time) {
+	w.fresh.Add(int64(spans))
+	w.firstFresh.CompareAndSwap(0, now.UnixNano())
+}
+
+// forgetWritten starts counting committed spans afresh before a Claim,
+// which sees those committed so far, and returns what was counted.
+func (w *worker) forgetWritten() (spans int, first int64) {
+	return int(w.fresh.Swap(0)), w.firstFresh.Swap(0)
+}
+
+// unforget counts again spans a Claim did not see (their transactions
+// were not yet older than every running one).
+func (w *worker) unforget(spans int, first int64) {
+	if first == 0 {
 		return
 	}
-	t := time.NewTimer(w.d.opts.PollInterval)
+	w.fresh.Add(int64(spans))
+	for {
+		cur := w.firstFresh.Load()
+		if cur != 0 && cur <= first || w.firstFresh.CompareAndSwap(cur, first) {
+			return
+		}
+	}
+}
+
+// due is how long until a claim can be due as far as this process's own
+// writes since the last Claim tell: now when they fill a batch (or nothing
+// was counted: a bare Notify), else when the first of them is MaxDelay
+// old, as Claim decides. Every Notify used to cost each destination a Claim
+// that mostly found too few spans: most of the fan-out's statements.
+func (w *worker) due(now time.Time) time.Duration {
+	first := w.firstFresh.Load()
+	if first == 0 || w.fresh.Load() >= int64(w.p.MaxSpans) {
+		return 0
+	}
+	return time.Unix(0, first).Add(w.p.MaxDelay).Sub(now)
+}
+
+// idle waits for work: until pending rows are due (wait > 0), until this
+// process committed a batch's worth, or, with nothing pending, until Notify
+// and the spans it announced are due, or the next poll (rows other
+// replicas wrote).
+func (w *worker) idle(ctx context.Context, wait time.Duration) {
+	if wait <= 0 {
+		wait = w.d.opts.PollInterval
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-w.drain:
-	case <-w.wake:
-	case <-t.C:
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.drain:
+			return
+		case <-t.C:
+			return
+		case <-w.wake:
+		}
+		// Notified: look now if a batch is due, else when it will be.
+		d := w.due(time.Now())
+		if d <= 0 {
+			return
+		}
+		if d < wait {
+			wait = d
+			t.Reset(d)
+		}
 	}
 }
 
