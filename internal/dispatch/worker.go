@@ -256,6 +256,7 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		w.process(ctx, c)
+		w.rest(ctx, c, req)
 	}
 }
 
@@ -307,12 +308,14 @@ func (w *worker) due(now time.Time) time.Duration {
 	return time.Unix(0, first).Add(w.p.MaxDelay).Sub(now)
 }
 
-// idle waits for work: until pending rows are due (wait > 0), until this
-// process committed a batch's worth, or, with nothing pending, until Notify
-// and the spans it announced are due, or the next poll (rows other
-// replicas wrote).
+// idle waits for work: until pending rows are due (wait > 0), or else
+// until Notify or the next poll (rows other replicas wrote). A Notify
+// ends the wait when this process's spans since the last Claim are due
+// (see due), else moves it to when they will be: no poll is needed before
+// a Claim that is coming anyway.
 func (w *worker) idle(ctx context.Context, wait time.Duration) {
-	if wait <= 0 {
+	polling := wait <= 0
+	if polling {
 		wait = w.d.opts.PollInterval
 	}
 	t := time.NewTimer(wait)
@@ -327,15 +330,27 @@ func (w *worker) idle(ctx context.Context, wait time.Duration) {
 			return
 		case <-w.wake:
 		}
-		// Notified: look now if a batch is due, else when it will be.
 		d := w.due(time.Now())
 		if d <= 0 {
 			return
 		}
-		if d < wait {
-			wait = d
+		if polling || d < wait {
+			polling, wait = false, d
 			t.Reset(d)
 		}
+	}
+}
+
+// rest waits after a claim was delivered until the next one can be due:
+// a claim short of MaxSpans took every row that was, and this process
+// counts what it committed since. A full or taken-over claim may have
+// more behind it, which is claimed at once.
+func (w *worker) rest(ctx context.Context, c *store.Claim, req store.ClaimRequest) {
+	if c.Attempts > 1 || c.Spans+req.MinSpans > req.MaxSpans {
+		return
+	}
+	if d := w.due(time.Now()); d > 0 || w.firstFresh.Load() == 0 {
+		w.idle(ctx, d)
 	}
 }
 
@@ -393,10 +408,13 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 	if c.Attempts > 1 {
 		log.Info("resuming a claim another holder left", "attempt", c.Attempts, "spans", c.Spans, "done", c.Done)
 	}
-	rows, err := w.d.log.ClaimSpanIDs(cctx, c)
-	if err != nil {
-		w.giveBack(cctx, c, int(done.Load()), err)
-		return
+	rows := c.SpanIDs
+	if rows == nil {
+		var err error
+		if rows, err = w.d.log.ClaimSpanIDs(cctx, c); err != nil {
+			w.giveBack(cctx, c, int(done.Load()), err)
+			return
+		}
 	}
 	ids, pieces := layout(rows, c.Done, w.p.MaxSpans)
 	recorded := time.Now()
