@@ -295,17 +295,19 @@ func (w *worker) unforget(spans int, first int64) {
 	}
 }
 
-// due is how long until a claim can be due as far as this process's own
-// writes since the last Claim tell: now when they fill a batch (or nothing
-// was counted: a bare Notify), else when the first of them is MaxDelay
-// old, as Claim decides. Every Notify used to cost each destination a Claim
-// that mostly found too few spans: most of the fan-out's statements.
+// due is how long until this process's own writes since the last Claim
+// are worth a Claim: now when they fill a whole claim (or nothing was
+// counted: a bare Notify), else a poll interval (at most MaxDelay) after
+// the first of them, the pace at which pending rows were always looked
+// at. Every Notify used to cost each destination a Claim that mostly found
+// too few spans: most of the fan-out's statements. Waiting for less than
+// a whole claim would make smaller claims and more, smaller exports.
 func (w *worker) due(now time.Time) time.Duration {
 	first := w.firstFresh.Load()
-	if first == 0 || w.fresh.Load() >= int64(w.p.MaxSpans) {
+	if first == 0 || w.fresh.Load() >= int64(claimBatches*w.p.MaxSpans) {
 		return 0
 	}
-	return time.Unix(0, first).Add(w.p.MaxDelay).Sub(now)
+	return time.Unix(0, first).Add(min(w.p.MaxDelay, w.d.opts.PollInterval)).Sub(now)
 }
 
 // idle waits for work: until pending rows are due (wait > 0), or else
