@@ -127,3 +127,20 @@ func BenchmarkFromOTLPSim(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*td.SpanCount()), "ns/span")
 }
+
+// BenchmarkEncodeOTLPSim is the fan-out's encoding of gatewaybench's
+// workload: stored rows back to OTLP protobuf.
+func BenchmarkEncodeOTLPSim(b *testing.B) {
+	td, err := simTraces()
+	if err != nil {
+		b.Fatal(err)
+	}
+	spans, _ := FromOTLP(td, time.Now(), Limits{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := EncodeOTLP(spans); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -82,32 +83,55 @@ const (
 // Resource and Scope are always written, even empty; other empty fields are
 // not.
 func EncodeOTLP(spans []model.Span) (payload []byte, order []int, err error) {
+	parts, order, err := EncodeOTLPParts(spans)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bytes.Join(parts, nil), order, nil
+}
+
+// EncodeOTLPParts is EncodeOTLP with the payload in parts that concatenate
+// to it. Spans are written once, into blocks of their scope's group, and
+// the parts are those blocks between small headers: laying the groups out
+// in one buffer was a copy of the whole payload into fresh memory, which
+// cost the fan-out more than reading the rows.
+func EncodeOTLPParts(spans []model.Span) (parts [][]byte, order []int, err error) {
+	return encodeParts(spans, partBlock)
+}
+
+// partBlock is the size of the blocks spans are written into: the largest
+// size class of the Go allocator, so blocks come from its caches rather
+// than the page heap. A span larger than a block gets one of its own size.
+const partBlock = 32 << 10
+
+func encodeParts(spans []model.Span, block int) (parts [][]byte, order []int, err error) {
 	e := encoderPool.Get().(*encoder)
 	defer e.release()
+	e.block = block
 	for i := range spans {
 		if err := e.span(&spans[i]); err != nil {
 			s := &spans[i]
 			return nil, nil, fmt.Errorf("span %s of trace %s: %w", s.SpanID, s.TraceID, err)
 		}
 	}
-	payload, order = e.assemble()
-	return payload, order, nil
+	parts, order = e.assemble()
+	return parts, order, nil
 }
 
 var encoderPool = sync.Pool{New: func() any { return new(encoder) }}
 
-// encoder holds the state of one EncodeOTLP call; its buffers are reused.
+// encoder holds the state of one EncodeOTLP call; its buffers are reused,
+// except the blocks handed out as parts.
 type encoder struct {
 	r      reader
 	sink   protoSink
 	groups grouping
+	block  int // see partBlock
 
-	// spans holds each span as a ScopeSpans.spans field, in input order;
-	// span i ends at spanEnd[i] and is followed, in its scope group, by
-	// span next[i] (-1: last).
-	spans   []byte
-	spanEnd []int
-	next    []int
+	// stage holds the span being written, as a ScopeSpans.spans field;
+	// next[i] is the span after span i in its scope group (-1: last).
+	stage []byte
+	next  []int
 
 	res    []byte // Resource messages, group i ending at resEnd[i]
 	resEnd []int
@@ -118,8 +142,12 @@ type encoder struct {
 	scopeEnd   []int
 	scopeNext  []int
 	head, tail []int // first and last span of each scope group
+	// blocks[sg] holds scope group sg's spans, in order; spanBytes[sg]
+	// their size.
+	blocks    [][][]byte
+	spanBytes []int
 
-	ssSize, rsSize []int // message sizes, by scope and resource group
+	rsSize []int // message sizes, by resource group
 
 	scratch []byte // one span's attributes, events and links
 }
@@ -129,16 +157,21 @@ const maxPooledChunk = 16 << 20
 
 // release returns e to the pool unless one huge chunk made it big.
 func (e *encoder) release() {
-	for _, b := range [][]byte{e.spans, e.res, e.scopes, e.scratch, e.sink.tmp, e.sink.keys, e.r.keys, e.r.scratch} {
+	for _, b := range [][]byte{e.stage, e.res, e.scopes, e.scratch, e.sink.tmp, e.sink.keys, e.r.keys, e.r.scratch} {
 		if cap(b) > maxPooledChunk {
 			return
 		}
 	}
 	e.groups.reset()
-	e.spans, e.spanEnd, e.next = e.spans[:0], e.spanEnd[:0], e.next[:0]
+	e.stage, e.next = e.stage[:0], e.next[:0]
 	e.res, e.resEnd, e.resScopes, e.resLast = e.res[:0], e.resEnd[:0], e.resScopes[:0], e.resLast[:0]
 	e.scopes, e.scopeEnd, e.scopeNext = e.scopes[:0], e.scopeEnd[:0], e.scopeNext[:0]
 	e.head, e.tail = e.head[:0], e.tail[:0]
+	for i := range e.blocks {
+		clear(e.blocks[i]) // they belong to the parts handed out
+		e.blocks[i] = e.blocks[i][:0]
+	}
+	e.blocks, e.spanBytes = e.blocks[:0], e.spanBytes[:0]
 	encoderPool.Put(e)
 }
 
@@ -189,6 +222,12 @@ func (e *encoder) span(s *model.Span) error {
 		e.resLast[ri] = si
 		e.head = append(e.head, -1)
 		e.tail = append(e.tail, -1)
+		if len(e.blocks) < cap(e.blocks) {
+			e.blocks = e.blocks[:len(e.blocks)+1]
+		} else {
+			e.blocks = append(e.blocks, nil)
+		}
+		e.spanBytes = append(e.spanBytes, 0)
 	}
 
 	c, err := readColumns(s)
@@ -213,7 +252,7 @@ func (e *encoder) span(s *model.Span) error {
 		}
 	}
 
-	b := protowire.AppendTag(e.spans, fieldScopeSpansSpans, protowire.BytesType)
+	b := protowire.AppendTag(e.stage[:0], fieldScopeSpansSpans, protowire.BytesType)
 	at := len(b)
 	b = append(b, 0, 0) // most spans take 128 to 16383 bytes
 	b = appendStatus(b, c.code, s.StatusMessage)
@@ -230,10 +269,10 @@ func (e *encoder) span(s *model.Span) error {
 	b = appendID(b, fieldSpanParentSpanID, c.psid[:], c.psid.IsEmpty())
 	b = appendID(b, fieldSpanSpanID, c.sid[:], c.sid.IsEmpty())
 	b = appendID(b, fieldSpanTraceID, c.tid[:], c.tid.IsEmpty())
-	e.spans = closeLen(b, at, 2)
+	e.stage = closeLen(b, at, 2)
+	e.keep(si, e.stage)
 
-	i := len(e.spanEnd)
-	e.spanEnd = append(e.spanEnd, len(e.spans))
+	i := len(e.next)
 	e.next = append(e.next, -1)
 	if e.tail[si] < 0 {
 		e.head[si] = i
@@ -303,53 +342,74 @@ func (e *encoder) links(raw []byte) error {
 	})
 }
 
+// keep appends a span to the blocks of scope group sg.
+func (e *encoder) keep(sg int, span []byte) {
+	bl := e.blocks[sg]
+	if n := len(bl); n == 0 || cap(bl[n-1])-len(bl[n-1]) < len(span) {
+		bl = append(bl, make([]byte, 0, max(e.block, len(span))))
+	}
+	last := &bl[len(bl)-1]
+	*last = append(*last, span...)
+	e.blocks[sg] = bl
+	e.spanBytes[sg] += len(span)
+}
+
 // assemble lays the groups out: each ResourceSpans is its ScopeSpans then
-// its Resource, each ScopeSpans its spans then its Scope.
-func (e *encoder) assemble() ([]byte, []int) {
+// its Resource, each ScopeSpans its spans then its Scope. Headers and
+// trailers go to one small buffer; the spans stay in their blocks.
+func (e *encoder) assemble() ([][]byte, []int) {
 	part := func(buf []byte, ends []int, i int) []byte {
 		if i == 0 {
 			return buf[:ends[0]]
 		}
 		return buf[ends[i-1]:ends[i]]
 	}
-	e.ssSize = e.ssSize[:0]
-	for sg := range e.scopeEnd {
-		n := sizeField(len(part(e.scopes, e.scopeEnd, sg)))
-		for i := e.head[sg]; i >= 0; i = e.next[i] {
-			n += len(part(e.spans, e.spanEnd, i))
-		}
-		e.ssSize = append(e.ssSize, n)
-	}
+	ssSize := func(sg int) int { return sizeField(len(part(e.scopes, e.scopeEnd, sg))) + e.spanBytes[sg] }
 	e.rsSize = e.rsSize[:0]
-	total := 0
+	metaSize, nParts := 0, 0
 	for g := range e.resEnd {
 		n := sizeField(len(part(e.res, e.resEnd, g)))
 		for sg := e.resScopes[g]; sg >= 0; sg = e.scopeNext[sg] {
-			n += sizeField(e.ssSize[sg])
+			n += sizeField(ssSize(sg))
+			metaSize += sizeField(ssSize(sg)) - e.spanBytes[sg]
+			nParts += len(e.blocks[sg]) + 1
 		}
 		e.rsSize = append(e.rsSize, n)
-		total += sizeField(n)
+		metaSize += 1 + protowire.SizeVarint(uint64(n)) + sizeField(len(part(e.res, e.resEnd, g)))
+		nParts++
 	}
 
-	b := make([]byte, 0, total)
-	order := make([]int, 0, len(e.spanEnd))
+	// meta holds all but the spans; parts cut from it keep its bytes even
+	// if it had to grow.
+	meta := make([]byte, 0, metaSize)
+	parts := make([][]byte, 0, nParts)
+	from := 0 // start of the meta not yet in parts
+	flush := func() {
+		if len(meta) > from {
+			parts = append(parts, meta[from:len(meta):len(meta)])
+			from = len(meta)
+		}
+	}
+	order := make([]int, 0, len(e.next))
 	for g := range e.resEnd {
-		b = protowire.AppendTag(b, fieldTracesResourceSpans, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(e.rsSize[g]))
+		meta = protowire.AppendTag(meta, fieldTracesResourceSpans, protowire.BytesType)
+		meta = protowire.AppendVarint(meta, uint64(e.rsSize[g]))
 		for sg := e.resScopes[g]; sg >= 0; sg = e.scopeNext[sg] {
-			b = protowire.AppendTag(b, fieldResourceSpansScopeSpans, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(e.ssSize[sg]))
+			meta = protowire.AppendTag(meta, fieldResourceSpansScopeSpans, protowire.BytesType)
+			meta = protowire.AppendVarint(meta, uint64(ssSize(sg)))
+			flush()
+			parts = append(parts, e.blocks[sg]...)
 			for i := e.head[sg]; i >= 0; i = e.next[i] {
-				b = append(b, part(e.spans, e.spanEnd, i)...)
 				order = append(order, i)
 			}
-			b = protowire.AppendTag(b, fieldScopeSpansScope, protowire.BytesType)
-			b = protowire.AppendBytes(b, part(e.scopes, e.scopeEnd, sg))
+			meta = protowire.AppendTag(meta, fieldScopeSpansScope, protowire.BytesType)
+			meta = protowire.AppendBytes(meta, part(e.scopes, e.scopeEnd, sg))
 		}
-		b = protowire.AppendTag(b, fieldResourceSpansResource, protowire.BytesType)
-		b = protowire.AppendBytes(b, part(e.res, e.resEnd, g))
+		meta = protowire.AppendTag(meta, fieldResourceSpansResource, protowire.BytesType)
+		meta = protowire.AppendBytes(meta, part(e.res, e.resEnd, g))
 	}
-	return b, order
+	flush()
+	return parts, order
 }
 
 // sizeField is the size of a length-delimited field (tag below 16) holding

@@ -38,6 +38,20 @@ func checkEncode(t *testing.T, spans []model.Span) {
 		t.Fatalf("payload differs from byte %d (%d bytes, want %d)\n got %x\nwant %x", n, len(got), len(want), got, want)
 	}
 	checkOrder(t, spans, got, order, td)
+	// Blocks smaller than most spans and a few spans to a block: the parts
+	// must concatenate to the same payload, in the same order.
+	for _, block := range []int{1, 300, 4 << 10} {
+		parts, porder, err := encodeParts(spans, block)
+		if err != nil {
+			t.Fatalf("block %d: %v", block, err)
+		}
+		if joined := bytes.Join(parts, nil); !bytes.Equal(joined, want) {
+			t.Fatalf("block %d: parts join to %d bytes that differ from the payload's %d", block, len(joined), len(want))
+		}
+		if !slices.Equal(porder, order) {
+			t.Fatalf("block %d: order %v, want %v", block, porder, order)
+		}
+	}
 }
 
 // checkOrder decodes the payload and matches its spans with spans[order[i]].

@@ -373,18 +373,21 @@ func (d *Dispatcher) Update(ctx context.Context, remove []string, add []Destinat
 // Notify tells idle workers that new spans were committed.
 func (d *Dispatcher) Notify() {
 	for _, w := range d.snapshot() {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.notify()
 	}
 }
 
 // BatchWritten lets the dispatcher observe the batcher's writes (it is a
-// batcher.Observer): a committed batch wakes idle workers.
-func (d *Dispatcher) BatchWritten(_ int, _ time.Duration, err error) {
-	if err == nil {
-		d.Notify()
+// batcher.Observer): a committed batch wakes idle workers, which count the
+// spans so as not to ask the database for a batch that cannot be due yet.
+func (d *Dispatcher) BatchWritten(spans int, _ time.Duration, err error) {
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for _, w := range d.snapshot() {
+		w.written(spans, now)
+		w.notify()
 	}
 }
 

@@ -536,7 +536,13 @@ func (c *countingLog) Claim(ctx context.Context, dest string, req store.ClaimReq
 	c.mu.Lock()
 	c.claims++
 	c.mu.Unlock()
-	return c.Log.Claim(ctx, dest, req)
+	cl, wait, err := c.Log.Claim(ctx, dest, req)
+	if cl != nil && cl.SpanIDs != nil {
+		c.mu.Lock()
+		c.maxClaimed = max(c.maxClaimed, len(slices.Concat(cl.SpanIDs...)))
+		c.mu.Unlock()
+	}
+	return cl, wait, err
 }
 
 func (c *countingLog) Spans(ctx context.Context, ids []string) ([]model.Span, error) {

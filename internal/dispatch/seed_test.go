@@ -83,7 +83,7 @@ func TestSeededChunkMatchesStored(t *testing.T) {
 		if !ok {
 			t.Fatal("rows read back do not convert")
 		}
-		want, got := views(t, fromDB.payload), views(t, seeded.payload)
+		want, got := views(t, fromDB.payload()), views(t, seeded.payload())
 		if len(got) != len(rows) || len(want) != len(rows) {
 			t.Fatalf("seeded %d spans, read back %d, wrote %d", len(got), len(want), len(rows))
 		}

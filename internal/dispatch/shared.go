@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"fmt"
@@ -20,18 +21,29 @@ import (
 // row (or a MaxSpans piece of one) loaded, converted back to OTLP and
 // encoded. Chunks are immutable once built, so destinations share them.
 type chunk struct {
-	// payload is a protobuf OTLP ExportTraceServiceRequest. Requests
-	// concatenate: the bytes of several chunks in a row are one valid
-	// request holding all their spans.
-	payload []byte
-	ids     []string // hex ids of the spans in payload, for dead letters
+	// parts concatenated are a protobuf OTLP ExportTraceServiceRequest of
+	// size bytes; they go to the exporter as they are, never joined.
+	// Requests concatenate: the bytes of several chunks in a row are one
+	// valid request holding all their spans.
+	parts [][]byte
+	size  int
+	ids   []string // hex ids of the spans in parts, for dead letters
+}
+
+// payload returns the chunk's request in one piece, a copy unless it is
+// one part: for the rare paths that decode it.
+func (c chunk) payload() []byte {
+	if len(c.parts) == 1 {
+		return c.parts[0]
+	}
+	return bytes.Join(c.parts, nil)
 }
 
 // encodeChunk encodes stored rows as a chunk straight to protobuf, with
 // the bytes ToOTLP and the pdata marshaler would give at a third of the cost;
 // it fails when any row does not convert.
 func encodeChunk(rows []model.Span) (chunk, error) {
-	payload, order, err := convert.EncodeOTLP(rows)
+	parts, order, err := convert.EncodeOTLPParts(rows)
 	if err != nil {
 		return chunk{}, err
 	}
@@ -39,7 +51,11 @@ func encodeChunk(rows []model.Span) (chunk, error) {
 	for i, j := range order {
 		ids[i] = strings.ToLower(rows[j].SpanID)
 	}
-	return chunk{payload: payload, ids: ids}, nil
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	return chunk{parts: parts, size: size, ids: ids}, nil
 }
 
 // newChunk encodes td as a chunk.
@@ -48,7 +64,7 @@ func newChunk(td ptrace.Traces) (chunk, error) {
 	if err != nil {
 		return chunk{}, fmt.Errorf("encoding stored spans: %w", err)
 	}
-	return chunk{payload: payload, ids: spanIDs(td)}, nil
+	return chunk{parts: [][]byte{payload}, size: len(payload), ids: spanIDs(td)}, nil
 }
 
 // sharedChunkBytes bounds the encoded chunks kept for other destinations.
@@ -182,14 +198,14 @@ func (c *sharedChunks) finish(f *flight, ch chunk, share bool) {
 
 // put remembers ch as the chunk of ids; c.mu is held.
 func (c *sharedChunks) put(k uint64, ids []string, ch chunk) {
-	if len(ch.payload) > c.maxBytes {
+	if ch.size > c.maxBytes {
 		return
 	}
 	if el, ok := c.byKey[k]; ok {
 		c.remove(el)
 	}
 	c.byKey[k] = c.order.PushFront(&sharedEntry{key: k, ids: slices.Clone(ids), c: ch})
-	c.bytes += len(ch.payload)
+	c.bytes += ch.size
 	for c.bytes > c.maxBytes {
 		c.remove(c.order.Back())
 	}
@@ -198,7 +214,7 @@ func (c *sharedChunks) put(k uint64, ids []string, ch chunk) {
 func (c *sharedChunks) remove(el *list.Element) {
 	e := c.order.Remove(el).(*sharedEntry)
 	delete(c.byKey, e.key)
-	c.bytes -= len(e.c.payload)
+	c.bytes -= e.c.size
 }
 
 // stats reports lookups that found a chunk and lookups that did not.

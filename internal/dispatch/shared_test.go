@@ -15,7 +15,7 @@ import (
 func fixed(payload string, share bool, calls *atomic.Int32) func() (chunk, bool, error) {
 	return func() (chunk, bool, error) {
 		calls.Add(1)
-		return chunk{payload: []byte(payload), ids: []string{payload}}, share, nil
+		return chunk{parts: [][]byte{[]byte(payload)}, size: len(payload), ids: []string{payload}}, share, nil
 	}
 }
 
@@ -44,8 +44,8 @@ func TestSharedChunks(t *testing.T) {
 		if err != nil || built == tc.hit || int(n.Load()) != map[bool]int{true: 0, false: 1}[tc.hit] {
 			t.Fatalf("%s: built=%v builds=%d err=%v", tc.name, built, n.Load(), err)
 		}
-		if tc.hit && string(got.payload) != "ab" {
-			t.Fatalf("%s: got %q", tc.name, got.payload)
+		if tc.hit && string(got.payload()) != "ab" {
+			t.Fatalf("%s: got %q", tc.name, got.payload())
 		}
 	}
 	if hits, misses := c.stats(); hits != 1 || misses != 4 {
@@ -102,7 +102,7 @@ func TestSharedChunksBuildOnce(t *testing.T) {
 						return chunk{}, false, errors.New("database gone")
 					}
 				}
-				return chunk{payload: []byte("p")}, tc.share, nil
+				return chunk{parts: [][]byte{[]byte("p")}, size: 1}, tc.share, nil
 			}
 			var wg sync.WaitGroup
 			for i := range 4 {

@@ -90,6 +90,11 @@ type worker struct {
 	state   workerState
 
 	stateChanged chan struct{} // wakes the reporter (see report.go)
+
+	// Spans this process committed since the last Claim, and when the
+	// first of them was (unix ns, 0: none): see due.
+	fresh      atomic.Int64
+	firstFresh atomic.Int64
 }
 
 func newWorker(d *Dispatcher, dest Destination) *worker {
@@ -228,8 +233,12 @@ func (w *worker) run(ctx context.Context) {
 		// then hands it straight back): a commit cut off by cancellation
 		// could leave a claim nobody releases until its lease expires.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		spans, first := w.forgetWritten()
 		c, wait, err := w.d.log.Claim(cctx, w.name, req)
 		cancel()
+		if c == nil && wait == 0 {
+			w.unforget(spans, first)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -247,23 +256,103 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		w.process(ctx, c)
+		w.rest(ctx, c, req)
 	}
 }
 
-// idle waits for work: until pending rows are due (wait > 0, checked at
-// least every poll interval), else until Notify or the next poll.
-func (w *worker) idle(ctx context.Context, wait time.Duration) {
-	if wait > 0 {
-		w.pause(ctx, min(wait, w.d.opts.PollInterval))
+// notify wakes the worker if it is idle.
+func (w *worker) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// written counts spans this process committed at now.
+func (w *worker) written(spans int, now time.Time) {
+	w.fresh.Add(int64(spans))
+	w.firstFresh.CompareAndSwap(0, now.UnixNano())
+}
+
+// forgetWritten starts counting committed spans afresh before a Claim,
+// which sees those committed so far, and returns what was counted.
+func (w *worker) forgetWritten() (spans int, first int64) {
+	return int(w.fresh.Swap(0)), w.firstFresh.Swap(0)
+}
+
+// unforget counts again spans a Claim did not see (their transactions
+// were not yet older than every running one).
+func (w *worker) unforget(spans int, first int64) {
+	if first == 0 {
 		return
 	}
-	t := time.NewTimer(w.d.opts.PollInterval)
+	w.fresh.Add(int64(spans))
+	for {
+		cur := w.firstFresh.Load()
+		if cur != 0 && cur <= first || w.firstFresh.CompareAndSwap(cur, first) {
+			return
+		}
+	}
+}
+
+// due is how long until this process's own writes since the last Claim
+// are worth a Claim: now when they fill a whole claim (or nothing was
+// counted: a bare Notify), else a poll interval (at most MaxDelay) after
+// the first of them, the pace at which pending rows were always looked
+// at. Every Notify used to cost each destination a Claim that mostly found
+// too few spans: most of the fan-out's statements. Waiting for less than
+// a whole claim would make smaller claims and more, smaller exports.
+func (w *worker) due(now time.Time) time.Duration {
+	first := w.firstFresh.Load()
+	if first == 0 || w.fresh.Load() >= int64(claimBatches*w.p.MaxSpans) {
+		return 0
+	}
+	return time.Unix(0, first).Add(min(w.p.MaxDelay, w.d.opts.PollInterval)).Sub(now)
+}
+
+// idle waits for work: until pending rows are due (wait > 0), or else
+// until Notify or the next poll (rows other replicas wrote). A Notify
+// ends the wait when this process's spans since the last Claim are due
+// (see due), else moves it to when they will be: no poll is needed before
+// a Claim that is coming anyway.
+func (w *worker) idle(ctx context.Context, wait time.Duration) {
+	polling := wait <= 0
+	if polling {
+		wait = w.d.opts.PollInterval
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-w.drain:
-	case <-w.wake:
-	case <-t.C:
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.drain:
+			return
+		case <-t.C:
+			return
+		case <-w.wake:
+		}
+		d := w.due(time.Now())
+		if d <= 0 {
+			return
+		}
+		if polling || d < wait {
+			polling, wait = false, d
+			t.Reset(d)
+		}
+	}
+}
+
+// rest waits after a claim was delivered until the next one can be due:
+// a claim short of MaxSpans took every row that was, and this process
+// counts what it committed since. A full or taken-over claim may have
+// more behind it, which is claimed at once.
+func (w *worker) rest(ctx context.Context, c *store.Claim, req store.ClaimRequest) {
+	if c.Attempts > 1 || c.Spans+req.MinSpans > req.MaxSpans {
+		return
+	}
+	if d := w.due(time.Now()); d > 0 || w.firstFresh.Load() == 0 {
+		w.idle(ctx, d)
 	}
 }
 
@@ -321,10 +410,13 @@ func (w *worker) process(ctx context.Context, c *store.Claim) {
 	if c.Attempts > 1 {
 		log.Info("resuming a claim another holder left", "attempt", c.Attempts, "spans", c.Spans, "done", c.Done)
 	}
-	rows, err := w.d.log.ClaimSpanIDs(cctx, c)
-	if err != nil {
-		w.giveBack(cctx, c, int(done.Load()), err)
-		return
+	rows := c.SpanIDs
+	if rows == nil {
+		var err error
+		if rows, err = w.d.log.ClaimSpanIDs(cctx, c); err != nil {
+			w.giveBack(cctx, c, int(done.Load()), err)
+			return
+		}
 	}
 	ids, pieces := layout(rows, c.Done, w.p.MaxSpans)
 	recorded := time.Now()
@@ -435,9 +527,13 @@ type batch struct {
 // joined is the batch of chunks sent as one request. The chunks are shared
 // and read-only; they go to the exporter as they are, never copied into one.
 func joined(chunks []chunk) batch {
-	b := batch{encoded: true, parts: make([][]byte, len(chunks))}
-	for i, ch := range chunks {
-		b.parts[i] = ch.payload
+	n := 0
+	for _, ch := range chunks {
+		n += len(ch.parts)
+	}
+	b := batch{encoded: true, parts: make([][]byte, 0, n)}
+	for _, ch := range chunks {
+		b.parts = append(b.parts, ch.parts...)
 		b.ids = append(b.ids, ch.ids...)
 	}
 	return b
@@ -521,7 +617,7 @@ func (w *worker) chunk(ctx context.Context, ids []string, encoded bool) (chunk, 
 	if err != nil || encoded {
 		return ch, ptrace.Traces{}, err
 	}
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload())
 	return ch, td, err
 }
 
@@ -565,11 +661,11 @@ func (w *worker) send(ctx context.Context, a assembled) error {
 		switch {
 		case len(ch.ids) == 0:
 			continue // its spans are gone (retention)
-		case len(ch.payload) > w.p.MaxBytes:
+		case ch.size > w.p.MaxBytes:
 			if err := flush(); err != nil {
 				return err
 			}
-			td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload)
+			td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(ch.payload())
 			if err != nil {
 				return fmt.Errorf("decoding spans this gateway encoded: %w", err)
 			}
@@ -577,13 +673,13 @@ func (w *worker) send(ctx context.Context, a assembled) error {
 				return err
 			}
 			continue
-		case size+len(ch.payload) > w.p.MaxBytes:
+		case size+ch.size > w.p.MaxBytes:
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 		group = append(group, ch)
-		size += len(ch.payload)
+		size += ch.size
 	}
 	return flush()
 }

@@ -826,9 +826,13 @@ func testConcurrentWritersAndClaimers(t *testing.T, s Store) {
 	}
 }
 
-// claimedIDs is ClaimSpanIDs with the rows joined.
+// claimedIDs is ClaimSpanIDs with the rows joined. A claim that came with
+// its span ids must list what ClaimSpanIDs lists, row by row.
 func claimedIDs(ctx context.Context, s Store, c *store.Claim) ([]string, error) {
 	rows, err := s.ClaimSpanIDs(ctx, c)
+	if err == nil && c.SpanIDs != nil && !slices.EqualFunc(c.SpanIDs, rows, slices.Equal) {
+		return nil, fmt.Errorf("claim %d came with span ids %v, ClaimSpanIDs lists %v", c.ID, c.SpanIDs, rows)
+	}
 	return slices.Concat(rows...), err
 }
 

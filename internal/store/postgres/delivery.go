@@ -171,81 +171,147 @@ func scanClaim(row pgx.Row) (*store.Claim, error) {
 	return &c, nil
 }
 
-// Claim implements store.DeliveryLog.
+// Claim implements store.DeliveryLog. A claim costs two statements in one
+// transaction: one locks the cursor and reads the rows after it (and tells
+// whether an expired claim waits to be taken over), one records the claim,
+// moves the cursor and returns the claim's span ids. Claims are most of the
+// fan-out's statements: every destination makes its own, several a second.
 func (s *Store) Claim(ctx context.Context, dest string, req store.ClaimRequest) (*store.Claim, time.Duration, error) {
 	if s.closed.Load() {
 		return nil, 0, errClosed
 	}
+	for takeOver := false; ; takeOver = true {
+		var c *store.Claim
+		var wait time.Duration
+		var expired bool
+		err := pgx.BeginFunc(ctx, s.progress, func(tx pgx.Tx) error {
+			var err error
+			c, wait, expired, err = s.claimNew(ctx, tx, dest, req, !takeOver)
+			return err
+		})
+		if err != nil || !expired {
+			return c, wait, s.wrap("claim for "+dest, err)
+		}
+		c, err = s.takeOver(ctx, dest, req)
+		if err != nil || c != nil {
+			return c, 0, err
+		}
+		// Another replica took it first: claim new rows after all.
+	}
+}
+
+// takeOver takes the oldest claim of dest whose lease expired, if any.
+func (s *Store) takeOver(ctx context.Context, dest string, req store.ClaimRequest) (*store.Claim, error) {
 	c, err := scanClaim(s.progress.QueryRow(ctx, `UPDATE `+s.dq.claims+` c
 		SET owner = $2, lease_until = now() + make_interval(secs => $3), attempts = c.attempts + 1
 		FROM (SELECT id FROM `+s.dq.claims+` WHERE destination = $1 AND lease_until < now()
 			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) x
 		WHERE c.id = x.id
 		RETURNING c.`+s.claimColumns(), dest, req.Owner, seconds(req.Lease)))
-	switch {
-	case err == nil:
-		return c, 0, nil
-	case !errors.Is(err, pgx.ErrNoRows):
-		return nil, 0, s.wrap("take over expired claim for "+dest, err)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
 	}
-	var wait time.Duration
-	err = pgx.BeginFunc(ctx, s.progress, func(tx pgx.Tx) error {
-		c, wait, err = s.claimNew(ctx, tx, dest, req)
-		return err
-	})
-	return c, wait, s.wrap("claim for "+dest, err)
+	return c, s.wrap("take over expired claim for "+dest, err)
 }
 
-func (s *Store) claimNew(ctx context.Context, tx pgx.Tx, dest string, req store.ClaimRequest) (*store.Claim, time.Duration, error) {
-	var cur store.Position
-	err := tx.QueryRow(ctx, `SELECT tx_id`+fromXid+`, log_id FROM `+s.dq.cursors+`
-		WHERE destination = $1 FOR UPDATE SKIP LOCKED`, dest).Scan(&cur.Tx, &cur.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Another replica is claiming right now (or EnsureCursor was not
-		// called); look again shortly.
-		return nil, 0, nil
+// claimNew claims the next rows after dest's cursor. When checkExpired is
+// set and dest has a claim whose lease expired, it claims nothing and
+// reports expired: that claim is to be taken over first.
+func (s *Store) claimNew(ctx context.Context, tx pgx.Tx, dest string, req store.ClaimRequest, checkExpired bool) (*store.Claim, time.Duration, bool, error) {
+	expiredCol := `false`
+	if checkExpired {
+		expiredCol = `EXISTS (SELECT 1 FROM ` + s.dq.claims + ` WHERE destination = $1 AND lease_until < now())`
 	}
+	// The cursor is locked with SKIP LOCKED: no row back means another
+	// replica is claiming right now (or EnsureCursor was not called); look
+	// again shortly.
+	rows, err := tx.Query(ctx, `SELECT c.tx_id`+fromXid+`, c.log_id, `+expiredCol+`,
+		l.tx_id`+fromXid+`, l.id, l.span_count, l.created_at, now()
+		FROM (SELECT tx_id, log_id FROM `+s.dq.cursors+` WHERE destination = $1 FOR UPDATE SKIP LOCKED) c
+		LEFT JOIN LATERAL (SELECT tx_id, id, span_count, created_at FROM `+s.dq.log+`
+			WHERE (tx_id, id) > (c.tx_id, c.log_id) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+			AND (destination IS NULL OR destination = $1)
+			ORDER BY tx_id, id LIMIT $2) l ON true
+		ORDER BY l.tx_id, l.id`, dest, claimScan)
 	if err != nil {
-		return nil, 0, fmt.Errorf("lock cursor: %w", err)
+		return nil, 0, false, fmt.Errorf("read log: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT tx_id`+fromXid+`, id, span_count, created_at, now() FROM `+s.dq.log+`
-		WHERE (tx_id, id) > ($1`+toXid+`, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		AND (destination IS NULL OR destination = $3)
-		ORDER BY tx_id, id LIMIT $4`, cur.Tx, cur.ID, dest, claimScan)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read log: %w", err)
-	}
-	var logRows []store.LogRow
-	var dbNow time.Time
+	var (
+		cur      store.Position
+		locked   bool
+		expired  bool
+		logRows  []store.LogRow
+		dbNow    time.Time
+		rowTx    pgtype.Int8
+		rowID    pgtype.Int8
+		rowSpans pgtype.Int4
+		rowAt    pgtype.Timestamptz
+	)
 	for rows.Next() {
-		var r store.LogRow
-		if err := rows.Scan(&r.Pos.Tx, &r.Pos.ID, &r.Spans, &r.CreatedAt, &dbNow); err != nil {
+		if err := rows.Scan(&cur.Tx, &cur.ID, &expired, &rowTx, &rowID, &rowSpans, &rowAt, &dbNow); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("read log: %w", err)
+			return nil, 0, false, fmt.Errorf("read log: %w", err)
 		}
-		logRows = append(logRows, r)
+		locked = true
+		if rowID.Valid {
+			logRows = append(logRows, store.LogRow{Pos: store.Position{Tx: rowTx.Int64, ID: rowID.Int64},
+				Spans: int(rowSpans.Int32), CreatedAt: rowAt.Time})
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("read log: %w", err)
+		return nil, 0, false, fmt.Errorf("read log: %w", err)
+	}
+	if !locked {
+		return nil, 0, false, nil
+	}
+	if expired {
+		return nil, 0, true, nil
 	}
 	// Ages are measured on the database's clock, which stamped the rows.
 	n, spans, wait := store.PickClaim(logRows, len(logRows) == claimScan, req, dbNow)
 	if n == 0 {
-		return nil, wait, nil
+		return nil, wait, false, nil
 	}
 	to := logRows[n-1].Pos
-	c, err := scanClaim(tx.QueryRow(ctx, `INSERT INTO `+s.dq.claims+`
-		(destination, from_tx, from_id, to_tx, to_id, span_count, owner, lease_until, oldest)
-		VALUES ($1, $2`+toXid+`, $3, $4`+toXid+`, $5, $6, $7, now() + make_interval(secs => $8), $9)
-		RETURNING `+s.claimColumns(), dest, cur.Tx, cur.ID, to.Tx, to.ID, spans, req.Owner, seconds(req.Lease), logRows[0].CreatedAt))
+	rows, err = tx.Query(ctx, `WITH ins AS (
+			INSERT INTO `+s.dq.claims+`
+			(destination, from_tx, from_id, to_tx, to_id, span_count, owner, lease_until, oldest)
+			VALUES ($1, $2`+toXid+`, $3, $4`+toXid+`, $5, $6, $7, now() + make_interval(secs => $8), $9)
+			RETURNING `+s.claimColumns()+`
+		), cur AS (
+			UPDATE `+s.dq.cursors+` SET tx_id = $4`+toXid+`, log_id = $5, updated_at = now()
+			WHERE destination = $1
+		)
+		SELECT ins.*, l.id IS NOT NULL, l.span_ids FROM ins LEFT JOIN LATERAL (
+			SELECT tx_id, id, span_ids FROM `+s.dq.log+`
+			WHERE (tx_id, id) > ($2`+toXid+`, $3) AND (tx_id, id) <= ($4`+toXid+`, $5)
+			AND (destination IS NULL OR destination = $1)) l ON true
+		ORDER BY l.tx_id, l.id`,
+		dest, cur.Tx, cur.ID, to.Tx, to.ID, spans, req.Owner, seconds(req.Lease), logRows[0].CreatedAt)
 	if err != nil {
-		return nil, 0, fmt.Errorf("insert claim: %w", err)
+		return nil, 0, false, fmt.Errorf("insert claim: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE `+s.dq.cursors+` SET tx_id = $2`+toXid+`, log_id = $3, updated_at = now()
-		WHERE destination = $1`, dest, to.Tx, to.ID); err != nil {
-		return nil, 0, fmt.Errorf("move cursor: %w", err)
+	var c store.Claim
+	c.SpanIDs = [][]string{}
+	for rows.Next() {
+		var part []string
+		var row bool
+		if err := rows.Scan(&c.ID, &c.Destination, &c.Owner, &c.From.Tx, &c.From.ID, &c.To.Tx, &c.To.ID,
+			&c.Spans, &c.Done, &c.Oldest, &c.Attempts, &row, &part); err != nil {
+			rows.Close()
+			return nil, 0, false, fmt.Errorf("insert claim: %w", err)
+		}
+		if row {
+			c.SpanIDs = append(c.SpanIDs, part)
+		}
 	}
-	return c, 0, nil
+	if err := rows.Err(); err != nil {
+		return nil, 0, false, fmt.Errorf("insert claim: %w", err)
+	}
+	if c.ID == 0 {
+		return nil, 0, false, errors.New("insert claim: no row returned")
+	}
+	return &c, 0, false, nil
 }
 
 // ClaimSpanIDs implements store.DeliveryLog.

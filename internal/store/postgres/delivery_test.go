@@ -60,6 +60,10 @@ func claimAll(t *testing.T, s *Store, dest string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A fresh claim comes with its span ids, read in the same statement.
+		if c.Attempts == 1 && !slices.EqualFunc(c.SpanIDs, ids, slices.Equal) {
+			t.Fatalf("claim %d came with span ids %v, ClaimSpanIDs lists %v", c.ID, c.SpanIDs, ids)
+		}
 		got = append(got, slices.Concat(ids...)...)
 		if err := s.Complete(ctx, c); err != nil {
 			t.Fatal(err)
