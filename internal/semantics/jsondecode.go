@@ -213,32 +213,24 @@ func (d *jsonDecoder) str() (string, bool) {
 }
 
 func (d *jsonDecoder) number() (any, bool) {
-	f, ok := d.float()
-	if !ok {
-		return nil, false
-	}
-	return f, true
-}
-
-func (d *jsonDecoder) float() (float64, bool) {
 	start := d.i
 	if d.s[d.i] == '-' {
 		d.i++
 	}
 	switch {
 	case d.i >= len(d.s):
-		return 0, false
+		return nil, false
 	case d.s[d.i] == '0':
 		d.i++
 	case d.s[d.i] >= '1' && d.s[d.i] <= '9':
 		d.digits()
 	default:
-		return 0, false
+		return nil, false
 	}
 	if d.i < len(d.s) && d.s[d.i] == '.' {
 		d.i++
 		if d.digits() == 0 {
-			return 0, false
+			return nil, false
 		}
 	}
 	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
@@ -247,12 +239,12 @@ func (d *jsonDecoder) float() (float64, bool) {
 			d.i++
 		}
 		if d.digits() == 0 {
-			return 0, false
+			return nil, false
 		}
 	}
 	f, err := strconv.ParseFloat(d.s[start:d.i], 64)
 	if err != nil {
-		return 0, false // out of range: an error in encoding/json
+		return nil, false // out of range: an error in encoding/json
 	}
 	return f, true
 }
@@ -264,225 +256,4 @@ func (d *jsonDecoder) digits() int {
 		n++
 	}
 	return n
-}
-
-// decodeMessages reads what llmText reads of a GenAI message list (each
-// message's role and the text of its "text" parts) straight from its JSON
-// text, without building the decoded value: the same messages as
-// textMessages of parseJSON(s). valid is parseJSON's ok. sure is false
-// where decodeJSON would leave s to encoding/json; the caller then does.
-func decodeMessages(s string) (msgs []*message, valid, sure bool) {
-	s = strings.TrimSpace(s)
-	if s == "" || len(s) > maxParseBytes || (s[0] != '{' && s[0] != '[') {
-		return nil, false, true
-	}
-	d := jsonDecoder{s: s}
-	if s[0] == '[' {
-		msgs, sure = d.messageList()
-	} else {
-		sure = d.skip() // an object: no messages
-	}
-	if !sure {
-		return nil, false, false
-	}
-	d.ws()
-	if d.i != len(d.s) {
-		return nil, false, false
-	}
-	return msgs, true, true
-}
-
-// messageList reads [message, ...]; elements that are not objects are no
-// message.
-func (d *jsonDecoder) messageList() (msgs []*message, ok bool) {
-	err := d.elements(func() bool {
-		d.ws()
-		if d.i < len(d.s) && d.s[d.i] == '{' {
-			m, ok := d.message()
-			if ok {
-				msgs = append(msgs, m)
-			}
-			return ok
-		}
-		return d.skip()
-	})
-	return msgs, err
-}
-
-// message reads {"role": string, "parts": [part, ...], ...}: a role that
-// is not a string is "", parts that are not a list have no text, and a
-// repeated key counts as encoding/json's map holds it (the last one).
-func (d *jsonDecoder) message() (*message, bool) {
-	var role string
-	var texts []string
-	ok := d.members(func(key string) bool {
-		switch key {
-		case "role":
-			role = ""
-			d.ws()
-			if d.i < len(d.s) && d.s[d.i] == '"' {
-				var ok bool
-				role, ok = d.str()
-				return ok
-			}
-			return d.skip()
-		case "parts":
-			texts = texts[:0]
-			d.ws()
-			if d.i < len(d.s) && d.s[d.i] == '[' {
-				return d.elements(func() bool {
-					d.ws()
-					if d.i < len(d.s) && d.s[d.i] == '{' {
-						t, isText, ok := d.part()
-						if isText {
-							texts = append(texts, t)
-						}
-						return ok
-					}
-					return d.skip()
-				})
-			}
-			return d.skip()
-		}
-		return d.skip()
-	})
-	if !ok {
-		return nil, false
-	}
-	return &message{Role: role, Content: strings.Join(texts, "\n")}, true
-}
-
-// part reads one part of a message; isText is set for a "text" part with a
-// non-empty string content.
-func (d *jsonDecoder) part() (content string, isText, ok bool) {
-	var typ string
-	ok = d.members(func(key string) bool {
-		switch key {
-		case "type", "content":
-			v := ""
-			d.ws()
-			var ok bool
-			if d.i < len(d.s) && d.s[d.i] == '"' {
-				v, ok = d.str()
-			} else {
-				ok = d.skip()
-			}
-			if key == "type" {
-				typ = v
-			} else {
-				content = v
-			}
-			return ok
-		}
-		return d.skip()
-	})
-	return content, ok && typ == "text" && content != "", ok
-}
-
-// members reads an object from its '{', calling member with each key when
-// the reader is at the key's value; member must read the value.
-func (d *jsonDecoder) members(member func(key string) bool) bool {
-	if d.depth++; d.depth > maxDecodeDepth {
-		return false
-	}
-	d.i++ // {
-	d.ws()
-	if d.i < len(d.s) && d.s[d.i] == '}' {
-		d.i++
-		d.depth--
-		return true
-	}
-	for {
-		d.ws()
-		if d.i >= len(d.s) || d.s[d.i] != '"' {
-			return false
-		}
-		k, ok := d.str()
-		if !ok {
-			return false
-		}
-		d.ws()
-		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return false
-		}
-		d.i++
-		if !member(k) {
-			return false
-		}
-		d.ws()
-		if d.i >= len(d.s) {
-			return false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			d.depth--
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// elements reads an array from its '[', calling element for each.
-func (d *jsonDecoder) elements(element func() bool) bool {
-	d.ws()
-	if d.depth++; d.depth > maxDecodeDepth || d.i >= len(d.s) || d.s[d.i] != '[' {
-		return false
-	}
-	d.i++ // [
-	d.ws()
-	if d.i < len(d.s) && d.s[d.i] == ']' {
-		d.i++
-		d.depth--
-		return true
-	}
-	for {
-		if !element() {
-			return false
-		}
-		d.ws()
-		if d.i >= len(d.s) {
-			return false
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
-			d.depth--
-			return true
-		default:
-			return false
-		}
-	}
-}
-
-// skip reads one value without keeping it, failing where value would.
-func (d *jsonDecoder) skip() bool {
-	d.ws()
-	if d.i >= len(d.s) {
-		return false
-	}
-	switch c := d.s[d.i]; {
-	case c == '{':
-		return d.members(func(string) bool { return d.skip() })
-	case c == '[':
-		return d.elements(d.skip)
-	case c == '"':
-		_, ok := d.str()
-		return ok
-	case c == 't':
-		return d.literal("true")
-	case c == 'f':
-		return d.literal("false")
-	case c == 'n':
-		return d.literal("null")
-	case c == '-' || (c >= '0' && c <= '9'):
-		_, ok := d.float()
-		return ok
-	}
-	return false
 }

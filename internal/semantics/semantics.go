@@ -354,34 +354,6 @@ func RootIDs(attrs map[string]any) model.TraceIDs {
 	return ids
 }
 
-// textMessages are the messages of a decoded GenAI message list with the
-// text of their "text" parts.
-func textMessages(v any) []*message {
-	var msgs []*message
-	list, _ := v.([]any)
-	for _, item := range list {
-		m, _ := item.(map[string]any)
-		if m == nil {
-			continue
-		}
-		msg := &message{}
-		msg.Role, _ = m["role"].(string)
-		parts, _ := m["parts"].([]any)
-		var texts []string
-		for _, part := range parts {
-			pm, _ := part.(map[string]any)
-			if t, _ := pm["type"].(string); t == "text" {
-				if c, ok := pm["content"].(string); ok && c != "" {
-					texts = append(texts, c)
-				}
-			}
-		}
-		msg.Content = strings.Join(texts, "\n")
-		msgs = append(msgs, msg)
-	}
-	return msgs
-}
-
 // llmText is what AgentOS shows as an LLM hop's input or output when the
 // sender used a structured message convention (GenAI's
 // gen_ai.input/output.messages, or flattened messages): the text a person
@@ -395,20 +367,29 @@ func (s *view) llmText(input bool) (string, bool) {
 		key, flatPrefixes = "gen_ai.input.messages", []string{"gen_ai.prompt.", "llm.input_messages."}
 	}
 	var msgs []*message
-	valid, sure := false, false
-	if raw, isText := s.attrs[key].(string); isText {
-		// Read straight from the text: the decoded value is only needed
-		// for tool calls (see toolCallList).
-		msgs, valid, sure = decodeMessages(raw)
-	}
-	if !sure {
-		var p parsedJSON
-		if p = s.parsed(key); p.ok {
-			msgs = textMessages(p.v)
+	if p := s.parsed(key); p.ok {
+		list, _ := p.v.([]any)
+		for _, item := range list {
+			m, _ := item.(map[string]any)
+			if m == nil {
+				continue
+			}
+			msg := &message{}
+			msg.Role, _ = m["role"].(string)
+			parts, _ := m["parts"].([]any)
+			var texts []string
+			for _, part := range parts {
+				pm, _ := part.(map[string]any)
+				if t, _ := pm["type"].(string); t == "text" {
+					if c, ok := pm["content"].(string); ok && c != "" {
+						texts = append(texts, c)
+					}
+				}
+			}
+			msg.Content = strings.Join(texts, "\n")
+			msgs = append(msgs, msg)
 		}
-		valid = p.ok
-	}
-	if !valid {
+	} else {
 		for _, prefix := range flatPrefixes {
 			if msgs = s.flatMessages(prefix); len(msgs) > 0 {
 				break
