@@ -198,9 +198,6 @@ func parseJSON(v any) (any, bool) {
 		if s == "" || len(s) > maxParseBytes || (s[0] != '{' && s[0] != '[') {
 			return nil, false
 		}
-		if out, ok := decodeJSON(s); ok {
-			return out, true
-		}
 		var out any
 		if err := json.Unmarshal([]byte(s), &out); err != nil {
 			return nil, false
