@@ -105,9 +105,9 @@ func transportSecurity(cfg *plugin.ClientConfig) (string, error) {
 		cfg.AutoMTLS = true
 		return "", nil
 	}
-	dir, err := os.MkdirTemp("", "kern-plugin-")
+	dir, err := newSocketDir()
 	if err != nil {
-		return "", fmt.Errorf("creating the plugin's socket directory: %w", err)
+		return "", err
 	}
 	cfg.Cmd.Env = append(cfg.Cmd.Env, plugin.EnvUnixSocketDir+"="+dir)
 	return dir, nil
