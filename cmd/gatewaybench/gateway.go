@@ -28,6 +28,7 @@ import (
 type gatewayOpts struct {
 	writers, maxBatch int
 	destBatch         int
+	batchDelay        string // ingest.max_batch_delay
 	destDelay         string
 	destCompression   string
 	logLevel          string // empty: warn
@@ -87,13 +88,16 @@ func startGateway(bin, dsn, schema, appName string, o gatewayOpts, sinkURLs []st
 	}
 	level := cmp.Or(o.logLevel, "warn")
 	fmt.Fprintf(&cfg, "storage:\n  driver: postgres\n  dsn: %q\n  schema: %s\nlog:\n  level: %s\n", gwDSN, schema, level)
-	if o.writers > 0 || o.maxBatch > 0 {
+	if o.writers > 0 || o.maxBatch > 0 || o.batchDelay != "" {
 		cfg.WriteString("ingest:\n")
 		if o.writers > 0 {
 			fmt.Fprintf(&cfg, "  writers: %d\n", o.writers)
 		}
 		if o.maxBatch > 0 {
 			fmt.Fprintf(&cfg, "  max_batch_spans: %d\n", o.maxBatch)
+		}
+		if o.batchDelay != "" {
+			fmt.Fprintf(&cfg, "  max_batch_delay: %s\n", o.batchDelay)
 		}
 	}
 	if len(sinkURLs) == 0 {

@@ -54,6 +54,7 @@ func main() {
 		cBatch   = flag.Int("copy-batch", 512, "rows per COPY statement")
 		ckpt     = flag.Bool("checkpoint", true, "CHECKPOINT before each measured side, so none pays for another's writes")
 		writers  = flag.Int("writers", 0, "ingest.writers of the gateway (0: its default)")
+		bDelay   = flag.String("batch-delay", "", "ingest.max_batch_delay of the gateway (empty: its default)")
 		batch    = flag.Int("batch", 0, "ingest.max_batch_spans of the gateway (0: its default)")
 		dBatch   = flag.Int("dest-batch", 0, "batch.max_spans of each destination (0: the gateway's default)")
 		dDelay   = flag.String("dest-delay", "", "batch.max_delay of each destination (empty: the gateway's default)")
@@ -86,7 +87,7 @@ func main() {
 	b := &bench{
 		dsn: *dsn, gwBin: *gwBin, colBin: *colBin, senders: *senders,
 		copyConns: *cConns, copyBatch: *cBatch, checkpoint: *ckpt,
-		gw:  gatewayOpts{writers: *writers, maxBatch: *batch, destBatch: *dBatch, destDelay: *dDelay, destCompression: *dComp},
+		gw:  gatewayOpts{writers: *writers, maxBatch: *batch, batchDelay: *bDelay, destBatch: *dBatch, destDelay: *dDelay, destCompression: *dComp},
 		tag: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
 	}
 	if err := run(context.Background(), b, want, *spans, *perReq, *rounds, *sinks, *colCache); err != nil {
