@@ -614,10 +614,12 @@ func (d *Destination) Close(ctx context.Context) error {
 		// a plugin that does not leave its lifecycle to the host. Export
 		// answers only once a batch is delivered: nothing is lost.
 		d.log.Info("plugin process had already ended at shutdown", "reason", status.Convert(rpcErr).Message())
+	// Not named after the destination: the dispatcher, which closes it,
+	// names it (the error used to name it twice).
 	case rpcErr != nil:
-		err = fmt.Errorf("destination %q: shutdown: %s", d.spec.Name, status.Convert(rpcErr).Message())
+		err = fmt.Errorf("shutdown: %s", status.Convert(rpcErr).Message())
 	case resp.GetError() != "":
-		err = fmt.Errorf("destination %q: shutdown: %s", d.spec.Name, resp.GetError())
+		err = fmt.Errorf("shutdown: %s", resp.GetError())
 	}
 	stopped := make(chan struct{})
 	go func() {

@@ -45,6 +45,23 @@ func TestExportDeliversSpans(t *testing.T) {
 	}
 }
 
+// TestCloseReportsShutdownError: a plugin's failed shutdown reaches Close's
+// caller with the plugin's reason, and without the destination's name,
+// which the dispatcher that closes it adds.
+func TestCloseReportsShutdownError(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "missing", "out") // the plugin cannot write its shutdown mark
+	spec, _ := testSpec(t, "good", bin("testplugin"), map[string]any{"out": out})
+	d := start(t, spec)
+	err := d.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "shutdown: ") || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Close: %v, want the plugin's shutdown error", err)
+	}
+	if strings.Contains(err.Error(), fmt.Sprintf("destination %q", spec.Name)) {
+		t.Errorf("Close: %v names the destination, which its caller does", err)
+	}
+}
+
 func TestConfigArrivesWithYAMLTypes(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "out")
