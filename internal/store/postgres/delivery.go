@@ -162,10 +162,15 @@ func (s *Store) claimColumns() string {
 	return `id, destination, owner, from_tx` + fromXid + `, from_id, to_tx` + fromXid + `, to_id, span_count, done, oldest, attempts`
 }
 
+// claimFields are the scan targets of claimColumns, in its order.
+func claimFields(c *store.Claim) []any {
+	return []any{&c.ID, &c.Destination, &c.Owner, &c.From.Tx, &c.From.ID, &c.To.Tx, &c.To.ID,
+		&c.Spans, &c.Done, &c.Oldest, &c.Attempts}
+}
+
 func scanClaim(row pgx.Row) (*store.Claim, error) {
 	var c store.Claim
-	if err := row.Scan(&c.ID, &c.Destination, &c.Owner, &c.From.Tx, &c.From.ID, &c.To.Tx, &c.To.ID,
-		&c.Spans, &c.Done, &c.Oldest, &c.Attempts); err != nil {
+	if err := row.Scan(claimFields(&c)...); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -296,8 +301,7 @@ func (s *Store) claimNew(ctx context.Context, tx pgx.Tx, dest string, req store.
 	for rows.Next() {
 		var part []string
 		var row bool
-		if err := rows.Scan(&c.ID, &c.Destination, &c.Owner, &c.From.Tx, &c.From.ID, &c.To.Tx, &c.To.ID,
-			&c.Spans, &c.Done, &c.Oldest, &c.Attempts, &row, &part); err != nil {
+		if err := rows.Scan(append(claimFields(&c), &row, &part)...); err != nil {
 			rows.Close()
 			return nil, 0, false, fmt.Errorf("insert claim: %w", err)
 		}
